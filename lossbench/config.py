@@ -1,0 +1,305 @@
+"""Run configurations: what to train, with which recipe, on which data; and the scales.
+
+A :class:`RunConfig` fully determines a training run (and so a cache entry). Two recipes build one:
+
+* :func:`seed_recipe`, the one this project was asked for: Adam (beta1 0.9, beta2 0.999, eps 1e-7),
+  lr 0.01 divided by 10 at 50 %, 75 % and 91.7 % of training (epochs 150, 225, 275 of 300), batch
+  size 128 or 2000, He-normal init with shortcuts and normal init without.
+* :func:`paper_recipe`, the authors' CIFAR-10 recipe (Li et al. 2018, section 5): SGD with Nesterov
+  momentum 0.9, lr 0.1 with the same milestones, weight decay 5e-4, batch 128, 300 epochs, crop and flip.
+
+:data:`SCALES` maps ``ci | small | paper`` to a :class:`Scale`: the matrix of configs
+(architecture x shortcut x batch size) plus the grid and evaluation sizes used for surfaces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Arch = Literal["resnet", "vgg"]
+Optimizer = Literal["adam", "sgd"]
+Init = Literal["he_normal", "normal", "default"]
+Dataset = Literal["synthetic", "cifar10"]
+
+ARCHS: tuple[str, ...] = ("resnet", "vgg")
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+INITS: tuple[str, ...] = ("he_normal", "normal", "default")
+DATASETS: tuple[str, ...] = ("synthetic", "cifar10")
+
+#: Milestones of the step decay as fractions of all optimiser steps: epochs 150, 225, 275 of 300.
+PAPER_MILESTONES: tuple[float, ...] = (0.5, 0.75, 275 / 300)
+
+#: Standard deviation of the "normal" init (Keras 1's ``normal`` initialiser, whose name and whose
+#: Adam epsilon 1e-7 the seed recipe uses).
+NORMAL_INIT_STD = 0.05
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one training run.
+
+    Attributes:
+        arch: ``resnet`` (CIFAR ResNet, depth 6n+2) or ``vgg`` (VGG-9; ``depth`` must be 9).
+        depth: number of weighted layers (20, 56, 110 for the paper's ResNets).
+        width: channel multiplier k (16k, 32k, 64k channels per stage).
+        shortcut: keep the residual identity/projection path; False gives the paper's "noshort" nets.
+        batch_size: images per optimiser step (capped at the training-set size).
+        optimizer: ``adam`` or ``sgd``.
+        lr: peak learning rate.
+        betas, eps: Adam's moment decay rates and epsilon.
+        momentum, nesterov: SGD momentum settings.
+        weight_decay: L2 coefficient added to the gradient (coupled, as in torch.optim).
+        epochs: passes over the training set.
+        milestones: fractions of all optimiser steps at which lr is multiplied by ``lr_decay``.
+        lr_decay: the multiplicative decay at each milestone.
+        warmup: fraction of all steps with a linear lr warm-up from lr/warmup_steps. 0 = the recipe
+            as asked; a CPU scale may opt in so that deep nets leave the initial plateau in budget.
+        init: ``he_normal`` (Kaiming fan-in), ``normal`` (N(0, 0.05^2)), or ``default`` (PyTorch's).
+        augment: random crop (pad 4) and horizontal flip during training.
+        seed: seeds init, shuffling and augmentation (via a private torch.Generator).
+        dataset: ``synthetic`` (embedded, procedural) or ``cifar10``.
+        image_size: side in pixels (32 for CIFAR-10; 16 allowed for synthetic at CPU scales).
+        n_train, n_test: sizes of the train and test splits.
+        data_seed: seed of the synthetic data set (independent of ``seed``).
+    """
+
+    arch: str = "resnet"
+    depth: int = 20
+    width: int = 1
+    shortcut: bool = True
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-7
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    epochs: int = 300
+    milestones: tuple[float, ...] = PAPER_MILESTONES
+    lr_decay: float = 0.1
+    warmup: float = 0.0
+    init: str = "he_normal"
+    augment: bool = False
+    seed: int = 0
+    dataset: str = "synthetic"
+    image_size: int = 32
+    n_train: int = 50_000
+    n_test: int = 10_000
+    data_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, ARCHS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("init", self.init, INITS)
+        _check_choice("dataset", self.dataset, DATASETS)
+        if self.arch == "resnet" and (self.depth < 8 or (self.depth - 2) % 6 != 0):
+            raise ValueError(f"resnet depth {self.depth} is not of the form 6n+2 with n >= 1 (e.g. 20, 56, 110)")
+        if self.arch == "vgg" and self.depth != 9:
+            raise ValueError(f"vgg depth {self.depth} is not supported; only VGG-9 (depth=9) is built")
+        for name in ("width", "batch_size", "epochs", "image_size", "n_train", "n_test"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ValueError(f"warmup={self.warmup} must be a fraction in [0, 1)")
+        if any(not 0.0 < m <= 1.0 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"milestones={self.milestones} must be increasing fractions in (0, 1]")
+        if self.lr <= 0:
+            raise ValueError(f"lr={self.lr} must be positive")
+
+    @property
+    def model_name(self) -> str:
+        """``resnet56``, ``resnet56-noshort`` or ``vgg9``; the width appears when it is not 1."""
+        name = f"{self.arch}{self.depth}"
+        if self.arch == "resnet" and not self.shortcut:
+            name += "-noshort"
+        if self.width != 1:
+            name += f"-w{self.width}"
+        return name
+
+    @property
+    def config_id(self) -> str:
+        """Readable id for pytest ids and file stems, e.g. ``resnet56-noshort-bs128-s0``.
+
+        Not unique across recipes or data sizes; :attr:`config_hash` is the cache key.
+        """
+        return f"{self.model_name}-bs{self.batch_size}-s{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown RunConfig field(s) {unknown}; expected some of {sorted(known)}")
+        kwargs = dict(data)
+        for key in ("betas", "milestones"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+    @property
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of all fields: the cache key."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
+
+
+def seed_recipe(
+    *, arch: str = "resnet", depth: int = 20, shortcut: bool = True, batch_size: int = 128, **overrides: Any
+) -> RunConfig:
+    """The project's recipe: Adam(0.9, 0.999, eps 1e-7), lr 0.01, step decay /10 at 50/75/91.7 %.
+
+    He-normal init for nets with shortcuts, normal init (N(0, 0.05^2)) for nets without.
+    """
+    init = "he_normal" if shortcut or arch != "resnet" else "normal"
+    base = dict(
+        arch=arch, depth=depth, shortcut=shortcut, batch_size=batch_size, optimizer="adam", lr=0.01,
+        betas=(0.9, 0.999), eps=1e-7, weight_decay=0.0, epochs=300, milestones=PAPER_MILESTONES,
+        init=init, augment=False,
+    )
+    base.update(overrides)
+    return RunConfig(**base)
+
+
+def paper_recipe(
+    *, arch: str = "resnet", depth: int = 56, shortcut: bool = True, batch_size: int = 128, **overrides: Any
+) -> RunConfig:
+    """The authors' CIFAR-10 recipe: SGD Nesterov 0.9, lr 0.1, wd 5e-4, 300 epochs, crop + flip."""
+    base = dict(
+        arch=arch, depth=depth, shortcut=shortcut, batch_size=batch_size, optimizer="sgd", lr=0.1,
+        momentum=0.9, nesterov=True, weight_decay=5e-4, epochs=300, milestones=PAPER_MILESTONES,
+        init="he_normal" if shortcut else "normal", augment=True, dataset="cifar10", image_size=32,
+        n_train=50_000, n_test=10_000,
+    )
+    base.update(overrides)
+    return RunConfig(**base)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One scale of the reproduction: its config matrix and its surface settings.
+
+    Attributes:
+        name: ``ci``, ``small`` or ``paper``.
+        configs: the matrix, in a fixed order.
+        surface_x, surface_y: grid axes in the authors' ``min:max:num`` notation.
+        eval_samples: training images used to evaluate each grid point (the first N of the train split).
+        description: one line for ``--help`` and the report.
+    """
+
+    name: str
+    configs: tuple[RunConfig, ...]
+    surface_x: str
+    surface_y: str
+    eval_samples: int
+    description: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+
+def _matrix(depths: tuple[int, ...], batch_sizes: tuple[int, ...], **common: Any) -> tuple[RunConfig, ...]:
+    return tuple(
+        seed_recipe(depth=depth, shortcut=shortcut, batch_size=bs, **common)
+        for depth in depths
+        for shortcut in (True, False)
+        for bs in batch_sizes
+    )
+
+
+# ci: tests the pipeline, not the science. 2048 synthetic 16x16 images so that batch 2000 is one
+# step per epoch (a real large-batch step, not a capped one); 6 epochs (96 steps at batch 128, 6 at batch 2000).
+_CI_DATA = dict(dataset="synthetic", image_size=16, n_train=2048, n_test=512)
+# small: long enough for every net to leave the initial plateau on this class of CPU (a few thousand
+# steps at batch 128). A 5 % linear warm-up is the one bend of the recipe (documented in RunConfig).
+_SMALL_DATA = dict(dataset="synthetic", image_size=16, n_train=8000, n_test=2000)
+
+SCALES: dict[str, Scale] = {
+    "ci": Scale(
+        name="ci",
+        configs=_matrix((20, 56), (128, 2000), epochs=6, **_CI_DATA),
+        surface_x="-1:1:9",
+        surface_y="-1:1:9",
+        eval_samples=512,
+        description="CPU, synthetic 16x16, 2048 images, 6 epochs: exercises the pipeline in minutes",
+    ),
+    "small": Scale(
+        name="small",
+        configs=_matrix((20, 56), (128, 2000), epochs=60, warmup=0.05, **_SMALL_DATA),
+        surface_x="-1:1:21",
+        surface_y="-1:1:21",
+        eval_samples=2000,
+        description="CPU, synthetic 16x16, 8000 images, 60 epochs (3 780 steps at batch 128)",
+    ),
+    "paper": Scale(
+        name="paper",
+        configs=tuple(
+            seed_recipe(depth=d, shortcut=s, batch_size=bs, dataset="cifar10", image_size=32)
+            for d in (20, 56, 110)
+            for s in (True, False)
+            for bs in (128, 2000)
+        ),
+        surface_x="-1:1:51",
+        surface_y="-1:1:51",
+        eval_samples=50_000,
+        description="GPU, CIFAR-10, the seed recipe for 300 epochs, 51x51 grids over the train set",
+    ),
+}
+
+
+def get_scale(name: str) -> Scale:
+    """The :class:`Scale` called ``name``; an unknown name is an error listing the valid ones."""
+    try:
+        return SCALES[name]
+    except KeyError:
+        raise ValueError(f"unknown scale {name!r}; expected one of {', '.join(SCALES)}") from None
+
+
+def find_config(scale: str, *, arch: str = "resnet", depth: int, shortcut: bool, batch_size: int, seed: int = 0) -> RunConfig:
+    """The config of ``scale``'s matrix with these settings (seed replaced if given)."""
+    for cfg in get_scale(scale).configs:
+        if (cfg.arch, cfg.depth, cfg.shortcut, cfg.batch_size) == (arch, depth, shortcut, batch_size):
+            return cfg.replace(seed=seed)
+    choices = ", ".join(c.config_id for c in get_scale(scale).configs)
+    raise ValueError(
+        f"no config {arch}{depth} shortcut={shortcut} batch_size={batch_size} in scale {scale!r}; it has {choices}"
+    )
+
+
+def parse_model_name(name: str) -> tuple[str, int]:
+    """``resnet56`` -> ("resnet", 56); ``vgg9`` -> ("vgg", 9)."""
+    for arch in ARCHS:
+        if name.startswith(arch) and name[len(arch):].isdigit():
+            return arch, int(name[len(arch):])
+    raise ValueError(f"unknown model {name!r}; expected resnet<6n+2> (e.g. resnet20, resnet56, resnet110) or vgg9")
+
+
+def add_run_options(addoption: Any, prefix: str = "") -> None:
+    """Options shared by the pytest plugin (``prefix="lossbench-"``) and the CLI (no prefix).
+
+    ``addoption`` is ``parser.addoption`` of pytest or ``add_argument`` of argparse: both take these.
+    """
+    addoption(f"--{prefix}scale", default="ci", choices=list(SCALES),
+              help="reproduction scale: ci (CPU, minutes), small (CPU, hours), paper (CIFAR-10, GPU); default ci")
+    addoption(f"--{prefix}device", default="cpu",
+              help="torch device for training and evaluation, e.g. cpu, cuda, cuda:1; default cpu")
+    addoption(f"--{prefix}cache-dir", default=None,
+              help="root of the trained-model cache; default $LOSSBENCH_CACHE_DIR or ~/.cache/lossbench")
+    addoption(f"--{prefix}data-dir", default=None,
+              help="folder holding cifar-10-batches-py (only for the cifar10 data set)")

@@ -1,0 +1,38 @@
+"""The lossbench error family: each names the bad input and what would be right."""
+
+from __future__ import annotations
+
+
+class LossbenchError(Exception):
+    """Base class of every error lossbench raises on purpose."""
+
+
+class DataError(LossbenchError, FileNotFoundError):
+    """A data set could not be found or read."""
+
+
+class CheckpointError(LossbenchError):
+    """A checkpoint or cache entry is missing, corrupt or for another config."""
+
+
+class SurfaceFileError(LossbenchError):
+    """An HDF5 file is not a readable surface or direction file."""
+
+
+class NonFiniteLossError(LossbenchError, FloatingPointError):
+    """A grid point evaluated to NaN or infinity.
+
+    Attributes:
+        coords: the grid coordinates (alpha,) or (alpha, beta) of the point.
+        value: the non-finite loss.
+    """
+
+    def __init__(self, coords: tuple[float, ...], value: float, dataset: str = "") -> None:
+        self.coords = coords
+        self.value = value
+        where = ", ".join(f"{name}={c:+.6g}" for name, c in zip(("alpha", "beta"), coords))
+        on = f" on {dataset}" if dataset else ""
+        super().__init__(
+            f"non-finite loss {value}{on} at ({where}); the perturbed network diverges there. "
+            "Shrink the grid range, or pass allow_nonfinite=True (CLI: --allow-nonfinite) to record it."
+        )

@@ -1,0 +1,84 @@
+"""Loss and accuracy of a model over a whole evaluation set, the paper's way.
+
+The loss is the sum of per-sample losses divided by N (batches weighted by their size, not a mean of
+batch means), in nats; accuracy is the fraction of correct argmax predictions. The model runs in eval
+mode, so BatchNorm uses its running statistics and the result does not depend on the batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+Batch = tuple[Tensor, Tensor]
+#: ``loss_fn(outputs, targets)`` returning the mean loss over the batch (like ``nn.CrossEntropyLoss()``).
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Mean loss (nats) and accuracy (fraction 0-1; NaN when targets are not class labels) over n samples."""
+
+    loss: float
+    acc: float
+    n: int
+
+
+def make_batches(x: Tensor, y: Tensor, batch_size: int, *, device: torch.device | str | None = None) -> list[Batch]:
+    """Split (N, ...) inputs and (N,) targets into consecutive batches, moved to ``device`` once.
+
+    The order is fixed, so evaluations are reproducible; a list (not a generator) so it can be reused
+    at every grid point.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"inputs have {len(x)} samples but targets have {len(y)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be positive")
+    if device is not None:
+        x, y = x.to(device), y.to(device)
+    return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch]) -> Evaluation:
+    """Mean loss and accuracy of ``model`` over all ``batches``, in eval mode (restored afterwards).
+
+    Args:
+        model: any module mapping a batch of inputs to outputs.
+        loss_fn: mean loss over a batch; it is multiplied by the batch size before summing.
+        batches: reusable iterable of (inputs, targets), e.g. from :func:`make_batches`.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        total_loss = 0.0
+        correct = 0
+        n = 0
+        labels = True
+        for inputs, targets in batches:
+            outputs = model(inputs)
+            b = len(targets)
+            total_loss += float(loss_fn(outputs, targets)) * b
+            if labels and outputs.dim() == 2 and targets.dim() == 1 and not targets.is_floating_point():
+                correct += int((outputs.argmax(dim=1) == targets).sum())
+            else:
+                labels = False
+            n += b
+    finally:
+        model.train(was_training)
+    if n == 0:
+        raise ValueError("evaluation set is empty: no batches given")
+    return Evaluation(loss=total_loss / n, acc=correct / n if labels else math.nan, n=n)
+
+
+def cross_entropy() -> LossFn:
+    """The paper's loss: mean cross-entropy over the batch, in nats."""
+    return nn.CrossEntropyLoss()
+
+
+def count_samples(batches: Sequence[Batch]) -> int:
+    return sum(len(t) for _, t in batches)

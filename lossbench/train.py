@@ -1,0 +1,365 @@
+"""The training recipe as a function of :class:`RunConfig`, with a disk cache keyed by the config hash.
+
+Cache layout (one folder per ``config_hash`` under the cache root)::
+
+    <cache>/<config_hash>/config.json     the RunConfig, readable
+                          epoch-0000.pt   initial weights (the start of the trajectory)
+                          epoch-NNNN.pt   weights after epoch N: {"format", "config", "epoch", "model"}
+                          resume.pt       latest optimiser, generator and history (for resuming)
+                          final.json      final metrics; its presence marks the entry complete
+                          .lock           held while a process trains this config
+
+Every file is written atomically; checkpoints are plain data loaded with ``weights_only=True``.
+Training is deterministic on the CPU for a fixed seed: init, shuffling and augmentation draw from one
+private ``torch.Generator`` whose state is saved with each epoch, so a resumed run is bit-identical
+to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import __version__
+from ._io import torch_save_atomic, write_text_atomic
+from ._progress import progress_bar
+from .config import NORMAL_INIT_STD, RunConfig
+from .data import ImageData, load_dataset
+from .errors import CheckpointError
+from .evaluate import cross_entropy, evaluate, make_batches
+from .models import build_model
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "lossbench-checkpoint/1"
+EVAL_BATCH = 500  # images per forward pass when evaluating; does not change the result (eval mode)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A trained network and how it got there.
+
+    Attributes:
+        config: what was trained.
+        model: the network after the last epoch, in eval mode, on the training device.
+        history: one dict per epoch: epoch, lr (at its last step), train_loss and train_acc (running
+            means over the epoch's training batches, train mode), test_loss, test_acc (eval mode), seconds.
+        final: eval-mode train_loss, train_acc, test_loss, test_acc after training (nats, fraction).
+        path: the cache folder holding the checkpoints.
+        from_cache: True when nothing was trained in this call.
+    """
+
+    config: RunConfig
+    model: nn.Module
+    history: tuple[dict[str, float], ...]
+    final: dict[str, float]
+    path: Path
+    from_cache: bool
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.path / f"epoch-{epoch:04d}.pt"
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        """Per-epoch weight files, epoch 0 (init) first."""
+        return [self.checkpoint(e) for e in range(self.config.epochs + 1)]
+
+
+def default_cache_dir() -> Path:
+    """``$LOSSBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/lossbench``, else ``~/.cache/lossbench``."""
+    if os.environ.get("LOSSBENCH_CACHE_DIR"):
+        return Path(os.environ["LOSSBENCH_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lossbench"
+
+
+def lr_at(step: int, total_steps: int, config: RunConfig) -> float:
+    """Learning rate of optimiser step ``step`` (0-based) out of ``total_steps``.
+
+    Linear warm-up over the first ``config.warmup`` fraction of steps (none by default), then ``lr``
+    times ``lr_decay`` per milestone passed; milestone k falls at step round(milestones[k] * total).
+    """
+    warmup_steps = round(config.warmup * total_steps)
+    if step < warmup_steps:
+        return config.lr * (step + 1) / warmup_steps
+    passed = sum(step >= round(m * total_steps) for m in config.milestones)
+    return config.lr * config.lr_decay**passed
+
+
+def init_weights_(model: nn.Module, init: str, *, generator: torch.Generator) -> None:
+    """Re-initialise conv and linear weights in place from ``generator``; biases 0, BN weight 1, bias 0.
+
+    ``he_normal``: N(0, 2/fan_in) (Kaiming). ``normal``: N(0, 0.05^2) (Keras 1's ``normal``).
+    ``default``: PyTorch's own scheme (Kaiming-uniform, a=sqrt(5)), drawn from the generator.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if init == "he_normal":
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu", generator=generator)
+            elif init == "normal":
+                nn.init.normal_(module.weight, 0.0, NORMAL_INIT_STD, generator=generator)
+            elif init == "default":
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            else:
+                raise ValueError(f"unknown init {init!r}; expected he_normal, normal or default")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def make_model(config: RunConfig) -> nn.Module:
+    """The (untrained, PyTorch-initialised) network a config describes."""
+    return build_model(config.arch, config.depth, width=config.width, shortcut=config.shortcut,
+                       image_size=config.image_size)
+
+
+def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, eps=config.eps,
+                                weight_decay=config.weight_decay)
+    elif config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                               nesterov=config.nesterov, weight_decay=config.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; expected adam or sgd")
+
+
+def augment(x: Tensor, pad_value: Tensor, generator: torch.Generator) -> Tensor:
+    """Random crop after zero-padding by 4 (black pixels, i.e. ``pad_value`` after normalisation) and a
+    random horizontal flip; x is (B, C, H, W)."""
+    b, c, h, w = x.shape
+    padded = pad_value.view(1, c, 1, 1).expand(b, c, h + 8, w + 8).clone()
+    padded[:, :, 4 : 4 + h, 4 : 4 + w] = x
+    offsets = torch.randint(0, 9, (b, 2), generator=generator).tolist()
+    flips = (torch.rand(b, generator=generator) < 0.5).tolist()
+    out = torch.empty_like(x)
+    for i, ((dy, dx), flip) in enumerate(zip(offsets, flips)):
+        crop = padded[i, :, dy : dy + h, dx : dx + w]
+        out[i] = crop.flip(-1) if flip else crop
+    return out
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on ``folder/.lock``: a second process training the same config waits here."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file; name the file and the fix
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}; delete it to retrain") from exc
+
+
+def load_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, Tensor], int]:
+    """(config, model state dict, epoch) from an ``epoch-NNNN.pt`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    data = _load(path)
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a lossbench checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
+    return RunConfig.from_dict(data["config"]), data["model"], int(data["epoch"])
+
+
+def model_from_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> tuple[RunConfig, nn.Module]:
+    """Build the network of a checkpoint and load its weights; eval mode, on ``device``."""
+    config, state, _ = load_checkpoint(path)
+    model = make_model(config)
+    model.load_state_dict(state)
+    return config, model.to(device).eval()
+
+
+def _check_entry(folder: Path, config: RunConfig) -> None:
+    """Refuse a cache folder that holds another config (a hash collision or a hand-copied folder)."""
+    stored = folder / "config.json"
+    if stored.exists():
+        other = RunConfig.from_dict(json.loads(stored.read_text()))
+        if other != config:
+            raise CheckpointError(
+                f"cache entry {folder} holds {other.config_id} ({other.config_hash[:12]}), not "
+                f"{config.config_id} ({config.config_hash[:12]}); delete the folder"
+            )
+
+
+def train(
+    config: RunConfig,
+    *,
+    data: ImageData | None = None,
+    device: torch.device | str = "cpu",
+    cache_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``config`` (or load it from the cache), saving a checkpoint per epoch.
+
+    Args:
+        config: the run.
+        data: the data set; loaded from the config when None.
+        device: where to train; the data are moved there once.
+        cache_dir: cache root (default :func:`default_cache_dir`).
+        data_dir: CIFAR-10 location when ``config.dataset == "cifar10"``.
+        progress: show a progress bar (None: only on a terminal).
+        on_epoch_end: called as ``f(epoch, history_row)`` after each epoch's checkpoint is saved.
+
+    Returns:
+        :class:`TrainResult`; an interrupted run resumes from its last finished epoch next time.
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = root / config.config_hash
+    with _locked(folder):
+        _check_entry(folder, config)
+        write_text_atomic(folder / "config.json", json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+        if (folder / "final.json").exists():
+            return _load_finished(config, folder, device)
+        if data is None:
+            data = load_dataset(config, data_dir=data_dir)
+        return _train_locked(config, data, torch.device(device), folder, progress, on_epoch_end)
+
+
+def load_trained(config: RunConfig, *, cache_dir: str | Path | None = None,
+                 device: torch.device | str = "cpu") -> TrainResult:
+    """The cached result of ``config``; a clear error when it has not been trained."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = root / config.config_hash
+    if not (folder / "final.json").exists():
+        raise CheckpointError(
+            f"{config.config_id} is not trained in {root} (no {folder.name}/final.json); "
+            f"run `python -m lossbench train` for it first"
+        )
+    _check_entry(folder, config)
+    return _load_finished(config, folder, device)
+
+
+def _load_finished(config: RunConfig, folder: Path, device: torch.device | str) -> TrainResult:
+    final = json.loads((folder / "final.json").read_text())
+    ckpt_config, state, epoch = load_checkpoint(folder / f"epoch-{config.epochs:04d}.pt")
+    if ckpt_config != config or epoch != config.epochs:
+        raise CheckpointError(f"{folder} holds epoch {epoch} of {ckpt_config.config_id}, not the end of {config.config_id}")
+    model = make_model(config)
+    model.load_state_dict(state)
+    return TrainResult(config=config, model=model.to(device).eval(), history=tuple(final["history"]),
+                       final=final["final"], path=folder, from_cache=True)
+
+
+def _train_locked(
+    config: RunConfig, data: ImageData, device: torch.device, folder: Path, progress: bool | None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None,
+) -> TrainResult:
+    generator = torch.Generator().manual_seed(config.seed)
+    model = make_model(config)
+    init_weights_(model, config.init, generator=generator)
+    model.to(device)
+    optimizer = make_optimizer(model, config)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+
+    resume = folder / "resume.pt"
+    if resume.exists():
+        state = _load(resume)
+        if state.get("config") != config.to_dict():
+            raise CheckpointError(f"{resume} belongs to another config; delete it")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"])
+        log.info("resuming %s from epoch %d", config.config_id, start_epoch)
+    else:
+        _save_epoch(config, model, folder, 0)
+
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    test_batches = make_batches(data.x_test, data.y_test, EVAL_BATCH, device=device)
+    loss_fn = cross_entropy()
+    n = len(x_train)
+    batch_size = min(config.batch_size, n)
+    steps_per_epoch = n // batch_size  # drop the last partial batch: a tiny batch skews BN statistics
+    total_steps = steps_per_epoch * config.epochs
+    pad_value = (-torch.tensor(data.mean) / torch.tensor(data.std)).to(device=device, dtype=x_train.dtype)
+
+    bar = progress_bar(total=total_steps, initial=start_epoch * steps_per_epoch, progress=progress,
+                       desc=f"train {config.config_id}", unit="step")
+    t_start = time.perf_counter()
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            t_epoch = time.perf_counter()
+            model.train()
+            order = torch.randperm(n, generator=generator)
+            loss_sum, correct, seen = 0.0, 0, 0
+            lr = config.lr
+            for k in range(steps_per_epoch):
+                step = epoch * steps_per_epoch + k
+                lr = lr_at(step, total_steps, config)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                idx = order[k * batch_size : (k + 1) * batch_size].to(device)
+                xb, yb = x_train[idx], y_train[idx]
+                if config.augment:
+                    xb = augment(xb, pad_value, generator)
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += float(loss.detach()) * len(yb)
+                correct += int((logits.argmax(1) == yb).sum())
+                seen += len(yb)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", refresh=False)
+            test = evaluate(model, loss_fn, test_batches)
+            row = dict(epoch=epoch + 1, lr=lr, train_loss=loss_sum / seen, train_acc=correct / seen,
+                       test_loss=test.loss, test_acc=test.acc, seconds=time.perf_counter() - t_epoch)
+            history.append(row)
+            _save_epoch(config, model, folder, epoch + 1)
+            torch_save_atomic(
+                {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": epoch + 1,
+                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "generator": generator.get_state(), "history": history},
+                resume,
+            )
+            log.info("%s epoch %d: %s", config.config_id, epoch + 1, row)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, row)
+    finally:
+        bar.close()
+
+    train_eval = evaluate(model, loss_fn, make_batches(x_train, y_train, EVAL_BATCH))
+    test_eval = evaluate(model, loss_fn, test_batches)
+    final = dict(train_loss=train_eval.loss, train_acc=train_eval.acc, test_loss=test_eval.loss,
+                 test_acc=test_eval.acc)
+    meta = dict(final=final, history=history, seconds=time.perf_counter() - t_start, device=str(device),
+                torch=torch.__version__, lossbench=__version__, config_id=config.config_id)
+    write_text_atomic(folder / "final.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    resume.unlink(missing_ok=True)
+    model.eval()
+    return TrainResult(config=config, model=model, history=tuple(history), final=final, path=folder,
+                       from_cache=False)
+
+
+def _save_epoch(config: RunConfig, model: nn.Module, folder: Path, epoch: int) -> None:
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    torch_save_atomic({"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": epoch, "model": state},
+                      folder / f"epoch-{epoch:04d}.pt")

@@ -1,0 +1,124 @@
+import json
+import multiprocessing as mp
+import shutil
+
+import pytest
+import torch
+
+from lossbench.config import RunConfig
+from lossbench.errors import CheckpointError
+from lossbench.train import load_checkpoint, load_trained, model_from_checkpoint, train
+
+TINY = RunConfig(depth=8, batch_size=32, epochs=2, n_train=128, n_test=64, image_size=16, lr=0.01)
+
+
+def states_equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_is_bit_identical(tmp_path):
+    a = train(TINY, cache_dir=tmp_path / "a")
+    b = train(TINY, cache_dir=tmp_path / "b")
+    assert not a.from_cache and not b.from_cache
+    assert states_equal(a.model.state_dict(), b.model.state_dict())
+    assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
+    c = train(TINY.replace(seed=1), cache_dir=tmp_path / "c")
+    assert not states_equal(a.model.state_dict(), c.model.state_dict())
+
+
+def test_augmented_sgd_recipe_is_deterministic_too(tmp_path):
+    cfg = TINY.replace(optimizer="sgd", lr=0.05, weight_decay=5e-4, augment=True, epochs=1)
+    a = train(cfg, cache_dir=tmp_path / "a")
+    b = train(cfg, cache_dir=tmp_path / "b")
+    assert states_equal(a.model.state_dict(), b.model.state_dict())
+
+
+def test_checkpoint_per_epoch_and_weights_only(tmp_path):
+    result = train(TINY, cache_dir=tmp_path)
+    assert [p.name for p in result.checkpoints] == ["epoch-0000.pt", "epoch-0001.pt", "epoch-0002.pt"]
+    assert all(p.exists() for p in result.checkpoints)
+    data = torch.load(result.checkpoints[-1], weights_only=True)  # data, never code
+    assert data["epoch"] == 2 and RunConfig.from_dict(data["config"]) == TINY
+    config, model = model_from_checkpoint(result.checkpoints[-1])
+    assert config == TINY and states_equal(model.state_dict(), result.model.state_dict())
+    assert len(result.history) == 2 and {"train_loss", "test_acc", "lr"} <= result.history[0].keys()
+    assert set(result.final) == {"train_loss", "train_acc", "test_loss", "test_acc"}
+
+
+def test_cache_is_reused(tmp_path):
+    first = train(TINY, cache_dir=tmp_path)
+    again = train(TINY, cache_dir=tmp_path)
+    assert again.from_cache and states_equal(first.model.state_dict(), again.model.state_dict())
+    assert load_trained(TINY, cache_dir=tmp_path).final == first.final
+
+
+def test_cache_refuses_an_entry_of_another_config(tmp_path):
+    other = TINY.replace(seed=5)
+    train(other, cache_dir=tmp_path)
+    # a folder copied under the wrong hash (or a hash collision) must not be served
+    shutil.copytree(tmp_path / other.config_hash, tmp_path / TINY.config_hash)
+    with pytest.raises(CheckpointError, match="holds resnet8-bs32-s5"):
+        train(TINY, cache_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="holds resnet8-bs32-s5"):
+        load_trained(TINY, cache_dir=tmp_path)
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    result = train(TINY, cache_dir=tmp_path)
+    folder = result.path
+    swapped = torch.load(folder / "epoch-0002.pt", weights_only=True)
+    swapped["config"] = TINY.replace(seed=9).to_dict()
+    torch.save(swapped, folder / "epoch-0002.pt")
+    with pytest.raises(CheckpointError, match="not the end of resnet8-bs32-s0"):
+        load_trained(TINY, cache_dir=tmp_path)
+
+
+def test_untrained_config_gets_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not trained.*python -m lossbench train"):
+        load_trained(TINY, cache_dir=tmp_path)
+
+
+def test_resume_after_interrupt_equals_an_uninterrupted_run(tmp_path):
+    cfg = TINY.replace(epochs=3)
+    whole = train(cfg, cache_dir=tmp_path / "whole")
+
+    def interrupt(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, cache_dir=tmp_path / "cut", on_epoch_end=interrupt)
+    folder = tmp_path / "cut" / cfg.config_hash
+    assert (folder / "resume.pt").exists() and not (folder / "final.json").exists()
+    resumed = train(cfg, cache_dir=tmp_path / "cut")
+    assert not resumed.from_cache
+    assert states_equal(whole.model.state_dict(), resumed.model.state_dict())
+    assert [r["train_loss"] for r in whole.history] == [r["train_loss"] for r in resumed.history]
+    assert not (folder / "resume.pt").exists()
+
+
+def _train_in_process(cache_dir, queue):
+    result = train(TINY, cache_dir=cache_dir)
+    queue.put((result.from_cache, result.final["train_loss"]))
+
+
+def test_two_processes_training_one_config_train_it_once(tmp_path):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_train_in_process, args=(tmp_path, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    outcomes = sorted(queue.get(timeout=5) for _ in procs)
+    assert [from_cache for from_cache, _ in outcomes] == [False, True]
+    assert outcomes[0][1] == outcomes[1][1]
+    final = json.loads((tmp_path / TINY.config_hash / "final.json").read_text())
+    assert final["config_id"] == TINY.config_id
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    bad = tmp_path / "epoch-0001.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*epoch-0001.pt"):
+        load_checkpoint(bad)
