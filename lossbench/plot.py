@@ -1,0 +1,142 @@
+"""matplotlib figures of surfaces. Each function takes arrays and returns a ``Figure``; the caller saves
+it (:func:`save_figure` writes PNG and PDF). 2D arrays are indexed [i_alpha, j_beta]."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+STYLE = {"figsize": (5.0, 4.2), "dpi": 150}
+SPLIT_COLORS = {"train": "tab:blue", "test": "tab:red"}
+
+
+def save_figure(fig: Figure, stem: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf`` (tight bounding box); returns the paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in formats:
+        p = stem.with_name(f"{stem.name}.{ext}")
+        fig.savefig(p, bbox_inches="tight")
+        paths.append(p)
+    return paths
+
+
+def plot_1d(alphas: np.ndarray, losses: Mapping[str, np.ndarray], accs: Mapping[str, np.ndarray] | None = None,
+            *, title: str = "", xlabel: str = r"$\alpha$", loss_max: float | None = None,
+            log: bool = False) -> Figure:
+    """Loss curves (solid, left axis) and accuracy curves (dashed, right axis, percent) along one direction.
+
+    Args:
+        alphas: (n,) coordinates.
+        losses: label (e.g. "train") -> (n,) loss in nats.
+        accs: label -> (n,) accuracy as a fraction; drawn in percent.
+    """
+    fig = Figure(**STYLE)
+    ax = fig.add_subplot()
+    for label, loss in losses.items():
+        ax.plot(alphas, loss, "-", color=SPLIT_COLORS.get(label), lw=1.6, label=f"{label} loss")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss (nats)")
+    if log:
+        ax.set_yscale("log")
+    if loss_max is not None:
+        ax.set_ylim(top=loss_max, bottom=None if log else 0)
+    handles, labels = ax.get_legend_handles_labels()
+    if accs:
+        ax2 = ax.twinx()
+        for label, acc in accs.items():
+            ax2.plot(alphas, 100 * np.asarray(acc), "--", color=SPLIT_COLORS.get(label), lw=1.2, label=f"{label} accuracy")
+        ax2.set_ylabel("accuracy (%)")
+        ax2.set_ylim(0, 100)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, loc="upper center", fontsize=8, frameon=False, ncol=2)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def contour_levels(z: np.ndarray, *, vmin: float | None = None, vmax: float | None = None,
+                   vlevel: float | None = None, n: int = 20) -> np.ndarray:
+    """Levels from vmin to vmax every vlevel (the authors' --vmin/--vmax/--vlevel).
+
+    Defaults: from the minimum of z up to its 95th percentile, but at most 10 nats above the minimum,
+    so that the basin around the minimum is resolved rather than the far walls.
+    """
+    finite = z[np.isfinite(z)]
+    lo = float(finite.min()) if vmin is None else vmin
+    hi = min(float(np.percentile(finite, 95)), lo + 10.0) if vmax is None else vmax
+    if hi <= lo:
+        hi = lo + 1e-6
+    if vlevel is not None:
+        return np.arange(lo, hi + vlevel / 2, vlevel)
+    return np.linspace(lo, hi, n)
+
+
+def _grid(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.meshgrid(alphas, betas, indexing="ij")
+
+
+def plot_contour(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, *, levels: np.ndarray | None = None,
+                 filled: bool = False, title: str = "", label: str = "loss") -> Figure:
+    """Contour lines (or filled contours) of a 2D surface, equal aspect, centre marked."""
+    fig = Figure(**STYLE)
+    ax = fig.add_subplot()
+    xx, yy = _grid(alphas, betas)
+    levels = contour_levels(z) if levels is None else levels
+    if filled:
+        cs = ax.contourf(xx, yy, z, levels=levels, cmap="viridis", extend="max")
+        fig.colorbar(cs, ax=ax, label=label)
+    else:
+        cs = ax.contour(xx, yy, z, levels=levels, cmap="viridis", linewidths=1.0)
+        ax.clabel(cs, inline=True, fontsize=6, fmt="%.2f")
+    ax.plot([0], [0], "k+", ms=8)
+    ax.set_xlabel(r"$\alpha$ ($\delta$)")
+    ax.set_ylabel(r"$\beta$ ($\eta$)")
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_heatmap(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, *, vmin: float | None = None,
+                 vmax: float | None = None, title: str = "", label: str = "loss") -> Figure:
+    """The grid values as an image (alpha to the right, beta up)."""
+    fig = Figure(**STYLE)
+    ax = fig.add_subplot()
+    extent = (alphas[0], alphas[-1], betas[0], betas[-1])
+    im = ax.imshow(z.T, origin="lower", extent=extent, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_xlabel(r"$\alpha$ ($\delta$)")
+    ax.set_ylabel(r"$\beta$ ($\eta$)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_surface_3d(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, *, zmax: float | None = None,
+                    log: bool = False, title: str = "", label: str = "loss") -> Figure:
+    """3D view of the surface (heights clipped at zmax, optionally log), as in the paper's figures."""
+    fig = Figure(**STYLE)
+    ax = fig.add_subplot(projection="3d")
+    xx, yy = _grid(alphas, betas)
+    zz = np.minimum(z, zmax) if zmax is not None else z
+    if log:
+        zz = np.log(np.maximum(zz, 1e-12))
+    ax.plot_surface(xx, yy, zz, cmap="viridis", linewidth=0, antialiased=True, rstride=1, cstride=1)
+    ax.set_xlabel(r"$\alpha$")
+    ax.set_ylabel(r"$\beta$")
+    ax.set_zlabel(f"log {label}" if log else label)
+    ax.view_init(elev=35, azim=-60)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig

@@ -1,0 +1,257 @@
+"""Surface and direction files (HDF5, readable by the authors' tools) and VTK export for ParaView.
+
+Layout of a surface file (dataset names as in the authors' ``plot_surface.py``)::
+
+    xcoordinates  (nx,) float64          alphas
+    ycoordinates  (ny,) float64          betas (2D only)
+    train_loss, train_acc, test_loss, test_acc   (nx, ny) or (nx,) float64
+    lossbench_done                        same shape, bool: which points are computed
+    xdirection/0..n-1, ydirection/0..n-1  the directions, one dataset per tensor in model order
+    dir_file                              this file's own name (their tools read directions from it)
+    attrs: format, lossbench_version, torch_version, direction_names (JSON), metadata (JSON)
+
+**Axis order.** The authors declare value arrays of shape (nx, ny) but fill them through
+``np.meshgrid(x, y)`` (``"xy"`` order): flat index k holds x[k % nx], y[k // nx]. So their array is
+really y-major, and only square grids look right if read as [x, y]. lossbench keeps surfaces as
+[i_alpha, j_beta] in memory and converts here, in :func:`to_file_layout` / :func:`from_file_layout`.
+
+Files are written to a temporary name and renamed, so a reader never sees half a file. A file with no
+``lossbench_done`` mask (the authors') marks not-computed points with -1, their sentinel.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+
+from . import __version__
+from ._io import atomic_path
+from .directions import Direction
+from .errors import SurfaceFileError
+from .surface import Surface
+
+FORMAT = "lossbench-surface/1"
+VALUE_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")
+DONE_KEY = "lossbench_done"
+AUTHORS_UNSET = -1.0
+
+
+def to_file_layout(a: np.ndarray, nx: int, ny: int) -> np.ndarray:
+    """[i_alpha, j_beta] (nx, ny) -> the authors' (nx, ny) array filled in meshgrid "xy" order."""
+    return np.ascontiguousarray(a.T).reshape(nx, ny)
+
+
+def from_file_layout(a: np.ndarray, nx: int, ny: int) -> np.ndarray:
+    """Inverse of :func:`to_file_layout`."""
+    return np.asarray(a).reshape(ny, nx).T.copy()
+
+
+# ----------------------------------------------------------------------------- surfaces
+
+
+def save_surface(path: str | Path, surface: Surface, *, delta: Direction | None = None,
+                 eta: Direction | None = None) -> Path:
+    """Write ``surface`` (and its directions, if given) atomically to ``path``."""
+    path = Path(path)
+    nx = len(surface.alphas)
+    ny = None if surface.betas is None else len(surface.betas)
+
+    def layout(a: np.ndarray) -> np.ndarray:
+        return a if ny is None else to_file_layout(a, nx, ny)
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["lossbench_version"] = __version__
+            f.attrs["torch_version"] = str(torch.__version__)
+            f.attrs["metadata"] = json.dumps(surface.attrs, sort_keys=True, default=str)
+            f["xcoordinates"] = surface.alphas
+            if ny is not None:
+                f["ycoordinates"] = surface.betas
+            for key, values in surface.values.items():
+                f[key] = layout(values)
+            f[DONE_KEY] = layout(surface.done)
+            f["dir_file"] = path.name
+            if delta is not None:
+                _write_directions(f, delta, eta)
+    return path
+
+
+def load_surface(path: str | Path) -> Surface:
+    """Read a surface written by lossbench or by the authors' ``plot_surface.py``.
+
+    Raises:
+        SurfaceFileError: the file is missing, not HDF5, or not a surface file (names what is wrong).
+    """
+    path = Path(path)
+    with _open(path) as f:
+        if "xcoordinates" not in f:
+            raise SurfaceFileError(
+                f"{path} is not a loss-surface file: it has no 'xcoordinates' dataset (found "
+                f"{sorted(f.keys())[:8]}); expected a file written by lossbench or the authors' plot_surface.py"
+            )
+        alphas = np.asarray(f["xcoordinates"][()], dtype=np.float64).reshape(-1)
+        betas = np.asarray(f["ycoordinates"][()], dtype=np.float64).reshape(-1) if "ycoordinates" in f else None
+        nx = len(alphas)
+        ny = None if betas is None else len(betas)
+        shape = (nx,) if ny is None else (nx, ny)
+
+        def read(key: str) -> np.ndarray:
+            raw = np.asarray(f[key][()])
+            if raw.size != int(np.prod(shape)):
+                raise SurfaceFileError(
+                    f"{path}: dataset {key!r} has shape {raw.shape} but the coordinates give {shape}"
+                )
+            return raw.reshape(shape) if ny is None else from_file_layout(raw, nx, ny)
+
+        values = {k: read(k).astype(np.float64) for k in VALUE_KEYS if k in f}
+        if not values:
+            raise SurfaceFileError(f"{path} has coordinates but none of {', '.join(VALUE_KEYS)}")
+        if DONE_KEY in f:
+            done = read(DONE_KEY).astype(bool)
+        else:  # the authors' file: -1 means "not computed yet"
+            first = values.get("train_loss", next(iter(values.values())))
+            done = first != AUTHORS_UNSET
+        attrs = json.loads(f.attrs["metadata"]) if "metadata" in f.attrs else {"origin": "authors"}
+    return Surface(alphas=alphas, betas=betas, values=values, done=done, attrs=attrs)
+
+
+# ----------------------------------------------------------------------------- directions
+
+
+def save_directions(path: str | Path, delta: Direction, eta: Direction | None = None,
+                    *, attrs: Mapping[str, Any] | None = None) -> Path:
+    """Write directions atomically as the authors' ``xdirection``/``ydirection`` groups."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = "lossbench-directions/1"
+            f.attrs["metadata"] = json.dumps(dict(attrs or {}), sort_keys=True, default=str)
+            _write_directions(f, delta, eta)
+    return path
+
+
+def _write_directions(f: h5py.File, delta: Direction, eta: Direction | None) -> None:
+    f.attrs["direction_names"] = json.dumps(list(delta))
+    for group_name, direction in (("xdirection", delta), ("ydirection", eta)):
+        if direction is None:
+            continue
+        group = f.create_group(group_name)
+        for i, tensor in enumerate(direction.values()):
+            group[str(i)] = tensor.detach().cpu().numpy()
+
+
+def load_directions(
+    path: str | Path, *, names: list[str] | None = None
+) -> tuple[Direction, Direction | None, dict[str, Any]]:
+    """(delta, eta or None, metadata) from a direction or surface file.
+
+    The authors store one dataset per tensor, named by position; lossbench adds the tensor names. For
+    a file without names, pass ``names`` (the model's, in order, e.g. ``list(get_theta(model))``).
+    """
+    path = Path(path)
+    with _open(path) as f:
+        if "xdirection" not in f:
+            raise SurfaceFileError(f"{path} holds no directions (no 'xdirection' group)")
+        stored = json.loads(f.attrs["direction_names"]) if "direction_names" in f.attrs else None
+        use = stored or names
+        if use is None:
+            raise SurfaceFileError(
+                f"{path} has no tensor names (an authors' file); pass names=list(get_theta(model)) to map them"
+            )
+        meta = json.loads(f.attrs["metadata"]) if "metadata" in f.attrs else {}
+        out = []
+        for group_name in ("xdirection", "ydirection"):
+            if group_name not in f:
+                out.append(None)
+                continue
+            group = f[group_name]
+            if len(group) != len(use):
+                raise SurfaceFileError(
+                    f"{path}: {group_name} has {len(group)} tensors but {len(use)} names were expected"
+                )
+            out.append({name: torch.from_numpy(np.asarray(group[str(i)][()])) for i, name in enumerate(use)})
+    return out[0], out[1], meta
+
+
+def _open(path: Path) -> h5py.File:
+    if not path.exists():
+        raise SurfaceFileError(f"{path} does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise SurfaceFileError(f"{path} is not a readable HDF5 file ({exc}); is it truncated or another format?") from exc
+
+
+# ----------------------------------------------------------------------------- VTK
+
+
+def export_vtp(path: str | Path, surface: Surface, *, key: str = "train_loss", log: bool = False,
+               zmax: float | None = None, interp: int | None = None) -> Path:
+    """Write a 2D surface as a VTK PolyData (.vtp) quad mesh for ParaView (the authors' ``h52vtp``).
+
+    Args:
+        key: which value to use as height and point scalar.
+        log: use log(value) (values must be positive).
+        zmax: clip heights above this value (applied before the log, as they do).
+        interp: resample to an ``interp`` x ``interp`` grid with a cubic spline first.
+    """
+    if surface.betas is None:
+        raise ValueError("VTK export needs a 2D surface; this one is 1D")
+    if key not in surface.values:
+        raise ValueError(f"surface has no {key!r}; it has {', '.join(surface.values)}")
+    x, y, z = surface.alphas, surface.betas, surface.values[key].copy()
+    if not surface.done.all():
+        raise ValueError("surface is not complete; finish computing it before exporting")
+    if interp:
+        from scipy.interpolate import RectBivariateSpline
+
+        spline = RectBivariateSpline(x, y, z, kx=min(3, len(x) - 1), ky=min(3, len(y) - 1))
+        x, y = np.linspace(x[0], x[-1], interp), np.linspace(y[0], y[-1], interp)
+        z = spline(x, y)
+    if zmax is not None:
+        z = np.minimum(z, zmax)
+    if log:
+        if (z <= 0).any():
+            raise ValueError("log scale needs positive values; some are <= 0")
+        z = np.log(z)
+    nx, ny = z.shape
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    points = np.stack([xx.ravel(), yy.ravel(), z.ravel()], axis=1)
+    idx = np.arange(nx * ny).reshape(nx, ny)
+    quads = np.stack([idx[:-1, :-1], idx[1:, :-1], idx[1:, 1:], idx[:-1, 1:]], axis=-1).reshape(-1, 4)
+    offsets = 4 * np.arange(1, len(quads) + 1)
+
+    def fmt(a: np.ndarray) -> str:
+        return " ".join(f"{v:.9g}" for v in np.asarray(a).ravel())
+
+    name = f"log({key})" if log else key
+    text = f"""<?xml version="1.0"?>
+<VTKFile type="PolyData" version="0.1" byte_order="LittleEndian">
+  <PolyData>
+    <Piece NumberOfPoints="{len(points)}" NumberOfVerts="0" NumberOfLines="0" NumberOfStrips="0" NumberOfPolys="{len(quads)}">
+      <PointData Scalars="{name}">
+        <DataArray type="Float32" Name="{name}" NumberOfComponents="1" format="ascii">{fmt(points[:, 2])}</DataArray>
+      </PointData>
+      <Points>
+        <DataArray type="Float32" NumberOfComponents="3" format="ascii">{fmt(points)}</DataArray>
+      </Points>
+      <Polys>
+        <DataArray type="Int64" Name="connectivity" format="ascii">{" ".join(map(str, quads.ravel()))}</DataArray>
+        <DataArray type="Int64" Name="offsets" format="ascii">{" ".join(map(str, offsets))}</DataArray>
+      </Polys>
+    </Piece>
+  </PolyData>
+</VTKFile>
+"""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return path

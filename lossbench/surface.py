@@ -1,0 +1,257 @@
+"""Grid evaluation of f(alpha, beta) = L(theta + alpha delta + beta eta) (Li et al. 2018, sections 3-4).
+
+The reference evaluator here is meant to be obviously correct: for each grid point every addressed
+tensor is set to ``theta + alpha*delta (+ beta*eta)`` from a saved copy of theta (no running
+``add_``/``sub_`` walk, so no drift), the model is evaluated in eval mode over the whole evaluation set
+(:func:`lossbench.evaluate.evaluate`: sum of per-sample losses / N), and on exit, normal or not, the
+model's tensors are restored bit for bit.
+
+Axis order, written down once: in memory a 2D surface is indexed ``[i_alpha, j_beta]`` (numpy
+``indexing="ij"``); ``alphas`` run along axis 0. :mod:`lossbench.store` converts to the authors' order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ._progress import progress_bar
+from .directions import Direction, check_compatible, model_tensors
+from .errors import NonFiniteLossError
+from .evaluate import Batch, LossFn, evaluate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """``num`` evenly spaced coordinates from ``lo`` to ``hi`` (the authors' ``lo:hi:num``)."""
+
+    lo: float
+    hi: float
+    num: int
+
+    def __post_init__(self) -> None:
+        if self.num < 1 or (self.num > 1 and not self.hi > self.lo):
+            raise ValueError(f"bad axis {self}: need num >= 1 and hi > lo (e.g. -1:1:51)")
+
+    def coords(self) -> np.ndarray:
+        """(num,) float64. With an odd ``num`` the middle value is exactly (lo + hi) / 2 (0 for -a:a)."""
+        if self.num == 1:
+            return np.array([self.lo], dtype=np.float64)
+        c = np.linspace(self.lo, self.hi, self.num, dtype=np.float64)
+        if self.num % 2 == 1:
+            c[self.num // 2] = (self.lo + self.hi) / 2
+        return c
+
+    def __str__(self) -> str:
+        return f"{self.lo:g}:{self.hi:g}:{self.num}"
+
+
+def parse_axis(text: str) -> Axis:
+    """``"-1:1:51"`` -> ``Axis(-1.0, 1.0, 51)``; the argparse ``type=`` of ``--x`` and ``--y``."""
+    parts = str(text).split(":")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        lo, hi, num = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise ValueError(f"bad axis {text!r}; expected min:max:num, e.g. -1:1:51") from None
+    return Axis(lo, hi, num)
+
+
+@dataclass(frozen=True)
+class Surface:
+    """Loss and accuracy over a 1D line or a 2D grid.
+
+    Attributes:
+        alphas: (n_alpha,) float64, steps along delta in units of the (normalised) direction.
+        betas: (n_beta,) float64 along eta, or None for a 1D surface.
+        values: ``"<split>_loss"`` (mean cross-entropy, nats) and ``"<split>_acc"`` (fraction 0-1), each
+            of shape :attr:`shape`, float64; meaningful only where :attr:`done`.
+        done: bool array of :attr:`shape`: which points have been computed.
+        attrs: JSON-safe metadata (config, direction seeds, normalisation, versions).
+    """
+
+    alphas: np.ndarray
+    betas: np.ndarray | None
+    values: dict[str, np.ndarray]
+    done: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.alphas),) if self.betas is None else (len(self.alphas), len(self.betas))
+
+    @property
+    def ndim(self) -> int:
+        return 1 if self.betas is None else 2
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done.all())
+
+    @classmethod
+    def empty(cls, alphas: np.ndarray, betas: np.ndarray | None, keys: Sequence[str],
+              attrs: Mapping[str, Any] | None = None) -> "Surface":
+        shape = (len(alphas),) if betas is None else (len(alphas), len(betas))
+        return cls(
+            alphas=np.asarray(alphas, dtype=np.float64),
+            betas=None if betas is None else np.asarray(betas, dtype=np.float64),
+            values={k: np.full(shape, np.nan) for k in keys},
+            done=np.zeros(shape, dtype=bool),
+            attrs=dict(attrs or {}),
+        )
+
+    def center_index(self) -> tuple[int, ...]:
+        """Index of the grid point closest to (0, 0)."""
+        i = int(np.argmin(np.abs(self.alphas)))
+        return (i,) if self.betas is None else (i, int(np.argmin(np.abs(self.betas))))
+
+
+@contextlib.contextmanager
+def perturbation(
+    model: nn.Module, theta: Mapping[str, Tensor], directions: Sequence[Mapping[str, Tensor]], *,
+    dir_type: str = "weights",
+) -> Iterator[Callable[..., None]]:
+    """Yield ``set_point(*coefs)``, which sets each tensor to theta + sum_k coefs[k] * directions[k].
+
+    The directions are moved to the model's tensors' device and dtype once. On exit (also on an
+    exception or KeyboardInterrupt) every addressed tensor gets back its value from before the
+    ``with``, bit for bit.
+    """
+    live = model_tensors(model, dir_type)
+    check_compatible(theta, live, what="theta")
+    for k, d in enumerate(directions):
+        check_compatible(d, live, what=f"direction {k}")
+    floating = [name for name, t in live.items() if t.is_floating_point()]
+    saved = {name: live[name].detach().clone() for name in floating}
+    centre = {name: theta[name].detach().to(live[name].device, live[name].dtype) for name in floating}
+    dirs = [{name: d[name].detach().to(live[name].device, live[name].dtype) for name in floating} for d in directions]
+
+    @torch.no_grad()
+    def set_point(*coefs: float) -> None:
+        if len(coefs) != len(dirs):
+            raise ValueError(f"got {len(coefs)} coordinates for {len(dirs)} directions")
+        for name in floating:
+            value = centre[name].clone()
+            for c, d in zip(coefs, dirs):
+                if c != 0.0:
+                    value.add_(d[name], alpha=float(c))
+            live[name].copy_(value)
+
+    try:
+        yield set_point
+    finally:
+        with torch.no_grad():
+            for name in floating:
+                live[name].copy_(saved[name])
+
+
+def compute_surface(
+    model: nn.Module,
+    loss_fn: LossFn,
+    datasets: Mapping[str, Sequence[Batch]],
+    *,
+    delta: Direction,
+    alphas: np.ndarray,
+    eta: Direction | None = None,
+    betas: np.ndarray | None = None,
+    theta: Mapping[str, Tensor] | None = None,
+    dir_type: str = "weights",
+    resume: Surface | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    on_checkpoint: Callable[[Surface], None] | None = None,
+    checkpoint_seconds: float = 30.0,
+    allow_nonfinite: bool = False,
+    progress: bool | None = None,
+) -> Surface:
+    """Evaluate the loss and accuracy at every grid point not yet done.
+
+    Args:
+        model: any module; its addressed tensors are restored afterwards.
+        loss_fn: mean loss over a batch (``nn.CrossEntropyLoss()`` for the paper).
+        datasets: split name -> reusable batches, e.g. ``{"train": ..., "test": ...}``; gives the keys
+            ``train_loss``, ``train_acc``, ...
+        delta, eta: directions (eta None for a 1D line).
+        alphas, betas: (n_alpha,), (n_beta,) coordinates; betas None for 1D.
+        theta: the centre; default the model's current tensors.
+        dir_type: ``weights`` (parameters) or ``states`` (state dict, incl. BN statistics).
+        resume: a partial surface on the same grid; its done points are kept, not recomputed.
+        attrs: metadata stored in the result.
+        on_checkpoint: called with the partial surface at most every ``checkpoint_seconds``, and once
+            more on exit (finished, interrupted or failed), e.g. to write it atomically to disk.
+        allow_nonfinite: record NaN/inf losses instead of raising :class:`NonFiniteLossError`.
+        progress: progress bar (None: only on a terminal).
+
+    Returns:
+        The completed :class:`Surface`, indexed ``[i_alpha, j_beta]``.
+    """
+    if (eta is None) != (betas is None):
+        raise ValueError("pass eta and betas together for a 2D surface, or neither for a 1D line")
+    if not datasets:
+        raise ValueError("datasets is empty; pass e.g. {'train': batches}")
+    alphas = np.asarray(alphas, dtype=np.float64)
+    betas = None if betas is None else np.asarray(betas, dtype=np.float64)
+    keys = [f"{split}_{kind}" for split in datasets for kind in ("loss", "acc")]
+    surface = _start(resume, alphas, betas, keys, attrs)
+    if theta is None:
+        theta = {n: t.detach().clone() for n, t in model_tensors(model, dir_type).items()}
+    directions = [delta] if eta is None else [delta, eta]
+
+    todo = [idx for idx in np.ndindex(surface.shape) if not surface.done[idx]]
+    last_flush = time.monotonic()
+    dirty = False
+    bar = progress_bar(total=len(todo), progress=progress, desc="surface", unit="pt")
+    try:
+        with perturbation(model, theta, directions, dir_type=dir_type) as set_point:
+            for idx in todo:
+                coords = (alphas[idx[0]],) if betas is None else (alphas[idx[0]], betas[idx[1]])
+                set_point(*coords)
+                for split, batches in datasets.items():
+                    result = evaluate(model, loss_fn, batches)
+                    if not math.isfinite(result.loss) and not allow_nonfinite:
+                        raise NonFiniteLossError(tuple(float(c) for c in coords), result.loss, split)
+                    surface.values[f"{split}_loss"][idx] = result.loss
+                    surface.values[f"{split}_acc"][idx] = result.acc
+                surface.done[idx] = True
+                dirty = True
+                bar.update(1)
+                if on_checkpoint is not None and time.monotonic() - last_flush >= checkpoint_seconds:
+                    on_checkpoint(surface)
+                    last_flush, dirty = time.monotonic(), False
+    finally:
+        bar.close()
+        if on_checkpoint is not None and dirty:
+            on_checkpoint(surface)
+    return surface
+
+
+def _start(resume: Surface | None, alphas: np.ndarray, betas: np.ndarray | None, keys: list[str],
+           attrs: Mapping[str, Any] | None) -> Surface:
+    if resume is None:
+        return Surface.empty(alphas, betas, keys, attrs)
+    same_grid = np.array_equal(resume.alphas, alphas) and (
+        (resume.betas is None and betas is None)
+        or (resume.betas is not None and betas is not None and np.array_equal(resume.betas, betas))
+    )
+    if not same_grid:
+        raise ValueError(
+            f"cannot resume: the partial surface has grid {resume.shape} over "
+            f"[{resume.alphas[0]:g}, {resume.alphas[-1]:g}], not the requested one; use a new output file"
+        )
+    missing = [k for k in keys if k not in resume.values]
+    if missing and resume.done.any():
+        raise ValueError(f"cannot resume: the partial surface lacks {missing}; compute the same data splits")
+    values = {k: resume.values.get(k, np.full(resume.shape, np.nan)).copy() for k in keys}
+    merged_attrs = {**resume.attrs, **(attrs or {})}
+    return Surface(alphas=alphas, betas=betas, values=values, done=resume.done.copy(), attrs=merged_attrs)

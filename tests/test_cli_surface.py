@@ -1,0 +1,96 @@
+import h5py
+import numpy as np
+import pytest
+
+import lossbench.surface as surface_module
+from lossbench.__main__ import main
+from lossbench.config import RunConfig
+from lossbench.data import load_dataset
+from lossbench.pipeline import SurfaceSpec, surface_file
+from lossbench.store import load_surface
+from lossbench.surface import Axis
+from lossbench.train import train
+
+TINY = RunConfig(depth=8, batch_size=32, epochs=2, n_train=128, n_test=64, image_size=16)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    a = train(TINY, cache_dir=cache)
+    b = train(TINY.replace(batch_size=64), cache_dir=cache)
+    return a, b
+
+
+def test_surface_2d_with_plots(trained, tmp_path, capsys):
+    out = tmp_path / "s.h5"
+    rc = main(["surface", "--checkpoint", str(trained[0].checkpoint(2)), "--x", "-1:1:3", "--y", "-1:1:5",
+               "--dataset", "train,test", "-o", str(out), "--plot"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "grid 3x5" in text and "train_loss=" in text
+    s = load_surface(out)
+    assert s.complete and set(s.values) == {"train_loss", "train_acc", "test_loss", "test_acc"}
+    assert s.attrs["spec"]["norm"] == "filter" and s.attrs["config_id"] == "resnet8-bs32-s0"
+    assert s.attrs["eval_samples"] == {"train": 128, "test": 64}
+    with h5py.File(out, "r") as h:
+        assert "xdirection" in h and "ydirection" in h
+    for kind in ("contour", "contourf", "heat", "3d"):
+        assert (tmp_path / f"s-train_loss-{kind}.png").exists() and (tmp_path / f"s-train_loss-{kind}.pdf").exists()
+
+
+def test_same_command_again_is_a_no_op_and_other_settings_are_refused(trained, tmp_path, capsys):
+    args = ["surface", "--checkpoint", str(trained[0].checkpoint(2)), "--x", "-1:1:3", "-o", str(tmp_path / "l.h5")]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert main(args[:-2] + ["--norm", "layer", "-o", str(tmp_path / "l.h5")]) == 2
+    assert "made with other settings (spec)" in capsys.readouterr().err
+    assert main(args[:-2] + ["--norm", "layer", "--overwrite", "-o", str(tmp_path / "l.h5")]) == 0
+
+
+def test_interpolation_and_1d_plot(trained, tmp_path, capsys):
+    out = tmp_path / "interp.h5"
+    rc = main(["surface", "--checkpoint", str(trained[0].checkpoint(2)), "--target", str(trained[1].checkpoint(2)),
+               "--x", "-0.5:1.5:5", "-o", str(out)])
+    assert rc == 0
+    s = load_surface(out)
+    assert s.attrs["kind"] == "interpolation" and s.attrs["spec"]["dir_type"] == "states"
+    # alpha = 0 is theta1 and alpha = 1 is theta2 (states, BN statistics included)
+    assert s.values["train_loss"][1] == pytest.approx(trained[0].final["train_loss"], rel=1e-5)
+    assert s.values["train_loss"][3] == pytest.approx(trained[1].final["train_loss"], rel=1e-5)
+    assert main(["plot", str(out), "--loss-max", "5"]) == 0
+    assert (tmp_path / "interp-1d.png").exists()
+
+
+def test_plot_of_a_foreign_file_is_an_error(tmp_path, capsys):
+    bad = tmp_path / "x.h5"
+    with h5py.File(bad, "w") as h:
+        h["a"] = 1
+    assert main(["plot", str(bad)]) == 2
+    assert "not a loss-surface file" in capsys.readouterr().err
+
+
+def test_interrupted_surface_resumes_without_recomputing(trained, tmp_path, monkeypatch):
+    model = trained[0].model
+    data = load_dataset(TINY)
+    spec = SurfaceSpec(x=Axis(-1, 1, 3), y=Axis(-1, 1, 3), eval_samples=64)
+    path = tmp_path / "r.h5"
+    real = surface_module.evaluate
+    calls = {"n": 0}
+
+    def interrupting(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(surface_module, "evaluate", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        surface_file(path, model, data, spec)
+    partial = load_surface(path)
+    assert partial.done.sum() == 4
+    calls["n"] = -100
+    resumed = surface_file(path, model, data, spec)
+    assert calls["n"] == -100 + 5  # only the 5 unfinished points
+    monkeypatch.setattr(surface_module, "evaluate", real)
+    fresh = surface_file(tmp_path / "fresh.h5", model, data, spec)
+    np.testing.assert_array_equal(resumed.values["train_loss"], fresh.values["train_loss"])

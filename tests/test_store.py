@@ -1,0 +1,160 @@
+import xml.etree.ElementTree as ET
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from lossbench.directions import create_random_direction, get_theta
+from lossbench.errors import SurfaceFileError
+from lossbench.models import CifarResNet
+from lossbench.store import export_vtp, load_directions, load_surface, save_directions, save_surface
+from lossbench.surface import Surface
+
+
+def f(x, y):
+    return 1.0 + x**2 + 3 * y + 0.1 * x * y  # asymmetric in x and y, so a transpose shows
+
+
+def make_surface(nx=5, ny=3, done_all=True):
+    x, y = np.linspace(-1, 1, nx), np.linspace(-2, 2, ny)
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    s = Surface.empty(x, y, ["train_loss", "train_acc"], attrs={"config_id": "demo", "seed": 3})
+    s.values["train_loss"][:] = f(xx, yy)
+    s.values["train_acc"][:] = 0.5
+    s.done[:] = True
+    if not done_all:
+        s.done[-1, -1] = False
+    return s
+
+
+def test_round_trip_non_square(tmp_path):
+    s = make_surface(done_all=False)
+    path = save_surface(tmp_path / "s.h5", s)
+    back = load_surface(path)
+    np.testing.assert_array_equal(back.alphas, s.alphas)
+    np.testing.assert_array_equal(back.values["train_loss"], s.values["train_loss"])
+    np.testing.assert_array_equal(back.done, s.done)
+    assert back.attrs == s.attrs
+
+
+def test_plain_h5py_reads_authors_names_in_their_order(tmp_path):
+    """Their plot_2D does meshgrid(x, y) (shape (ny, nx)) and contours f[key] with it."""
+    nx, ny = 4, 4  # the authors' tools only handle square grids correctly
+    s = make_surface(nx, ny)
+    path = save_surface(tmp_path / "s.h5", s)
+    with h5py.File(path, "r") as h:
+        assert {"xcoordinates", "ycoordinates", "train_loss", "train_acc"} <= set(h.keys())
+        x, y = h["xcoordinates"][:], h["ycoordinates"][:]
+        X, Y = np.meshgrid(x, y)
+        np.testing.assert_allclose(h["train_loss"][:], f(X, Y))
+
+
+def test_reads_an_authors_non_square_file_with_the_right_orientation(tmp_path):
+    nx, ny = 5, 3
+    x, y = np.linspace(-1, 1, nx), np.linspace(-2, 2, ny)
+    losses = -np.ones((nx, ny))  # their shape declaration and -1 sentinel
+    xm, ym = np.meshgrid(x, y)  # their scheduler: flat index k -> (x[k % nx], y[k // nx])
+    for k in range(nx * ny - 1):  # the last point "not computed yet"
+        losses.ravel()[k] = f(xm.ravel()[k], ym.ravel()[k])
+    path = tmp_path / "authors.h5"
+    with h5py.File(path, "w") as h:
+        h["dir_file"] = "dirs.h5"
+        h["xcoordinates"] = x
+        h["ycoordinates"] = y
+        h["train_loss"] = losses
+        h["train_acc"] = np.where(losses == -1, -1, 50.0)
+    s = load_surface(path)
+    assert s.shape == (nx, ny)
+    xx, yy = np.meshgrid(x, y, indexing="ij")
+    np.testing.assert_allclose(s.values["train_loss"][s.done], f(xx, yy)[s.done])
+    assert s.done.sum() == nx * ny - 1 and not s.done[-1, -1]
+    assert s.attrs == {"origin": "authors"}
+
+
+def test_1d_files(tmp_path):
+    s = Surface.empty(np.linspace(-1, 1, 7), None, ["train_loss"])
+    s.values["train_loss"][:] = np.arange(7.0)
+    s.done[:] = True
+    back = load_surface(save_surface(tmp_path / "line.h5", s))
+    assert back.betas is None and back.values["train_loss"].tolist() == list(range(7))
+
+
+def test_corrupt_and_foreign_files_get_clear_errors(tmp_path):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"this is not hdf5")
+    with pytest.raises(SurfaceFileError, match="not a readable HDF5 file"):
+        load_surface(bad)
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as h:
+        h["images"] = np.zeros(3)
+    with pytest.raises(SurfaceFileError, match="not a loss-surface file.*'xcoordinates'.*found \\['images'\\]"):
+        load_surface(foreign)
+    truncated = save_surface(tmp_path / "t.h5", make_surface())
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    with pytest.raises(SurfaceFileError):
+        load_surface(truncated)
+    with pytest.raises(SurfaceFileError, match="does not exist"):
+        load_surface(tmp_path / "missing.h5")
+
+
+def test_mismatched_dataset_shape_is_named(tmp_path):
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as h:
+        h["xcoordinates"] = np.linspace(-1, 1, 3)
+        h["train_loss"] = np.zeros(4)
+    with pytest.raises(SurfaceFileError, match="'train_loss' has shape \\(4,\\)"):
+        load_surface(path)
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    good = save_surface(tmp_path / "s.h5", make_surface())
+    before = good.read_bytes()
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    import lossbench.store as store
+
+    monkeypatch.setattr(store, "_write_directions", boom)
+    with pytest.raises(RuntimeError):
+        save_surface(good, make_surface(), delta={"w": torch.zeros(2)})
+    assert good.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["s.h5"]
+
+
+def test_directions_round_trip_and_authors_positional_layout(tmp_path):
+    torch.manual_seed(0)
+    net = CifarResNet(8)
+    delta = create_random_direction(net, seed=0)
+    eta = create_random_direction(net, seed=1)
+    path = save_directions(tmp_path / "d.h5", delta, eta, attrs={"norm": "filter"})
+    d2, e2, meta = load_directions(path)
+    assert list(d2) == list(delta) and all(torch.equal(d2[k], delta[k]) for k in delta)
+    assert all(torch.equal(e2[k], eta[k]) for k in eta) and meta == {"norm": "filter"}
+    with h5py.File(path, "r") as h:  # what their net_plotter.load_directions reads
+        assert np.array_equal(h["xdirection"]["0"][:], delta["conv1.weight"].numpy())
+    authors = tmp_path / "authors_dirs.h5"
+    with h5py.File(authors, "w") as h:
+        g = h.create_group("xdirection")
+        for i, t in enumerate(delta.values()):
+            g[str(i)] = t.numpy()
+    with pytest.raises(SurfaceFileError, match="no tensor names"):
+        load_directions(authors)
+    mapped, none, _ = load_directions(authors, names=list(get_theta(net)))
+    assert none is None and all(torch.equal(mapped[k], delta[k]) for k in delta)
+
+
+def test_vtp_export_is_valid_xml_with_a_quad_mesh(tmp_path):
+    s = make_surface(5, 3)
+    s.values["train_loss"][:] = np.abs(s.values["train_loss"]) + 0.1  # log scale needs positive values
+    path = export_vtp(tmp_path / "s.vtp", s, key="train_loss", zmax=3.0, log=True)
+    piece = ET.parse(path).getroot().find("PolyData/Piece")
+    assert piece.get("NumberOfPoints") == "15" and piece.get("NumberOfPolys") == "8"
+    z = np.array(piece.find("PointData/DataArray").text.split(), dtype=float)
+    assert z.max() <= np.log(3.0) + 1e-6
+    resampled = export_vtp(tmp_path / "r.vtp", make_surface(5, 5), interp=9)
+    assert ET.parse(resampled).getroot().find("PolyData/Piece").get("NumberOfPoints") == "81"
+    with pytest.raises(ValueError, match="needs a 2D surface"):
+        export_vtp(tmp_path / "x.vtp", Surface.empty(np.zeros(3), None, ["train_loss"]))
