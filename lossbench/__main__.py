@@ -11,6 +11,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import numpy as np
+
 from .config import add_run_options, find_config, get_scale, parse_model_name
 
 EPILOG_TRAIN = """examples:
@@ -85,6 +87,30 @@ EPILOG_PLOT = """examples:
 """
 
 
+def _add_model_source(p: argparse.ArgumentParser, *, checkpoint: bool = True) -> None:
+    src = p.add_argument_group("model (a checkpoint, or a config of the scale's matrix, trained if not cached)")
+    if checkpoint:
+        src.add_argument("--checkpoint", default=None, help="an epoch-NNNN.pt written by lossbench train")
+    src.add_argument("--arch", default="resnet20", help="resnet20 | resnet56 | resnet110 | vgg9 (default resnet20)")
+    src.add_argument("--no-shortcut", dest="shortcut", action="store_false", help="the net without skip connections")
+    src.add_argument("--batch-size", type=int, default=128, help="training batch size of the config (default 128)")
+    src.add_argument("--train-seed", type=int, default=0, help="training seed of the config (default 0)")
+
+
+def _load_model(args: argparse.Namespace, device):
+    """(config, model, source attrs, TrainResult or None) from --checkpoint or the config options."""
+    from pathlib import Path
+
+    from .train import model_from_checkpoint, train
+
+    if getattr(args, "checkpoint", None):
+        config, model = model_from_checkpoint(args.checkpoint, device=device)
+        return config, model, {"checkpoint": str(Path(args.checkpoint).resolve())}, None
+    config = _config_from_args(argparse.Namespace(**{**vars(args), "seed": args.train_seed, "epochs": None}))
+    result = train(config, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir)
+    return config, result.model, {}, result
+
+
 def _add_surface(sub: argparse._SubParsersAction) -> None:
     from .directions import DIR_TYPES, IGNORES, NORMS
     from .surface import parse_axis
@@ -93,12 +119,7 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
                        description="Evaluate L(theta + alpha delta + beta eta) on a grid (Li et al. 2018).",
                        epilog=EPILOG_SURFACE, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(p.add_argument)
-    src = p.add_argument_group("model (a checkpoint, or a config of the scale's matrix)")
-    src.add_argument("--checkpoint", default=None, help="an epoch-NNNN.pt written by lossbench train")
-    src.add_argument("--arch", default="resnet20", help="resnet20 | resnet56 | resnet110 | vgg9 (default resnet20)")
-    src.add_argument("--no-shortcut", dest="shortcut", action="store_false", help="the net without skip connections")
-    src.add_argument("--batch-size", type=int, default=128, help="training batch size of the config (default 128)")
-    src.add_argument("--train-seed", type=int, default=0, help="training seed of the config (default 0)")
+    _add_model_source(p)
     g = p.add_argument_group("grid and directions")
     g.add_argument("--x", type=parse_axis, default=None, help="alpha axis min:max:num (default -1:1:51; -0.5:1.5:41 for interpolation)")
     g.add_argument("--y", type=parse_axis, default=None, help="beta axis min:max:num; omit for a 1D line")
@@ -130,13 +151,7 @@ def cmd_surface(args: argparse.Namespace) -> int:
     from .train import model_from_checkpoint, train
 
     device = device_of(args.device)
-    if args.checkpoint:
-        config, model = model_from_checkpoint(args.checkpoint, device=device)
-        source = {"checkpoint": str(Path(args.checkpoint).resolve())}
-    else:
-        config = _config_from_args(argparse.Namespace(**{**vars(args), "seed": args.train_seed, "epochs": None}))
-        model = train(config, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir).model
-        source = {}
+    config, model, source, _ = _load_model(args, device)
     interpolation = bool(args.target or args.target_batch_size)
     target = None
     if args.target:
@@ -204,6 +219,9 @@ def plot_file(path, *, key: str = "train_loss", vmin=None, vmax=None, vlevel=Non
         losses = {s: surface.values[f"{s}_loss"] for s in splits if f"{s}_loss" in surface.values}
         accs = {s: surface.values[f"{s}_acc"] for s in splits if f"{s}_acc" in surface.values}
         xlabel = r"$\alpha$ (interpolation $\theta_1 \to \theta_2$)" if surface.attrs.get("kind") == "interpolation" else r"$\alpha$"
+        if loss_max is None and not log:  # resolve the basin, not the far walls: at most 10 nats above the minimum
+            finite = np.concatenate([v[np.isfinite(v)] for v in losses.values()])
+            loss_max = float(min(finite.max(), finite.min() + 10.0)) * 1.05 if finite.size else None
         fig = plot.plot_1d(surface.alphas, losses, accs, title=title, xlabel=xlabel, loss_max=loss_max, log=log)
         written += plot.save_figure(fig, f"{stem}-1d")
         return written
@@ -232,6 +250,243 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_BASELINES = """examples:
+  # derive the ci baselines: value at seed 0 / direction seed 0, tolerance from the spread over
+  # 3 training seeds x 2 direction seeds (atol = floor + 3 sd), written to baselines/ci/
+  python -m lossbench baselines --scale ci --seeds 0 1 2 --dir-seeds 0 1
+"""
+
+
+def _add_baselines(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("baselines", help="derive baseline values and tolerances from measured seed spread",
+                       description="Compute the scale's metrics over training and direction seeds and write "
+                                   "baselines/<scale>/<config_id>.json.",
+                       epilog=EPILOG_BASELINES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(p.add_argument)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
+    p.add_argument("--dir-seeds", type=int, nargs="+", default=[0, 1], help="direction seeds (default 0 1)")
+    p.add_argument("--out", default="baselines", help="baselines root (default baselines)")
+    p.add_argument("--results-dir", default=None, help="where the surfaces go (default .benchmarks/surfaces/<scale>-spread)")
+    p.add_argument("--only", default=None, help="comma-separated config_ids to do (default: the whole matrix)")
+    p.set_defaults(func=cmd_baselines)
+
+
+def cmd_baselines(args: argparse.Namespace) -> int:
+    import statistics
+    from pathlib import Path
+
+    from . import baselines as bl
+    from .data import load_dataset
+    from .pipeline import device_of
+    from .reproduce import SPREAD_METHOD, derive_spread
+    from .train import train
+
+    scale = get_scale(args.scale)
+    device = device_of(args.device)
+    results = Path(args.results_dir or Path(".benchmarks") / "surfaces" / f"{scale.name}-spread")
+    only = set(args.only.split(",")) if args.only else None
+    source = bl.provenance(str(device))
+    for config in scale.configs:
+        if only and config.config_id not in only:
+            continue
+        data = load_dataset(config, data_dir=args.data_dir)
+        ref, samples = derive_spread(
+            config, scale, seeds=tuple(args.seeds), dir_seeds=tuple(args.dir_seeds), data=data, results_dir=results,
+            train_fn=lambda c: train(c, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir),
+        )
+        tolerances = bl.spread_tolerances(samples)
+        spread = {k: {"sd": bl.round_sig(statistics.stdev(v) if len(v) > 1 else 0.0, 4), "n": len(v),
+                      "min": bl.round_sig(min(v)), "max": bl.round_sig(max(v))} for k, v in samples.items()}
+        doc = bl.make_baseline(
+            config.config_id, scale.name, ref.metrics, source=source, tolerances=tolerances,
+            extra={"config_hash": config.config_hash, "final": {k: bl.round_sig(v) for k, v in ref.final.items()},
+                   "converged": ref.converged, "spread": spread,
+                   "tolerance_method": SPREAD_METHOD.format(seeds=args.seeds, dir_seeds=args.dir_seeds)},
+        )
+        path = Path(args.out) / scale.name / f"{config.config_id}.json"
+        bl.write_baseline(path, doc)
+        print(f"wrote {path}", flush=True)
+    return 0
+
+
+EPILOG_HESSIAN = """examples:
+  # extreme eigenvalues and trace at the minimum of the ci ResNet-20
+  python -m lossbench hessian --arch resnet20 --scale ci --trace-probes 32
+  # the eigen-ratio map |min_eig / max_eig| over an 11x11 grid (same plane as `surface --seed 0`)
+  python -m lossbench hessian --arch resnet56 --no-shortcut --x -1:1:11 --y -1:1:11 -o r56ns-eig.h5 --plot
+"""
+
+EPILOG_TRAJECTORY = """examples:
+  # PCA of the per-epoch checkpoints of the ci ResNet-20, a 21x21 surface on that plane, and the plot
+  python -m lossbench trajectory --arch resnet20 --scale ci --grid 21 --plot
+"""
+
+
+def _add_hessian(sub: argparse._SubParsersAction) -> None:
+    from .surface import parse_axis
+
+    p = sub.add_parser("hessian", help="Hessian extreme eigenvalues and trace at a point, or an eigen-ratio map",
+                       description="Lanczos extreme eigenvalues (and Hutchinson trace) of the loss Hessian at the "
+                                   "trained weights, or over a 2D grid (Li et al. 2018, section 6).",
+                       epilog=EPILOG_HESSIAN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(p.add_argument)
+    _add_model_source(p)
+    p.add_argument("--x", type=parse_axis, default=None, help="alpha axis min:max:num for a map (with --y)")
+    p.add_argument("--y", type=parse_axis, default=None, help="beta axis min:max:num for a map")
+    p.add_argument("--seed", type=int, default=0, help="seed of delta (eta: seed+1); also the Lanczos start vector")
+    p.add_argument("--ignore", default="biasbn", choices=["biasbn", "none"],
+                   help="biasbn: Hessian over conv/linear weights only, as the authors (default)")
+    p.add_argument("--eval-samples", type=int, default=None, help="training images per Hessian-vector product (default: the scale's)")
+    p.add_argument("--eval-batch", type=int, default=500, help="images per forward pass (default 500)")
+    p.add_argument("--max-iter", type=int, default=100, help="Lanczos steps at most (default 100)")
+    p.add_argument("--tol", type=float, default=1e-3, help="relative residual tolerance (default 1e-3)")
+    p.add_argument("--trace-probes", type=int, default=0, help="also estimate tr(H) with this many Rademacher probes")
+    p.add_argument("-o", "--output", default=None, help="map output (default results/<config_id>/eig-map.h5)")
+    p.add_argument("--overwrite", action="store_true", help="start the map over even if the output exists")
+    p.add_argument("--plot", action="store_true", help="plot the map next to the output")
+    p.set_defaults(func=cmd_hessian)
+
+
+def cmd_hessian(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data import load_dataset
+    from .evaluate import cross_entropy, make_batches
+    from .hessian import hessian_eigs, hutchinson_trace
+    from .pipeline import SurfaceSpec, device_of, eig_map_file
+
+    device = device_of(args.device)
+    config, model, source, _ = _load_model(args, device)
+    data = load_dataset(config, data_dir=args.data_dir)
+    n = args.eval_samples if args.eval_samples is not None else get_scale(args.scale).eval_samples
+    if (args.x is None) != (args.y is None):
+        raise ValueError("give both --x and --y for a map, or neither for the values at the minimum")
+    if args.x is None:
+        batches = make_batches(data.x_train[:n], data.y_train[:n], args.eval_batch, device=device)
+        r = hessian_eigs(model, cross_entropy(), batches, ignore=args.ignore, max_iter=args.max_iter, tol=args.tol,
+                         seed=args.seed)
+        state = "converged" if r.converged else "NOT converged (raise --max-iter or --tol)"
+        print(f"{config.config_id}: lambda_max {r.eig_max:.6g}  lambda_min {r.eig_min:.6g}  "
+              f"|min/max| {abs(r.eig_min / r.eig_max):.4g}  ({r.iterations} Lanczos steps, {state}; "
+              f"residuals {r.residual_max:.2g}, {r.residual_min:.2g})")
+        if args.trace_probes:
+            t = hutchinson_trace(model, cross_entropy(), batches, probes=args.trace_probes, ignore=args.ignore,
+                                 seed=args.seed)
+            print(f"{config.config_id}: trace {t.trace:.6g} +- {t.stderr:.2g} (standard error, {t.probes} probes)")
+        return 0 if r.converged else 1
+    spec = SurfaceSpec(x=args.x, y=args.y, norm="filter", ignore=args.ignore, seed=args.seed, eval_samples=n,
+                       eval_batch=args.eval_batch)
+    out = Path(args.output or Path("results") / config.config_id / "eig-map.h5")
+    attrs = {"config": config.to_dict(), "config_id": config.config_id, "kind": "eig-map", **source}
+    s = eig_map_file(out, model, data, spec, max_iter=args.max_iter, tol=args.tol, attrs=attrs,
+                     overwrite=args.overwrite)
+    from .metrics import eig_ratio_summary
+
+    summary = eig_ratio_summary(s.values["min_eig"], s.values["max_eig"])
+    print(f"wrote {out} (eigenvalue map {s.shape[0]}x{s.shape[1]}): "
+          + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
+    if args.plot:
+        for path in plot_eig_file(out):
+            print(f"wrote {path}")
+    return 0
+
+
+def plot_eig_file(path) -> list:
+    from pathlib import Path
+
+    from . import plot
+    from .hessian import eig_ratio
+    from .store import load_surface
+
+    s = load_surface(path)
+    ratio = eig_ratio(s.values["min_eig"], s.values["max_eig"])
+    stem = Path(path).with_suffix("")
+    title = s.attrs.get("config_id", stem.name)
+    fig = plot.plot_heatmap(s.alphas, s.betas, ratio, vmin=0.0, vmax=max(0.1, float(np.nanmax(ratio)) if np.isfinite(ratio).any() else 1.0),
+                            title=f"{title}: |min_eig / max_eig|", label="|lambda_min / lambda_max|")
+    return plot.save_figure(fig, f"{stem}-ratio")
+
+
+def _add_trajectory(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trajectory", help="PCA directions of the training path, a surface on that plane, the plot",
+                       description="Project the per-epoch checkpoints onto their top two principal directions and "
+                                   "compute the loss surface on that plane (Li et al. 2018, section 7).",
+                       epilog=EPILOG_TRAJECTORY, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(p.add_argument)
+    _add_model_source(p, checkpoint=False)
+    p.add_argument("--grid", type=int, default=21, help="points per axis of the PCA-plane surface (default 21)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random plane shown for contrast (default 0)")
+    p.add_argument("--eval-samples", type=int, default=None, help="training images per grid point (default: the scale's)")
+    p.add_argument("-o", "--output", default=None, help="surface output (default results/<config_id>/trajectory.h5)")
+    p.add_argument("--overwrite", action="store_true", help="start over even if the output exists")
+    p.add_argument("--plot", action="store_true", help="draw the path on the contours (and on a random plane)")
+    p.set_defaults(func=cmd_trajectory)
+
+
+def cmd_trajectory(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from .data import load_dataset
+    from .directions import get_theta, norm_of
+    from .pipeline import SurfaceSpec, device_of, make_directions, surface_file
+    from .surface import Axis
+    from .train import load_checkpoint
+    from .trajectory import path_extent, pca_directions, project
+
+    device = device_of(args.device)
+    config, model, source, result = _load_model(args, device)
+    final = {k: v.cpu() for k, v in get_theta(model, "weights").items()}
+    thetas, epochs = [], []
+    for path in result.checkpoints:
+        _, state, epoch = load_checkpoint(path)
+        thetas.append({k: state[k] for k in final})
+        epochs.append(epoch)
+    pca = pca_directions(thetas, final, epochs=epochs)
+    (x_lo, x_hi), (y_lo, y_hi) = path_extent(pca.coords)
+    n = args.eval_samples if args.eval_samples is not None else get_scale(args.scale).eval_samples
+    spec = SurfaceSpec(x=Axis(x_lo, x_hi, args.grid), y=Axis(y_lo, y_hi, args.grid), norm="none", eval_samples=n,
+                       seed=args.seed)
+    # the contrast: a filter-normalised random plane, scaled to unit norm like the PCA directions
+    rand_delta, rand_eta = make_directions(model.cpu(), SurfaceSpec(x=spec.x, y=spec.y, seed=args.seed))
+    model.to(device)
+    rand_delta = {k: v / norm_of(rand_delta) for k, v in rand_delta.items()}
+    rand_eta = {k: v / norm_of(rand_eta) for k, v in rand_eta.items()}
+    random_coords = project(thetas, final, rand_delta, rand_eta)
+    attrs = {"config": config.to_dict(), "config_id": config.config_id, "kind": "trajectory", "directions": "pca",
+             "explained_variance_ratio": pca.explained_variance_ratio.tolist(), "path": pca.coords.tolist(),
+             "epochs": list(pca.epochs), "random_path": random_coords.tolist(), **source}
+    out = Path(args.output or Path("results") / config.config_id / "trajectory.h5")
+    data = load_dataset(config, data_dir=args.data_dir)
+    delta = {k: v.to(device) for k, v in pca.delta.items()}
+    eta = {k: v.to(device) for k, v in pca.eta.items()}
+    surface_file(out, model, data, spec, directions=(delta, eta), attrs=attrs, overwrite=args.overwrite,
+                 allow_nonfinite=True)
+    ev = pca.explained_variance_ratio
+    print(f"wrote {out}: PCA explained variance {100 * ev[0]:.1f} % + {100 * ev[1]:.1f} % = {100 * ev.sum():.1f} %; "
+          f"path extent on the PCA plane {np.ptp(pca.coords, 0).round(4).tolist()}, on a random plane "
+          f"{np.ptp(random_coords, 0).round(4).tolist()} (weight-space units)")
+    if args.plot:
+        for path in plot_trajectory_file(out):
+            print(f"wrote {path}")
+    return 0
+
+
+def plot_trajectory_file(path) -> list:
+    from pathlib import Path
+
+    from . import plot
+    from .store import load_surface
+
+    s = load_surface(path)
+    a = s.attrs
+    fig = plot.plot_trajectory(s.alphas, s.betas, s.values["train_loss"], np.asarray(a["path"]),
+                               explained=tuple(a["explained_variance_ratio"]), epochs=tuple(a["epochs"]),
+                               random_coords=np.asarray(a["random_path"]), title=a.get("config_id", ""))
+    return plot.save_figure(fig, Path(path).with_suffix(""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lossbench",
@@ -242,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_surface(sub)
     _add_plot(sub)
+    _add_baselines(sub)
+    _add_hessian(sub)
+    _add_trajectory(sub)
     return parser
 
 

@@ -234,8 +234,8 @@ SCALES: dict[str, Scale] = {
     "ci": Scale(
         name="ci",
         configs=_matrix((20, 56), (128, 2000), epochs=6, **_CI_DATA),
-        surface_x="-1:1:9",
-        surface_y="-1:1:9",
+        surface_x="-1:1:11",
+        surface_y="-1:1:11",
         eval_samples=512,
         description="CPU, synthetic 16x16, 2048 images, 6 epochs: exercises the pipeline in minutes",
     ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,28 +97,9 @@ def make_directions(model: nn.Module, spec: SurfaceSpec, *, target: nn.Module | 
     return delta, eta
 
 
-def surface_file(
-    path: str | Path,
-    model: nn.Module,
-    data: ImageData,
-    spec: SurfaceSpec,
-    *,
-    target: nn.Module | None = None,
-    attrs: dict[str, Any] | None = None,
-    overwrite: bool = False,
-    allow_nonfinite: bool = False,
-    checkpoint_seconds: float = 10.0,
-    progress: bool | None = None,
-) -> Surface:
-    """Compute (or finish) the surface of ``model`` described by ``spec`` in the HDF5 file ``path``.
-
-    An existing file made with the same spec and metadata is resumed: its finished points are kept and
-    its stored directions reused. One made with other settings is an error unless ``overwrite``.
-    """
-    path = Path(path)
-    device = next(model.parameters()).device
-    meta = {"spec": spec.to_attrs(), **(attrs or {})}
-    resume = None
+def _resume_or_start(path: Path, meta: dict[str, Any], overwrite: bool, make: Callable[[], tuple[Direction, Direction | None]]
+                     ) -> tuple[Surface | None, Direction, Direction | None]:
+    """An existing file with the same metadata is resumed (its directions reused); else new directions."""
     if path.exists() and not overwrite:
         resume = load_surface(path)
         stored = {k: resume.attrs.get(k) for k in meta}
@@ -129,14 +111,48 @@ def surface_file(
             )
         delta, eta, _ = load_directions(path)
         log.info("resuming %s: %d of %d points done", path, int(resume.done.sum()), resume.done.size)
-    else:
-        delta, eta = make_directions(model, spec, target=target)
+        return resume, delta, eta
+    delta, eta = make()
+    return None, delta, eta
 
-    datasets = {}
+
+def _batches(data: ImageData, spec: SurfaceSpec, device: torch.device) -> dict[str, list]:
+    out = {}
     for split in spec.splits:
         x, y = data.split(split)
         n = len(x) if spec.eval_samples is None else min(spec.eval_samples, len(x))
-        datasets[split] = make_batches(x[:n], y[:n], spec.eval_batch, device=device)
+        out[split] = make_batches(x[:n], y[:n], spec.eval_batch, device=device)
+    return out
+
+
+def surface_file(
+    path: str | Path,
+    model: nn.Module,
+    data: ImageData,
+    spec: SurfaceSpec,
+    *,
+    target: nn.Module | None = None,
+    directions: tuple[Direction, Direction | None] | None = None,
+    attrs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    allow_nonfinite: bool = False,
+    checkpoint_seconds: float = 10.0,
+    progress: bool | None = None,
+) -> Surface:
+    """Compute (or finish) the surface of ``model`` described by ``spec`` in the HDF5 file ``path``.
+
+    An existing file made with the same spec and metadata is resumed: its finished points are kept and
+    its stored directions reused. One made with other settings is an error unless ``overwrite``.
+    ``directions`` (delta, eta) replaces the spec's random directions (e.g. PCA directions; say so in
+    ``attrs``).
+    """
+    path = Path(path)
+    device = next(model.parameters()).device
+    meta = {"spec": spec.to_attrs(), **(attrs or {})}
+    resume, delta, eta = _resume_or_start(
+        path, meta, overwrite, (lambda: directions) if directions else (lambda: make_directions(model, spec, target=target))
+    )
+    datasets = _batches(data, spec, device)
     meta["eval_samples"] = {split: sum(len(t) for _, t in b) for split, b in datasets.items()}
 
     def flush(partial: Surface) -> None:
@@ -148,6 +164,42 @@ def surface_file(
         attrs=meta, on_checkpoint=flush, checkpoint_seconds=checkpoint_seconds,
         allow_nonfinite=allow_nonfinite, progress=progress,
     )
+
+
+def eig_map_file(
+    path: str | Path,
+    model: nn.Module,
+    data: ImageData,
+    spec: SurfaceSpec,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    attrs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    checkpoint_seconds: float = 10.0,
+    progress: bool | None = None,
+) -> Surface:
+    """The Hessian eigenvalue map (``max_eig``, ``min_eig``) over ``spec``'s 2D grid, file-backed and
+    resumable like :func:`surface_file`. Same seed and normalisation give the same plane as the loss
+    surface, so the two maps line up."""
+    from .hessian import eig_ratio_map
+
+    if spec.y is None or spec.dir_type != "weights" or len(spec.splits) != 1:
+        raise ValueError("an eigenvalue map needs a 2D grid (y), dir_type='weights' and exactly one split")
+    path = Path(path)
+    device = next(model.parameters()).device
+    meta = {"spec": spec.to_attrs(), "hessian": {"max_iter": max_iter, "tol": tol}, **(attrs or {})}
+    resume, delta, eta = _resume_or_start(path, meta, overwrite, lambda: make_directions(model, spec))
+    batches = _batches(data, spec, device)[spec.splits[0]]
+    meta["eval_samples"] = {spec.splits[0]: sum(len(t) for _, t in batches)}
+
+    def flush(partial: Surface) -> None:
+        save_surface(path, partial, delta=delta, eta=eta)
+
+    return eig_ratio_map(model, cross_entropy(), batches, delta=delta, eta=eta, alphas=spec.x.coords(),
+                         betas=spec.y.coords(), ignore=spec.ignore, max_iter=max_iter, tol=tol, seed=spec.seed,
+                         resume=resume, attrs=meta, on_checkpoint=flush, checkpoint_seconds=checkpoint_seconds,
+                         progress=progress)
 
 
 def device_of(name: str) -> torch.device:

@@ -113,7 +113,11 @@ def plot_heatmap(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, *, vmin: 
     """The grid values as an image (alpha to the right, beta up)."""
     fig = Figure(**STYLE)
     ax = fig.add_subplot()
-    extent = (alphas[0], alphas[-1], betas[0], betas[-1])
+    def edges(c: np.ndarray) -> tuple[float, float]:  # cell edges, so each value fills its own cell
+        half = (c[-1] - c[0]) / (len(c) - 1) / 2 if len(c) > 1 else 0.5
+        return float(c[0] - half), float(c[-1] + half)
+
+    extent = (*edges(alphas), *edges(betas))
     im = ax.imshow(z.T, origin="lower", extent=extent, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
     fig.colorbar(im, ax=ax, label=label)
     ax.set_xlabel(r"$\alpha$ ($\delta$)")
@@ -139,4 +143,102 @@ def plot_surface_3d(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, *, zma
     ax.view_init(elev=35, azim=-60)
     if title:
         ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_contour_grid(panels: list[list[dict | None]], *, row_labels: list[str], col_labels: list[str],
+                      suptitle: str = "", span: float = 3.0) -> Figure:
+    """A grid of contour plots laid out like the paper's Figure 5 (rows x columns of surfaces).
+
+    Args:
+        panels: rows of dicts with ``alphas``, ``betas``, ``z`` (and optional ``title``), or None for a
+            missing config.
+        span: each panel's levels run from its minimum to minimum + span (nats), 0.25 apart, so shapes
+            compare across panels whatever the loss at the centre.
+    """
+    n_rows, n_cols = len(panels), max(len(r) for r in panels)
+    fig = Figure(figsize=(3.2 * n_cols, 3.1 * n_rows), dpi=130)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for i, row in enumerate(panels):
+        for j in range(n_cols):
+            ax = axes[i][j]
+            panel = row[j] if j < len(row) else None
+            if panel is None:
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, "not in this run", ha="center", va="center", transform=ax.transAxes)
+                continue
+            z = panel["z"]
+            lo = float(np.nanmin(z))
+            levels = np.arange(lo, lo + span + 1e-9, 0.25)
+            xx, yy = _grid(panel["alphas"], panel["betas"])
+            ax.contour(xx, yy, z, levels=levels, cmap="viridis", linewidths=0.9)
+            ax.plot([0], [0], "k+", ms=6)
+            ax.set_aspect("equal")
+            ax.tick_params(labelsize=7)
+            ax.set_title(panel.get("title", ""), fontsize=8)
+            if j == 0:
+                ax.set_ylabel(row_labels[i], fontsize=9)
+            if i == n_rows - 1:
+                ax.set_xlabel(col_labels[j], fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_slices(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str = "",
+                loss_max: float | None = None) -> Figure:
+    """Several 1D loss curves on one axis (label -> (alphas, loss))."""
+    fig = Figure(**STYLE)
+    ax = fig.add_subplot()
+    for label, (x, y) in curves.items():
+        ax.plot(x, y, lw=1.4, label=label)
+    ax.set_xlabel(r"$\alpha$")
+    ax.set_ylabel("loss (nats)")
+    if loss_max is not None:
+        ax.set_ylim(0, loss_max)
+    ax.legend(fontsize=7, frameon=False)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_trajectory(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, coords: np.ndarray, *,
+                    explained: tuple[float, float], epochs: tuple[int, ...] | None = None,
+                    random_coords: np.ndarray | None = None, title: str = "") -> Figure:
+    """The optimiser's path on the PCA plane over the loss contours (paper Figure 9); with
+    ``random_coords``, a second panel shows the same path projected on a random plane (Figure 8),
+    drawn at the PCA panel's scale so its small extent is visible as such.
+
+    Args:
+        coords: (E, 2) path on the PCA plane, last row the final weights (0, 0).
+        explained: explained-variance ratios of the two components (fractions).
+    """
+    panels = 2 if random_coords is not None else 1
+    fig = Figure(figsize=(5.0 * panels, 4.4), dpi=150)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    ax = axes[0]
+    xx, yy = _grid(alphas, betas)
+    cs = ax.contour(xx, yy, z, levels=contour_levels(z), cmap="viridis", linewidths=0.9)
+    ax.clabel(cs, inline=True, fontsize=6, fmt="%.2f")
+    ax.plot(coords[:, 0], coords[:, 1], "o-", color="tab:red", ms=3, lw=1.2, label="path")
+    ax.plot(coords[0, 0], coords[0, 1], "s", color="tab:red", ms=6, label=f"epoch {epochs[0] if epochs else 0}")
+    ax.plot([0], [0], "k*", ms=9, label="final")
+    ax.set_xlabel(f"1st PCA component: {100 * explained[0]:.1f} %")
+    ax.set_ylabel(f"2nd PCA component: {100 * explained[1]:.1f} %")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title(title or "trajectory on the PCA plane", fontsize=10)
+    if random_coords is not None:
+        ax2 = axes[1]
+        ax2.plot(random_coords[:, 0], random_coords[:, 1], "o-", color="tab:red", ms=3, lw=1.2)
+        ax2.plot([0], [0], "k*", ms=9)
+        ax2.set_xlim(ax.get_xlim())
+        ax2.set_ylim(ax.get_ylim())
+        ext = np.ptp(random_coords, axis=0)
+        ax2.text(0.03, 0.95, f"path extent {ext[0]:.3g} x {ext[1]:.3g}", transform=ax2.transAxes, fontsize=8, va="top")
+        ax2.set_xlabel(r"random direction $\delta$ (unit norm)")
+        ax2.set_ylabel(r"random direction $\eta$ (unit norm)")
+        ax2.set_title("the same path on a random plane", fontsize=10)
+    fig.tight_layout()
     return fig

@@ -5,6 +5,7 @@ Layout of a surface file (dataset names as in the authors' ``plot_surface.py``):
     xcoordinates  (nx,) float64          alphas
     ycoordinates  (ny,) float64          betas (2D only)
     train_loss, train_acc, test_loss, test_acc   (nx, ny) or (nx,) float64
+    max_eig, min_eig, eig_converged        the same, in Hessian eigenvalue maps
     lossbench_done                        same shape, bool: which points are computed
     xdirection/0..n-1, ydirection/0..n-1  the directions, one dataset per tensor in model order
     dir_file                              this file's own name (their tools read directions from it)
@@ -111,9 +112,15 @@ def load_surface(path: str | Path) -> Surface:
                 )
             return raw.reshape(shape) if ny is None else from_file_layout(raw, nx, ny)
 
-        values = {k: read(k).astype(np.float64) for k in VALUE_KEYS if k in f}
+        skip = {"xcoordinates", "ycoordinates", DONE_KEY, "dir_file"}
+        # the authors' value names must fit the grid (read() says so if not); other numeric datasets
+        # of the grid's size (eigenvalue maps, extra splits) come along
+        value_keys = [k for k in f if k in VALUE_KEYS or (
+            k not in skip and isinstance(f[k], h5py.Dataset) and f[k].dtype.kind in "fiu"
+            and f[k].size == int(np.prod(shape)))]
+        values = {k: read(k).astype(np.float64) for k in value_keys}
         if not values:
-            raise SurfaceFileError(f"{path} has coordinates but none of {', '.join(VALUE_KEYS)}")
+            raise SurfaceFileError(f"{path} has coordinates but no values (e.g. {', '.join(VALUE_KEYS)})")
         if DONE_KEY in f:
             done = read(DONE_KEY).astype(bool)
         else:  # the authors' file: -1 means "not computed yet"

@@ -157,6 +157,24 @@ def perturbation(
                 live[name].copy_(saved[name])
 
 
+#: ``measure(model) -> {key: value}``: what to record at each grid point (the model is already moved there).
+Measure = Callable[[nn.Module], Mapping[str, float]]
+
+
+def loss_measure(loss_fn: LossFn, datasets: Mapping[str, Sequence[Batch]]) -> tuple[Measure, list[str]]:
+    """The paper's measure: mean loss and accuracy on each split; returns (measure, its keys)."""
+    keys = [f"{split}_{kind}" for split in datasets for kind in ("loss", "acc")]
+
+    def measure(model: nn.Module) -> dict[str, float]:
+        out = {}
+        for split, batches in datasets.items():
+            result = evaluate(model, loss_fn, batches)
+            out[f"{split}_loss"], out[f"{split}_acc"] = result.loss, result.acc
+        return out
+
+    return measure, keys
+
+
 def compute_surface(
     model: nn.Module,
     loss_fn: LossFn,
@@ -196,14 +214,42 @@ def compute_surface(
     Returns:
         The completed :class:`Surface`, indexed ``[i_alpha, j_beta]``.
     """
-    if (eta is None) != (betas is None):
-        raise ValueError("pass eta and betas together for a 2D surface, or neither for a 1D line")
     if not datasets:
         raise ValueError("datasets is empty; pass e.g. {'train': batches}")
+    measure, keys = loss_measure(loss_fn, datasets)
+    finite = () if allow_nonfinite else tuple(k for k in keys if k.endswith("_loss"))
+    return compute_grid(model, measure, keys, delta=delta, alphas=alphas, eta=eta, betas=betas, theta=theta,
+                        dir_type=dir_type, resume=resume, attrs=attrs, on_checkpoint=on_checkpoint,
+                        checkpoint_seconds=checkpoint_seconds, finite_keys=finite, progress=progress)
+
+
+def compute_grid(
+    model: nn.Module,
+    measure: Measure,
+    keys: Sequence[str],
+    *,
+    delta: Direction,
+    alphas: np.ndarray,
+    eta: Direction | None = None,
+    betas: np.ndarray | None = None,
+    theta: Mapping[str, Tensor] | None = None,
+    dir_type: str = "weights",
+    resume: Surface | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    on_checkpoint: Callable[[Surface], None] | None = None,
+    checkpoint_seconds: float = 30.0,
+    finite_keys: Sequence[str] = (),
+    progress: bool | None = None,
+    desc: str = "surface",
+) -> Surface:
+    """Record ``measure(model)`` at every grid point not yet done (the engine behind
+    :func:`compute_surface` and the Hessian eigenvalue maps); arguments as there. A value of a key in
+    ``finite_keys`` that is NaN or infinite raises :class:`NonFiniteLossError` with its coordinates."""
+    if (eta is None) != (betas is None):
+        raise ValueError("pass eta and betas together for a 2D surface, or neither for a 1D line")
     alphas = np.asarray(alphas, dtype=np.float64)
     betas = None if betas is None else np.asarray(betas, dtype=np.float64)
-    keys = [f"{split}_{kind}" for split in datasets for kind in ("loss", "acc")]
-    surface = _start(resume, alphas, betas, keys, attrs)
+    surface = _start(resume, alphas, betas, list(keys), attrs)
     if theta is None:
         theta = {n: t.detach().clone() for n, t in model_tensors(model, dir_type).items()}
     directions = [delta] if eta is None else [delta, eta]
@@ -211,18 +257,18 @@ def compute_surface(
     todo = [idx for idx in np.ndindex(surface.shape) if not surface.done[idx]]
     last_flush = time.monotonic()
     dirty = False
-    bar = progress_bar(total=len(todo), progress=progress, desc="surface", unit="pt")
+    bar = progress_bar(total=len(todo), progress=progress, desc=desc, unit="pt")
     try:
         with perturbation(model, theta, directions, dir_type=dir_type) as set_point:
             for idx in todo:
                 coords = (alphas[idx[0]],) if betas is None else (alphas[idx[0]], betas[idx[1]])
                 set_point(*coords)
-                for split, batches in datasets.items():
-                    result = evaluate(model, loss_fn, batches)
-                    if not math.isfinite(result.loss) and not allow_nonfinite:
-                        raise NonFiniteLossError(tuple(float(c) for c in coords), result.loss, split)
-                    surface.values[f"{split}_loss"][idx] = result.loss
-                    surface.values[f"{split}_acc"][idx] = result.acc
+                values = measure(model)
+                for key in finite_keys:
+                    if not math.isfinite(values[key]):
+                        raise NonFiniteLossError(tuple(float(c) for c in coords), values[key], key.rsplit("_", 1)[0])
+                for key in keys:
+                    surface.values[key][idx] = values[key]
                 surface.done[idx] = True
                 dirty = True
                 bar.update(1)

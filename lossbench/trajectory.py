@@ -1,0 +1,114 @@
+"""Optimisation trajectories on a PCA plane (Li et al. 2018, section 7, Figures 8 and 9).
+
+Random directions barely see the path an optimiser takes: in high dimension two random vectors are
+nearly orthogonal to anything, so the projected path hardly moves (their Figure 8). The top two
+principal directions of the matrix of ``theta_epoch - theta_final`` (one row per saved epoch) capture
+most of its variation (they report 40-90 %), and a loss surface on that plane shows the path walking
+into its minimum (Figure 9).
+
+As in the authors' code (which uses sklearn's PCA), the rows are centred before the decomposition
+and 1-D tensors (biases, BN) are left out (``ignore="biasbn"``). The PCA runs on the E x E Gram
+matrix in float64 (E epochs), so it needs no copy of the E x P matrix beyond the rows themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .directions import IGNORES, Direction, check_choice, inner
+from .models import is_biasbn
+
+
+@dataclass(frozen=True)
+class PCAResult:
+    """Top principal directions of a trajectory.
+
+    Attributes:
+        delta, eta: the first and second components as directions (unit norm; 1-D entries zero).
+        explained_variance_ratio: (k,) share of the path's variance along each component.
+        coords: (E, 2) projection of ``theta_e - theta_final`` onto (delta, eta), epochs in order.
+        epochs: the epoch of each row.
+    """
+
+    delta: Direction
+    eta: Direction
+    explained_variance_ratio: np.ndarray
+    coords: np.ndarray
+    epochs: tuple[int, ...]
+
+
+def _masked(theta: Mapping[str, Tensor], ignore: str) -> list[str]:
+    return [n for n, t in theta.items() if t.is_floating_point() and not (ignore == "biasbn" and is_biasbn(t))]
+
+
+def pca_directions(thetas: Sequence[Mapping[str, Tensor]], final: Mapping[str, Tensor], *,
+                   epochs: Sequence[int] | None = None, ignore: str = "biasbn", k: int = 2) -> PCAResult:
+    """PCA of ``theta_e - final`` over the saved epochs.
+
+    Args:
+        thetas: one weights dict per saved epoch (same names and shapes as ``final``).
+        final: the end point (the minimum the surface is centred on).
+        epochs: labels of the rows (default 0..E-1).
+        ignore: ``biasbn`` drops 1-D tensors (as the authors), ``none`` keeps every floating tensor.
+    """
+    check_choice("ignore", ignore, IGNORES)
+    if len(thetas) < k + 1:
+        raise ValueError(f"need at least {k + 1} checkpoints for {k} principal directions; got {len(thetas)}")
+    names = _masked(final, ignore)
+    rows = [torch.cat([(t[n].double() - final[n].double()).reshape(-1) for n in names]) for t in thetas]
+    X = torch.stack(rows)  # (E, P)
+    Xc = X - X.mean(0, keepdim=True)
+    gram = (Xc @ Xc.T).numpy()  # (E, E)
+    evals, evecs = np.linalg.eigh(gram)
+    order = np.argsort(evals)[::-1]
+    evals, evecs = np.clip(evals[order], 0, None), evecs[:, order]
+    total = evals.sum()
+    if total <= 0:
+        raise ValueError("the trajectory does not move: every checkpoint equals the final weights")
+    comps = []
+    for i in range(k):
+        c = Xc.T @ torch.from_numpy(evecs[:, i])  # (P,)
+        comps.append(c / c.norm())
+    ratio = evals[:k] / total
+
+    def to_direction(vec: Tensor) -> Direction:
+        out, i = {}, 0
+        for n, t in final.items():
+            if n in names:
+                out[n] = vec[i : i + t.numel()].view(t.shape).to(t.dtype)
+                i += t.numel()
+            else:
+                out[n] = torch.zeros_like(t)
+        return out
+
+    delta, eta = to_direction(comps[0]), to_direction(comps[1])
+    coords = np.stack([(X @ comps[0]).numpy(), (X @ comps[1]).numpy()], axis=1)
+    return PCAResult(delta, eta, ratio, coords, tuple(epochs if epochs is not None else range(len(thetas))))
+
+
+def project(thetas: Sequence[Mapping[str, Tensor]], final: Mapping[str, Tensor], delta: Direction,
+            eta: Direction) -> np.ndarray:
+    """(E, 2) coordinates of ``theta_e - final`` along delta and eta: ``<d, delta> / ||delta||^2``.
+
+    For orthonormal directions this is the plain projection; for a random plane it says how far, in
+    units of the (normalised) directions, the path moves.
+    """
+    dd, ee = inner(delta, delta), inner(eta, eta)
+    out = []
+    for t in thetas:
+        diff = {n: t[n] - final[n] for n in final if final[n].is_floating_point()}
+        out.append((inner(diff, delta) / dd, inner(diff, eta) / ee))
+    return np.asarray(out)
+
+
+def path_extent(coords: np.ndarray, *, margin: float = 0.3) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Axis ranges that cover the projected path with ``margin`` (a fraction of its span) on each side."""
+    lo, hi = coords.min(0), coords.max(0)
+    span = np.maximum(hi - lo, 1e-6)
+    lo, hi = lo - margin * span, hi + margin * span
+    return (float(min(lo[0], 0.0)), float(max(hi[0], 0.0))), (float(min(lo[1], 0.0)), float(max(hi[1], 0.0)))

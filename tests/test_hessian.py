@@ -1,0 +1,148 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.func import functional_call
+
+from lossbench.directions import create_random_direction
+from lossbench.evaluate import cross_entropy, make_batches
+from lossbench.hessian import (
+    eig_ratio, eig_ratio_map, hessian_eigs, hessian_params, hutchinson_trace, hvp, lanczos,
+)
+
+
+def tiny_net(seed=0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                        nn.Flatten(), nn.Linear(12, 4))
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(16, 3, 6, 6))
+    return net.double().eval()
+
+
+def batches(seed=0, n=24):
+    g = torch.Generator().manual_seed(seed)
+    return make_batches(torch.randn(n, 3, 6, 6, generator=g).double(), torch.randint(0, 4, (n,), generator=g), 7)
+
+
+def dense_hessian(net, data, ignore="biasbn"):
+    params = hessian_params(net, ignore)
+    names = list(params)
+    shapes = [params[n].shape for n in names]
+    sizes = [params[n].numel() for n in names]
+    fixed = {k: v.detach() for k, v in net.state_dict().items()}
+    n_total = sum(len(t) for _, t in data)
+
+    def loss_of(flat):
+        chunks = torch.split(flat, sizes)
+        state = dict(fixed)
+        state.update({n: c.view(s) for n, c, s in zip(names, chunks, shapes)})
+        return sum(cross_entropy()(functional_call(net, state, (x,)), y) * len(y) / n_total for x, y in data)
+
+    flat = torch.cat([params[n].detach().reshape(-1) for n in names])
+    return torch.autograd.functional.hessian(loss_of, flat)
+
+
+def test_hvp_matches_the_dense_hessian():
+    net, data = tiny_net(), batches()
+    H = dense_hessian(net, data)
+    params = hessian_params(net)
+    g = torch.Generator().manual_seed(1)
+    v = {n: torch.randn(p.shape, generator=g, dtype=p.dtype) for n, p in params.items()}
+    hv = torch.cat([t.reshape(-1) for t in hvp(net, cross_entropy(), data, v).values()])
+    torch.testing.assert_close(hv, H @ torch.cat([t.reshape(-1) for t in v.values()]))
+
+
+def test_hessian_is_over_weights_only_by_default():
+    net = tiny_net()
+    assert set(hessian_params(net)) == {"0.weight", "5.weight"}
+    assert "1.weight" in hessian_params(net, "none")
+
+
+def test_extreme_eigenvalues_of_a_tiny_network_match_eigvalsh():
+    net, data = tiny_net(), batches()
+    evals = torch.linalg.eigvalsh(dense_hessian(net, data))
+    r = hessian_eigs(net, cross_entropy(), data, max_iter=200, tol=1e-6)
+    print(f"dense: lambda_min {evals[0]:.6g} lambda_max {evals[-1]:.6g}; "
+          f"lanczos: {r.eig_min:.6g} {r.eig_max:.6g} in {r.iterations} steps")
+    assert r.converged
+    assert r.eig_max == pytest.approx(float(evals[-1]), rel=1e-5)
+    assert r.eig_min == pytest.approx(float(evals[0]), rel=1e-4, abs=1e-8)
+
+
+@settings(max_examples=25)
+@given(n=st.integers(2, 40), seed=st.integers(0, 10_000), shift=st.floats(-5, 5))
+def test_lanczos_agrees_with_eigvalsh(n, seed, shift):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, n, generator=g, dtype=torch.float64)
+    A = (a + a.T) / 2 + shift * torch.eye(n, dtype=torch.float64)
+    evals = torch.linalg.eigvalsh(A)
+    r = lanczos(lambda v: A @ v, n, max_iter=n, tol=1e-8, seed=seed)
+    scale = float(evals.abs().max())
+    assert r.converged
+    assert abs(r.eig_max - float(evals[-1])) <= 1e-6 * scale
+    assert abs(r.eig_min - float(evals[0])) <= 1e-6 * scale
+
+
+def test_small_positive_lambda_min_is_found():
+    """A positive-definite operator whose lambda_min is tiny and positive (the hard case for shifts)."""
+    evals = np.concatenate([[1e-4], np.linspace(0.5, 1.0, 30), [50.0]])
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(32, 32)))
+    A = torch.tensor(q @ np.diag(evals) @ q.T)
+    r = lanczos(lambda v: A @ v, 32, max_iter=32, tol=1e-8)
+    assert r.eig_min == pytest.approx(1e-4, rel=1e-4) and r.eig_max == pytest.approx(50.0)
+    assert r.eig_ratio == pytest.approx(2e-6, rel=1e-3)
+
+
+def test_unconverged_solve_is_reported_not_returned_as_an_answer():
+    A = torch.diag(torch.linspace(-1, 1, 200, dtype=torch.float64))
+    r = lanczos(lambda v: A @ v, 200, max_iter=5, tol=1e-10)
+    assert not r.converged and r.iterations == 5 and math.isnan(r.eig_ratio)
+
+
+def test_hutchinson_trace_is_within_its_standard_error():
+    net, data = tiny_net(), batches()
+    exact = float(torch.trace(dense_hessian(net, data)))
+    t = hutchinson_trace(net, cross_entropy(), data, probes=64, seed=0)
+    assert abs(t.trace - exact) <= 4 * t.stderr + 1e-9
+    assert t.stderr > 0
+
+
+def test_eig_ratio_map_restores_weights_and_matches_pointwise():
+    net, data = tiny_net(), batches()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    delta = create_random_direction(net, seed=0)
+    eta = create_random_direction(net, seed=1)
+    axis = np.array([0.0, 0.5])
+    s = eig_ratio_map(net, cross_entropy(), data, delta=delta, eta=eta, alphas=axis, betas=axis, max_iter=200, tol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    centre = hessian_eigs(net, cross_entropy(), data, max_iter=200, tol=1e-6)
+    assert s.values["max_eig"][0, 0] == pytest.approx(centre.eig_max, rel=1e-9)
+    ratio = eig_ratio(s.values["min_eig"], s.values["max_eig"])
+    assert ratio.shape == (2, 2) and np.all((ratio >= 0) | np.isnan(ratio))
+    assert s.values["eig_converged"].min() == 1.0
+
+
+def test_hessian_cli_point_and_map(tmp_path, capsys):
+    from lossbench.__main__ import main
+    from lossbench.config import RunConfig
+    from lossbench.store import load_surface
+    from lossbench.train import train
+
+    cfg = RunConfig(depth=8, batch_size=32, epochs=1, n_train=64, n_test=32, image_size=16)
+    ckpt = str(train(cfg, cache_dir=tmp_path).checkpoint(1))
+    assert main(["hessian", "--checkpoint", ckpt, "--eval-samples", "16", "--trace-probes", "2", "--max-iter", "40",
+                 "--tol", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "lambda_max" in out and "converged" in out and "trace" in out
+    path = tmp_path / "eig.h5"
+    assert main(["hessian", "--checkpoint", ckpt, "--eval-samples", "16", "--x", "0:0.5:2", "--y", "0:0:1",
+                 "--max-iter", "20", "--tol", "0.05", "-o", str(path), "--plot"]) == 0
+    s = load_surface(path)
+    assert {"max_eig", "min_eig", "eig_converged"} <= set(s.values) and s.complete
+    assert (tmp_path / "eig-ratio.png").exists()

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+
+from lossbench.__main__ import main
+from lossbench.config import RunConfig
+from lossbench.store import load_surface
+from lossbench.trajectory import path_extent, pca_directions, project
+
+
+def synthetic_path(n_epochs=8, seed=0):
+    """A path that moves mostly along one fixed vector, a little along a second, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    final = {"conv.weight": torch.randn(4, 3, 3, 3, generator=g), "bn.weight": torch.ones(4),
+             "fc.weight": torch.randn(10, 4, generator=g)}
+    u = {k: torch.randn(v.shape, generator=g) for k, v in final.items()}
+    w = {k: torch.randn(v.shape, generator=g) for k, v in final.items()}
+    thetas = []
+    for e in range(n_epochs):
+        s = (n_epochs - 1 - e) / (n_epochs - 1)
+        thetas.append({k: final[k] + 5 * s * u[k] + 0.8 * np.sin(3 * s) * w[k]
+                       + 0.01 * torch.randn(final[k].shape, generator=g) for k in final})
+    thetas[-1] = {k: v.clone() for k, v in final.items()}
+    return thetas, final
+
+
+def test_pca_captures_a_low_dimensional_path():
+    thetas, final = synthetic_path()
+    pca = pca_directions(thetas, final)
+    assert pca.explained_variance_ratio.sum() > 0.99
+    assert pca.explained_variance_ratio[0] > pca.explained_variance_ratio[1]
+    assert pca.coords.shape == (8, 2) and np.allclose(pca.coords[-1], 0.0)
+    # unit, orthogonal components; 1-D tensors are left out (biasbn)
+    flat = lambda d: torch.cat([t.reshape(-1) for t in d.values()]).double()
+    # float32 like theta
+    assert flat(pca.delta).norm() == pytest.approx(1.0, abs=1e-6) and abs(float(flat(pca.delta) @ flat(pca.eta))) < 1e-6
+    assert torch.count_nonzero(pca.delta["bn.weight"]) == 0
+
+
+def test_projection_on_the_pca_plane_matches_the_coordinates():
+    thetas, final = synthetic_path()
+    pca = pca_directions(thetas, final)
+    np.testing.assert_allclose(project(thetas, final, pca.delta, pca.eta), pca.coords, rtol=1e-6, atol=1e-6)
+
+
+def test_too_few_or_static_checkpoints_are_errors():
+    thetas, final = synthetic_path(n_epochs=2)
+    with pytest.raises(ValueError, match="at least 3 checkpoints"):
+        pca_directions(thetas, final)
+    with pytest.raises(ValueError, match="does not move"):
+        pca_directions([final, final, final], final)
+
+
+def test_path_extent_covers_the_path_and_the_origin():
+    coords = np.array([[-4.0, 1.0], [-1.0, 2.0], [0.0, 0.0]])
+    (x0, x1), (y0, y1) = path_extent(coords)
+    assert x0 < -4 and x1 >= 0 and y0 <= 0 and y1 > 2
+
+
+def test_trajectory_cli(tmp_path, capsys, monkeypatch):
+    cfg = RunConfig(depth=8, batch_size=32, epochs=3, n_train=128, n_test=64, image_size=16)
+    from lossbench.train import train
+
+    train(cfg, cache_dir=tmp_path)
+    out = tmp_path / "t.h5"
+    from lossbench import __main__ as cli
+
+    args = cli.build_parser().parse_args(["trajectory", "--cache-dir", str(tmp_path), "--grid", "3",
+                                          "--eval-samples", "16", "-o", str(out), "--plot"])
+    args.scale = "ci"
+    monkeypatch.setattr(cli, "_config_from_args", lambda a: cfg)  # a tiny config instead of the scale's
+    assert cli.cmd_trajectory(args) == 0
+    text = capsys.readouterr().out
+    assert "PCA explained variance" in text and (tmp_path / "t.png").exists()
+    s = load_surface(out)
+    assert s.shape == (3, 3) and s.attrs["directions"] == "pca" and len(s.attrs["path"]) == 4
