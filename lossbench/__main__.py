@@ -76,8 +76,11 @@ EPILOG_SURFACE = """examples:
   python -m lossbench surface --checkpoint epoch-0006.pt --x -1:1:51 --dataset train,test -o line.h5
   # 1D interpolation from the batch-128 to the batch-2000 solution (the paper's Figure 3)
   python -m lossbench surface --arch resnet20 --target-batch-size 2000 --x -0.5:1.5:41 -o interp.h5
+  # sharded over processes (gloo on CPUs; on a multi-GPU node use --device cuda: one GPU per rank, NCCL)
+  torchrun --nproc-per-node 2 -m lossbench surface --arch resnet20 --x -1:1:21 --y -1:1:21 -o s.h5
 
-An interrupted run resumes when started again with the same arguments and output file.
+An interrupted run resumes when started again with the same arguments and output file; a sharded run
+resumes from whatever each rank had checkpointed.
 """
 
 EPILOG_PLOT = """examples:
@@ -139,7 +142,34 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--overwrite", action="store_true", help="start over even if the output exists")
     e.add_argument("--allow-nonfinite", action="store_true", help="record NaN/inf losses instead of stopping")
     e.add_argument("--plot", action="store_true", help="also write the plots next to the output")
+    e.add_argument("--engine", default="reference", choices=["reference", "fast"],
+                   help="reference (plain evaluation) or fast (BN folded, channels-last; same numbers to ~1e-6)")
     p.set_defaults(func=cmd_surface)
+
+
+def _distributed():
+    """((rank, world), barrier) under torchrun (WORLD_SIZE > 1): a gloo (CPU) or NCCL (CUDA) group is
+    started once; otherwise ((0, 1), None)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return (0, 1), None
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()), dist.barrier
+
+
+def _rank_device(name: str):
+    """Under torchrun with CUDA, rank r uses its local GPU."""
+    import os
+
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        return f"cuda:{os.environ['LOCAL_RANK']}"
+    return name
 
 
 def cmd_surface(args: argparse.Namespace) -> int:
@@ -150,7 +180,7 @@ def cmd_surface(args: argparse.Namespace) -> int:
     from .surface import Axis
     from .train import model_from_checkpoint, train
 
-    device = device_of(args.device)
+    device = device_of(_rank_device(args.device))
     config, model, source, _ = _load_model(args, device)
     interpolation = bool(args.target or args.target_batch_size)
     target = None
@@ -174,8 +204,11 @@ def cmd_surface(args: argparse.Namespace) -> int:
     out = Path(args.output or Path("results") / config.config_id / f"{kind}.h5")
     data = load_dataset(config, data_dir=args.data_dir)
     attrs = {"config": config.to_dict(), "config_id": config.config_id, "kind": kind, **source}
+    shard, barrier = _distributed()
     surface = surface_file(out, model, data, spec, target=target, attrs=attrs, overwrite=args.overwrite,
-                           allow_nonfinite=args.allow_nonfinite)
+                           allow_nonfinite=args.allow_nonfinite, engine=args.engine, shard=shard, barrier=barrier)
+    if shard[0] != 0:
+        return 0  # rank 0 reports and plots
     centre = surface.center_index()
     summary = ", ".join(f"{k}={v[centre]:.4f}" for k, v in surface.values.items())
     print(f"wrote {out} ({kind}, grid {'x'.join(map(str, surface.shape))}); at the centre: {summary}")
@@ -426,50 +459,24 @@ def _add_trajectory(sub: argparse._SubParsersAction) -> None:
 def cmd_trajectory(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from .data import load_dataset
-    from .directions import get_theta, norm_of
-    from .pipeline import SurfaceSpec, device_of, make_directions, surface_file
-    from .surface import Axis
-    from .train import load_checkpoint
-    from .trajectory import path_extent, pca_directions, project
+    from .pipeline import device_of, trajectory_file
 
     device = device_of(args.device)
-    config, model, source, result = _load_model(args, device)
-    final = {k: v.cpu() for k, v in get_theta(model, "weights").items()}
-    thetas, epochs = [], []
-    for path in result.checkpoints:
-        _, state, epoch = load_checkpoint(path)
-        thetas.append({k: state[k] for k in final})
-        epochs.append(epoch)
-    pca = pca_directions(thetas, final, epochs=epochs)
-    (x_lo, x_hi), (y_lo, y_hi) = path_extent(pca.coords)
+    config, _, source, result = _load_model(args, device)
     n = args.eval_samples if args.eval_samples is not None else get_scale(args.scale).eval_samples
-    spec = SurfaceSpec(x=Axis(x_lo, x_hi, args.grid), y=Axis(y_lo, y_hi, args.grid), norm="none", eval_samples=n,
-                       seed=args.seed)
-    # the contrast: a filter-normalised random plane, scaled to unit norm like the PCA directions
-    rand_delta, rand_eta = make_directions(model.cpu(), SurfaceSpec(x=spec.x, y=spec.y, seed=args.seed))
-    model.to(device)
-    rand_delta = {k: v / norm_of(rand_delta) for k, v in rand_delta.items()}
-    rand_eta = {k: v / norm_of(rand_eta) for k, v in rand_eta.items()}
-    random_coords = project(thetas, final, rand_delta, rand_eta)
-    attrs = {"config": config.to_dict(), "config_id": config.config_id, "kind": "trajectory", "directions": "pca",
-             "explained_variance_ratio": pca.explained_variance_ratio.tolist(), "path": pca.coords.tolist(),
-             "epochs": list(pca.epochs), "random_path": random_coords.tolist(), **source}
     out = Path(args.output or Path("results") / config.config_id / "trajectory.h5")
     data = load_dataset(config, data_dir=args.data_dir)
-    delta = {k: v.to(device) for k, v in pca.delta.items()}
-    eta = {k: v.to(device) for k, v in pca.eta.items()}
-    surface_file(out, model, data, spec, directions=(delta, eta), attrs=attrs, overwrite=args.overwrite,
-                 allow_nonfinite=True)
-    ev = pca.explained_variance_ratio
-    print(f"wrote {out}: PCA explained variance {100 * ev[0]:.1f} % + {100 * ev[1]:.1f} % = {100 * ev.sum():.1f} %; "
-          f"path extent on the PCA plane {np.ptp(pca.coords, 0).round(4).tolist()}, on a random plane "
-          f"{np.ptp(random_coords, 0).round(4).tolist()} (weight-space units)")
+    s = trajectory_file(out, result, data, grid=args.grid, eval_samples=n, seed=args.seed, attrs=source,
+                        overwrite=args.overwrite)
+    ev = s.attrs["explained_variance_ratio"]
+    path, rand = np.asarray(s.attrs["path"]), np.asarray(s.attrs["random_path"])
+    print(f"wrote {out}: PCA explained variance {100 * ev[0]:.1f} % + {100 * ev[1]:.1f} % = {100 * sum(ev):.1f} %; "
+          f"path extent on the PCA plane {np.ptp(path, 0).round(4).tolist()}, on a random plane "
+          f"{np.ptp(rand, 0).round(4).tolist()} (weight-space units)")
     if args.plot:
-        for path in plot_trajectory_file(out):
-            print(f"wrote {path}")
+        for p in plot_trajectory_file(out):
+            print(f"wrote {p}")
     return 0
 
 

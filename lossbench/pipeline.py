@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -125,6 +126,37 @@ def _batches(data: ImageData, spec: SurfaceSpec, device: torch.device) -> dict[s
     return out
 
 
+def shard_paths(path: Path) -> list[Path]:
+    """Per-rank partial files of a sharded run: ``<name>.rank<r>-of-<w>.h5`` beside ``path``."""
+    return sorted(path.parent.glob(f"{path.name}.rank*-of-*.h5"))
+
+
+def merge_shards(path: str | Path, *, remove: bool = True) -> Surface | None:
+    """Fold every shard file of ``path`` into ``path`` (union of their done points), atomically; the
+    shard files are removed afterwards. Returns the merged surface, or None when there is nothing."""
+    path = Path(path)
+    shards = shard_paths(path)
+    if not shards:
+        return load_surface(path) if path.exists() else None
+    base = load_surface(path) if path.exists() else None
+    delta, eta, _ = load_directions(shards[0] if base is None else path)
+    for shard in shards:
+        part = load_surface(shard)
+        if base is None:
+            base = part
+            continue
+        if part.shape != base.shape or not np.array_equal(part.alphas, base.alphas):
+            raise ValueError(f"shard {shard} is on another grid than {path}; delete it or the output")
+        for key, values in part.values.items():
+            base.values.setdefault(key, np.full(base.shape, np.nan))[part.done] = values[part.done]
+        base.done[part.done] = True
+    save_surface(path, base, delta=delta, eta=eta)
+    if remove:
+        for shard in shards:
+            shard.unlink()
+    return base
+
+
 def surface_file(
     path: str | Path,
     model: nn.Module,
@@ -138,32 +170,65 @@ def surface_file(
     allow_nonfinite: bool = False,
     checkpoint_seconds: float = 10.0,
     progress: bool | None = None,
+    engine: str = "reference",
+    engine_options: dict[str, Any] | None = None,
+    shard: tuple[int, int] = (0, 1),
+    barrier: Callable[[], None] | None = None,
 ) -> Surface:
     """Compute (or finish) the surface of ``model`` described by ``spec`` in the HDF5 file ``path``.
 
     An existing file made with the same spec and metadata is resumed: its finished points are kept and
     its stored directions reused. One made with other settings is an error unless ``overwrite``.
     ``directions`` (delta, eta) replaces the spec's random directions (e.g. PCA directions; say so in
-    ``attrs``).
+    ``attrs``). The ``engine`` is not part of the metadata: engines agree to float tolerance.
+
+    Sharding: with ``shard=(rank, world)``, world > 1, every rank takes its share of the unfinished
+    points and checkpoints them to its own ``<name>.rank<r>-of-<w>.h5``; after ``barrier()`` (e.g.
+    ``torch.distributed.barrier``) rank 0 merges the shards into ``path`` and the others wait for it.
+    A rank that dies loses only the points it had not yet checkpointed: the next run merges every shard
+    file it finds before it splits the remaining work.
     """
     path = Path(path)
+    rank, world = shard
     device = next(model.parameters()).device
     meta = {"spec": spec.to_attrs(), **(attrs or {})}
+    if world > 1:
+        if barrier is None:
+            raise ValueError("a sharded run needs barrier= (e.g. torch.distributed.barrier)")
+        if rank == 0:
+            if overwrite:
+                for stale in [path, *shard_paths(path)]:
+                    stale.unlink(missing_ok=True)
+            else:
+                merge_shards(path)  # earlier, interrupted shards first, so nobody recomputes their points
+        barrier()
+        overwrite = False  # rank 0 has cleared or merged; everyone now reads the same file
     resume, delta, eta = _resume_or_start(
-        path, meta, overwrite, (lambda: directions) if directions else (lambda: make_directions(model, spec, target=target))
+        path, meta, overwrite,
+        (lambda: directions) if directions else (lambda: make_directions(model, spec, target=target)),
     )
     datasets = _batches(data, spec, device)
     meta["eval_samples"] = {split: sum(len(t) for _, t in b) for split, b in datasets.items()}
+    out = path if world == 1 else path.with_name(f"{path.name}.rank{rank}-of-{world}.h5")
 
     def flush(partial: Surface) -> None:
-        save_surface(path, partial, delta=delta, eta=eta)
+        save_surface(out, partial, delta=delta, eta=eta)
 
-    return compute_surface(
+    surface = compute_surface(
         model, cross_entropy(), datasets, delta=delta, eta=eta, alphas=spec.x.coords(),
         betas=None if spec.y is None else spec.y.coords(), dir_type=spec.dir_type, resume=resume,
         attrs=meta, on_checkpoint=flush, checkpoint_seconds=checkpoint_seconds,
-        allow_nonfinite=allow_nonfinite, progress=progress,
+        allow_nonfinite=allow_nonfinite, progress=progress, engine=engine, engine_options=engine_options,
+        shard=shard,
     )
+    if world == 1:
+        return surface
+    flush(surface)
+    barrier()
+    if rank == 0:
+        merge_shards(path)
+    barrier()
+    return load_surface(path)
 
 
 def eig_map_file(
@@ -200,6 +265,43 @@ def eig_map_file(
                          betas=spec.y.coords(), ignore=spec.ignore, max_iter=max_iter, tol=tol, seed=spec.seed,
                          resume=resume, attrs=meta, on_checkpoint=flush, checkpoint_seconds=checkpoint_seconds,
                          progress=progress)
+
+
+def trajectory_file(path: str | Path, result, data: ImageData, *, grid: int = 21, eval_samples: int | None = None,
+                    seed: int = 0, attrs: dict[str, Any] | None = None, overwrite: bool = False,
+                    progress: bool | None = None) -> Surface:
+    """PCA of a :class:`~lossbench.train.TrainResult`'s per-epoch checkpoints, the loss surface on that
+    plane (a ``grid`` x ``grid`` box around the path) and, for contrast, the path projected on a random
+    filter-normalised plane scaled to unit norm (the PCA directions have unit norm too). The path,
+    explained variance and random-plane path are stored in the file's metadata."""
+    from .directions import norm_of
+    from .train import load_checkpoint
+    from .trajectory import path_extent, pca_directions, project
+
+    model = result.model
+    device = next(model.parameters()).device
+    final = {k: v.detach().cpu() for k, v in get_theta(model, "weights").items()}
+    thetas, epochs = [], []
+    for ckpt in result.checkpoints:
+        _, state, epoch = load_checkpoint(ckpt)
+        thetas.append({k: state[k] for k in final})
+        epochs.append(epoch)
+    pca = pca_directions(thetas, final, epochs=epochs)
+    (x_lo, x_hi), (y_lo, y_hi) = path_extent(pca.coords)
+    spec = SurfaceSpec(x=Axis(x_lo, x_hi, grid), y=Axis(y_lo, y_hi, grid), norm="none", eval_samples=eval_samples,
+                       seed=seed)
+    theta_cpu = {k: v for k, v in final.items()}
+    rand = [normalize_direction(random_direction(theta_cpu, seed=seed + i), theta_cpu) for i in (0, 1)]
+    rand = [{k: v / norm_of(d) for k, v in d.items()} for d in rand]
+    random_coords = project(thetas, final, rand[0], rand[1])
+    meta = {"config": result.config.to_dict(), "config_id": result.config.config_id, "kind": "trajectory",
+            "directions": "pca", "explained_variance_ratio": pca.explained_variance_ratio.tolist(),
+            "path": pca.coords.tolist(), "epochs": list(pca.epochs), "random_path": random_coords.tolist(),
+            **(attrs or {})}
+    delta = {k: v.to(device) for k, v in pca.delta.items()}
+    eta = {k: v.to(device) for k, v in pca.eta.items()}
+    return surface_file(path, model, data, spec, directions=(delta, eta), attrs=meta, overwrite=overwrite,
+                        allow_nonfinite=True, progress=progress)
 
 
 def device_of(name: str) -> torch.device:

@@ -26,8 +26,9 @@ from torch import Tensor, nn
 
 from ._progress import progress_bar
 from .directions import Direction, check_compatible, model_tensors
+from .engine import Measure, make_measure
 from .errors import NonFiniteLossError
-from .evaluate import Batch, LossFn, evaluate
+from .evaluate import Batch, LossFn
 
 log = logging.getLogger(__name__)
 
@@ -138,16 +139,21 @@ def perturbation(
     centre = {name: theta[name].detach().to(live[name].device, live[name].dtype) for name in floating}
     dirs = [{name: d[name].detach().to(live[name].device, live[name].dtype) for name in floating} for d in directions]
 
+    live_list = [live[n] for n in floating]
+    centre_list = [centre[n] for n in floating]
+    dir_lists = [[d[n] for n in floating] for d in dirs]
+
     @torch.no_grad()
     def set_point(*coefs: float) -> None:
         if len(coefs) != len(dirs):
             raise ValueError(f"got {len(coefs)} coordinates for {len(dirs)} directions")
-        for name in floating:
-            value = centre[name].clone()
-            for c, d in zip(coefs, dirs):
-                if c != 0.0:
-                    value.add_(d[name], alpha=float(c))
-            live[name].copy_(value)
+        if not live_list:
+            return
+        # theta + sum_k c_k d_k, from the saved theta each time (fused multi-tensor ops, no drift)
+        value = torch._foreach_add(centre_list, dir_lists[0], alpha=float(coefs[0]))
+        for c, d in zip(coefs[1:], dir_lists[1:]):
+            torch._foreach_add_(value, d, alpha=float(c))
+        torch._foreach_copy_(live_list, value)
 
     try:
         yield set_point
@@ -155,24 +161,6 @@ def perturbation(
         with torch.no_grad():
             for name in floating:
                 live[name].copy_(saved[name])
-
-
-#: ``measure(model) -> {key: value}``: what to record at each grid point (the model is already moved there).
-Measure = Callable[[nn.Module], Mapping[str, float]]
-
-
-def loss_measure(loss_fn: LossFn, datasets: Mapping[str, Sequence[Batch]]) -> tuple[Measure, list[str]]:
-    """The paper's measure: mean loss and accuracy on each split; returns (measure, its keys)."""
-    keys = [f"{split}_{kind}" for split in datasets for kind in ("loss", "acc")]
-
-    def measure(model: nn.Module) -> dict[str, float]:
-        out = {}
-        for split, batches in datasets.items():
-            result = evaluate(model, loss_fn, batches)
-            out[f"{split}_loss"], out[f"{split}_acc"] = result.loss, result.acc
-        return out
-
-    return measure, keys
 
 
 def compute_surface(
@@ -192,6 +180,9 @@ def compute_surface(
     checkpoint_seconds: float = 30.0,
     allow_nonfinite: bool = False,
     progress: bool | None = None,
+    engine: str = "reference",
+    engine_options: Mapping[str, Any] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> Surface:
     """Evaluate the loss and accuracy at every grid point not yet done.
 
@@ -210,17 +201,19 @@ def compute_surface(
             more on exit (finished, interrupted or failed), e.g. to write it atomically to disk.
         allow_nonfinite: record NaN/inf losses instead of raising :class:`NonFiniteLossError`.
         progress: progress bar (None: only on a terminal).
+        engine: ``reference`` or ``fast`` (:mod:`lossbench.engine`); ``engine_options`` go to the fast one.
+        shard: (rank, world): compute only this rank's share of the unfinished points.
 
     Returns:
-        The completed :class:`Surface`, indexed ``[i_alpha, j_beta]``.
+        The :class:`Surface`, indexed ``[i_alpha, j_beta]`` (complete unless sharded).
     """
     if not datasets:
         raise ValueError("datasets is empty; pass e.g. {'train': batches}")
-    measure, keys = loss_measure(loss_fn, datasets)
+    measure, keys = make_measure(engine, model, loss_fn, datasets, **dict(engine_options or {}))
     finite = () if allow_nonfinite else tuple(k for k in keys if k.endswith("_loss"))
     return compute_grid(model, measure, keys, delta=delta, alphas=alphas, eta=eta, betas=betas, theta=theta,
                         dir_type=dir_type, resume=resume, attrs=attrs, on_checkpoint=on_checkpoint,
-                        checkpoint_seconds=checkpoint_seconds, finite_keys=finite, progress=progress)
+                        checkpoint_seconds=checkpoint_seconds, finite_keys=finite, progress=progress, shard=shard)
 
 
 def compute_grid(
@@ -241,10 +234,13 @@ def compute_grid(
     finite_keys: Sequence[str] = (),
     progress: bool | None = None,
     desc: str = "surface",
+    shard: tuple[int, int] = (0, 1),
 ) -> Surface:
     """Record ``measure(model)`` at every grid point not yet done (the engine behind
     :func:`compute_surface` and the Hessian eigenvalue maps); arguments as there. A value of a key in
-    ``finite_keys`` that is NaN or infinite raises :class:`NonFiniteLossError` with its coordinates."""
+    ``finite_keys`` that is NaN or infinite raises :class:`NonFiniteLossError` with its coordinates.
+    ``shard=(rank, world)`` computes only every world-th unfinished point starting at rank (the same
+    list on every rank, so the shards partition it)."""
     if (eta is None) != (betas is None):
         raise ValueError("pass eta and betas together for a 2D surface, or neither for a 1D line")
     alphas = np.asarray(alphas, dtype=np.float64)
@@ -254,7 +250,10 @@ def compute_grid(
         theta = {n: t.detach().clone() for n, t in model_tensors(model, dir_type).items()}
     directions = [delta] if eta is None else [delta, eta]
 
-    todo = [idx for idx in np.ndindex(surface.shape) if not surface.done[idx]]
+    rank, world = shard
+    if not 0 <= rank < world:
+        raise ValueError(f"shard {shard} is not (rank, world) with 0 <= rank < world")
+    todo = [idx for idx in np.ndindex(surface.shape) if not surface.done[idx]][rank::world]
     last_flush = time.monotonic()
     dirty = False
     bar = progress_bar(total=len(todo), progress=progress, desc=desc, unit="pt")

@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-import lossbench.surface as surface_module
+import lossbench.engine as engine_module
 from lossbench.__main__ import main
 from lossbench.config import RunConfig
 from lossbench.data import load_dataset
@@ -74,7 +74,7 @@ def test_interrupted_surface_resumes_without_recomputing(trained, tmp_path, monk
     data = load_dataset(TINY)
     spec = SurfaceSpec(x=Axis(-1, 1, 3), y=Axis(-1, 1, 3), eval_samples=64)
     path = tmp_path / "r.h5"
-    real = surface_module.evaluate
+    real = engine_module.evaluate
     calls = {"n": 0}
 
     def interrupting(*a, **k):
@@ -83,7 +83,7 @@ def test_interrupted_surface_resumes_without_recomputing(trained, tmp_path, monk
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(surface_module, "evaluate", interrupting)
+    monkeypatch.setattr(engine_module, "evaluate", interrupting)
     with pytest.raises(KeyboardInterrupt):
         surface_file(path, model, data, spec)
     partial = load_surface(path)
@@ -91,6 +91,6 @@ def test_interrupted_surface_resumes_without_recomputing(trained, tmp_path, monk
     calls["n"] = -100
     resumed = surface_file(path, model, data, spec)
     assert calls["n"] == -100 + 5  # only the 5 unfinished points
-    monkeypatch.setattr(surface_module, "evaluate", real)
+    monkeypatch.setattr(engine_module, "evaluate", real)
     fresh = surface_file(tmp_path / "fresh.h5", model, data, spec)
     np.testing.assert_array_equal(resumed.values["train_loss"], fresh.values["train_loss"])

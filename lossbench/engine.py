@@ -1,0 +1,204 @@
+"""Evaluation engines for grid points: ``reference`` and ``fast``.
+
+Both are a ``measure(model) -> {"<split>_loss": ..., "<split>_acc": ...}`` for
+:func:`lossbench.surface.compute_grid`, called after the grid point's weights have been set.
+
+* ``reference``: :func:`lossbench.evaluate.evaluate` on the model as it is: the ground truth.
+* ``fast``: the same numbers from a shadow copy of the model in which every eval-mode BatchNorm that
+  directly follows a convolution is folded into it (valid because the running statistics are fixed
+  during evaluation: ``W' = W * g / sqrt(v + eps)``, ``b' = b_bn - m * g / sqrt(v + eps)``), in
+  channels-last layout, under ``torch.inference_mode``, over as few batches as the set allows.
+  The folded weights are recomputed from the live model at every point, so any direction (weights or
+  states, BN included) is honoured. Optional: bf16 autocast (CUDA, an explicit opt-in whose error
+  against float32 the benchmarks measure), TF32 matmuls, ``torch.compile``.
+
+Agreement with ``reference``: relative loss difference at most ~1e-5 in float32 and identical
+accuracy counts (tests/test_engine.py, benchmarks/test_grid_speed.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.fx
+from torch import Tensor, nn
+
+from .evaluate import Batch, LossFn, evaluate
+
+ENGINES = ("reference", "fast")
+
+#: ``measure(model) -> {key: value}``: what to record at each grid point (the model is already moved there).
+Measure = Callable[[nn.Module], Mapping[str, float]]
+
+
+def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv, bn) module names where a Conv2d's output feeds only a BatchNorm2d (foldable in eval mode)."""
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # not traceable (data-dependent control flow): nothing is folded, still correct
+        return []
+    modules = dict(model.named_modules())
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
+            continue
+        src = node.args[0]
+        if (isinstance(src, torch.fx.Node) and src.op == "call_module"
+                and isinstance(modules.get(src.target), nn.Conv2d) and len(src.users) == 1):
+            pairs.append((src.target, node.target))
+    return pairs
+
+
+def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, leaf, module)
+
+
+class FoldedShadow:
+    """A BN-folded, channels-last copy of ``model`` whose weights follow the live model on :meth:`sync`."""
+
+    def __init__(self, model: nn.Module, *, channels_last: bool = True) -> None:
+        self.src = model
+        self.pairs = conv_bn_pairs(model)
+        shadow = copy.deepcopy(model).eval()
+        for conv_name, bn_name in self.pairs:
+            conv: nn.Conv2d = shadow.get_submodule(conv_name)
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                               conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+            folded.to(device=conv.weight.device, dtype=conv.weight.dtype)
+            _set_submodule(shadow, conv_name, folded)
+            _set_submodule(shadow, bn_name, nn.Identity())
+        for p in shadow.parameters():
+            p.requires_grad_(False)
+        self.channels_last = channels_last
+        self.model = shadow.to(memory_format=torch.channels_last) if channels_last else shadow
+        folded_names = {f"{c}.{k}" for c, _ in self.pairs for k in ("weight", "bias")}
+        folded_names |= {f"{b}.{k}" for _, b in self.pairs for k in ("weight", "bias", "running_mean", "running_var",
+                                                                     "num_batches_tracked")}
+        src_state = dict(model.state_dict(keep_vars=True))
+        dst_state = dict(self.model.state_dict(keep_vars=True))
+        names = [n for n in src_state if n not in folded_names and n in dst_state and src_state[n].is_floating_point()]
+        self._src_plain = [src_state[n] for n in names]
+        self._dst_plain = [dst_state[n] for n in names]
+        self._folds = [(model.get_submodule(c), model.get_submodule(b), self.model.get_submodule(c))
+                       for c, b in self.pairs]
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        """Copy the live model's current weights into the shadow, folding each BN into its conv."""
+        if self._src_plain:
+            torch._foreach_copy_(self._dst_plain, self._src_plain)
+        for conv, bn, folded in self._folds:
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
+            folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            bias = bn.bias - bn.running_mean * scale
+            if conv.bias is not None:
+                bias = bias + conv.bias * scale
+            folded.bias.copy_(bias)
+
+
+def loss_measure(loss_fn: LossFn, datasets: Mapping[str, Sequence[Batch]]) -> tuple[Measure, list[str]]:
+    """The reference engine, the paper's measure: mean loss and accuracy on each split, with
+    :func:`evaluate` on the model as it is; returns (measure, its keys)."""
+    keys = [f"{split}_{kind}" for split in datasets for kind in ("loss", "acc")]
+
+    def measure(model: nn.Module) -> dict[str, float]:
+        out = {}
+        for split, batches in datasets.items():
+            result = evaluate(model, loss_fn, batches)
+            out[f"{split}_loss"], out[f"{split}_acc"] = result.loss, result.acc
+        return out
+
+    return measure, keys
+
+
+def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Sequence[Batch]], *,
+                 channels_last: bool = True, batch_size: int | None = None, autocast: torch.dtype | None = None,
+                 compile: bool = False):
+    """The fast engine for ``model`` (see the module docstring); returns (measure, keys).
+
+    Args:
+        datasets: split -> batches; they are re-batched once into ``batch_size`` images (default: each
+            split in batches of at most 1 024) and converted to channels-last.
+        autocast: e.g. ``torch.bfloat16`` to evaluate under autocast on CUDA (an opt-in: not float32).
+        compile: wrap the shadow model in ``torch.compile``.
+    """
+    shadow = FoldedShadow(model, channels_last=channels_last)
+    net = torch.compile(shadow.model) if compile else shadow.model
+    rebatched = {split: _rebatch(batches, batch_size or 1024, channels_last) for split, batches in datasets.items()}
+    keys = [f"{split}_{kind}" for split in datasets for kind in ("loss", "acc")]
+    device_type = next(model.parameters()).device.type
+
+    def measure(_: nn.Module) -> dict[str, float]:
+        shadow.sync()
+        out = {}
+        ctx = torch.autocast(device_type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+        with torch.inference_mode(), ctx:
+            for split, batches in rebatched.items():
+                total = torch.zeros((), dtype=torch.float64, device=batches[0][0].device)
+                correct = torch.zeros((), dtype=torch.int64, device=batches[0][0].device)
+                n = 0
+                for x, y in batches:
+                    logits = net(x).float()
+                    total += loss_fn(logits, y).double() * len(y)  # stays on the device: one sync per split
+                    correct += (logits.argmax(1) == y).sum()
+                    n += len(y)
+                out[f"{split}_loss"] = float(total) / n
+                out[f"{split}_acc"] = int(correct) / n
+        return out
+
+    return measure, keys
+
+
+def _rebatch(batches: Sequence[Batch], size: int, channels_last: bool) -> list[Batch]:
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
+
+
+def make_measure(engine: str, model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Sequence[Batch]],
+                 **options: Any):
+    """(measure, keys) of the named engine; unknown names list the valid ones."""
+    if engine == "reference":
+        if options:
+            raise ValueError(f"the reference engine takes no options; got {sorted(options)}")
+        return loss_measure(loss_fn, datasets)
+    elif engine == "fast":
+        return fast_measure(model, loss_fn, datasets, **options)
+    else:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+
+
+def model_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-adds x 2 of one forward pass of one input of ``input_shape`` (C, H, W), counted once per
+    conv and linear layer with forward hooks (BN, ReLU, pooling are ignored: < 1 % for ResNets)."""
+    total = 0
+
+    def conv_hook(m: nn.Conv2d, inp, out):
+        nonlocal total
+        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
+        total += 2 * k * out.numel()
+
+    def linear_hook(m: nn.Linear, inp, out):
+        nonlocal total
+        total += 2 * m.in_features * out.numel()
+
+    handles = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    handles += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    try:
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            p = next(model.parameters())
+            model(torch.zeros(1, *input_shape, device=p.device, dtype=p.dtype))
+            model.train(was)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
