@@ -301,6 +301,8 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="baselines", help="baselines root (default baselines)")
     p.add_argument("--results-dir", default=None, help="where the surfaces go (default .benchmarks/surfaces/<scale>-spread)")
     p.add_argument("--only", default=None, help="comma-separated config_ids to do (default: the whole matrix)")
+    p.add_argument("--eig-maps", action="store_true",
+                   help="instead: the eigen-ratio map summaries of the ResNet-56 pair at batch 128 (eigmap/<id>.json)")
     p.set_defaults(func=cmd_baselines)
 
 
@@ -319,6 +321,8 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     results = Path(args.results_dir or Path(".benchmarks") / "surfaces" / f"{scale.name}-spread")
     only = set(args.only.split(",")) if args.only else None
     source = bl.provenance(str(device))
+    if args.eig_maps:
+        return _eigmap_baselines(args, scale, device, results, source)
     for config in scale.configs:
         if only and config.config_id not in only:
             continue
@@ -492,6 +496,45 @@ def plot_trajectory_file(path) -> list:
                                explained=tuple(a["explained_variance_ratio"]), epochs=tuple(a["epochs"]),
                                random_coords=np.asarray(a["random_path"]), title=a.get("config_id", ""))
     return plot.save_figure(fig, Path(path).with_suffix(""))
+
+
+def _eigmap_baselines(args: argparse.Namespace, scale, device, results, source) -> int:
+    """Eigen-ratio map summaries over training seeds (the map's plane: direction seed 0)."""
+    from pathlib import Path
+
+    from . import baselines as bl
+    from .config import find_config
+    from .data import load_dataset
+    from .metrics import eig_ratio_summary
+    from .pipeline import SurfaceSpec, eig_map_file
+    from .reproduce import CURVATURE, SPREAD_METHOD
+    from .surface import parse_axis
+    from .train import train
+
+    axis = parse_axis(scale.eig_map)
+    spec = SurfaceSpec(x=axis, y=axis, eval_samples=CURVATURE["samples"], eval_batch=CURVATURE["samples"])
+    for shortcut in (True, False):
+        base = find_config(scale.name, depth=56, shortcut=shortcut, batch_size=128)
+        data = load_dataset(base, data_dir=args.data_dir)
+        samples: dict[str, list[float]] = {}
+        reference = None
+        for seed in args.seeds:
+            result = train(base.replace(seed=seed), device=device, cache_dir=args.cache_dir, data_dir=args.data_dir)
+            path = results / f"seed{seed}" / result.config.config_id / "eig-map.h5"
+            m = eig_map_file(path, result.model, data, spec, max_iter=CURVATURE["max_iter"], tol=CURVATURE["tol"],
+                             overwrite=True)
+            summary = eig_ratio_summary(m.values["min_eig"], m.values["max_eig"])
+            reference = reference or summary
+            for k, v in summary.items():
+                samples.setdefault(k, []).append(v)
+        doc = bl.make_baseline(f"eigmap/{base.config_id}", scale.name, reference, source=source,
+                               tolerances=bl.spread_tolerances(samples),
+                               extra={"tolerance_method": SPREAD_METHOD.format(seeds=args.seeds, dir_seeds=[0]),
+                                      "map": scale.eig_map, "hessian": CURVATURE})
+        path = Path(args.out) / scale.name / "eigmap" / f"{base.config_id}.json"
+        bl.write_baseline(path, doc)
+        print(f"wrote {path}", flush=True)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,7 +48,7 @@ def metric_kind(name: str) -> str:
         return "loss"
     if name.startswith("acc"):
         return "acc"
-    if name.startswith("curv"):
+    if name.startswith(("curv", "lam_", "trace")):
         return "curv"
     if name.startswith("sharpness"):
         return "sharpness"
@@ -124,7 +124,10 @@ def compare(obtained: Mapping[str, float], baseline: Mapping[str, Any]) -> list[
             continue
         value, rtol, atol = float(entry["value"]), float(entry["rtol"]), float(entry["atol"])
         tol = atol + rtol * abs(value)
-        ok = math.isfinite(got) and abs(got - value) <= tol + 1e-15
+        if math.isnan(value) or math.isnan(got):  # NaN: "no answer" (e.g. an unconverged solve) on both sides
+            ok = math.isnan(value) and math.isnan(got)
+        else:
+            ok = abs(got - value) <= tol + 1e-15
         rows.append(Row(name, value, tol, float(got), ok))
     return rows
 

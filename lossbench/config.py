@@ -202,6 +202,8 @@ class Scale:
         configs: the matrix, in a fixed order.
         surface_x, surface_y: grid axes in the authors' ``min:max:num`` notation.
         eval_samples: training images used to evaluate each grid point (the first N of the train split).
+        eig_map: axis (both directions) of the Hessian eigen-ratio maps, ``min:max:num``.
+        trajectory_grid: points per axis of the surface on the PCA plane of the training path.
         description: one line for ``--help`` and the report.
     """
 
@@ -210,6 +212,8 @@ class Scale:
     surface_x: str
     surface_y: str
     eval_samples: int
+    eig_map: str = "-1:1:11"
+    trajectory_grid: int = 21
     description: str = ""
     notes: tuple[str, ...] = field(default=())
 
@@ -237,6 +241,8 @@ SCALES: dict[str, Scale] = {
         surface_x="-1:1:11",
         surface_y="-1:1:11",
         eval_samples=512,
+        eig_map="-0.5:0.5:3",
+        trajectory_grid=11,
         description="CPU, synthetic 16x16, 2048 images, 6 epochs: exercises the pipeline in minutes",
     ),
     "small": Scale(
@@ -258,6 +264,8 @@ SCALES: dict[str, Scale] = {
         surface_x="-1:1:51",
         surface_y="-1:1:51",
         eval_samples=50_000,
+        eig_map="-1:1:21",
+        trajectory_grid=51,
         description="GPU, CIFAR-10, the seed recipe for 300 epochs, 51x51 grids over the train set",
     ),
 }

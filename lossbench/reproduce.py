@@ -54,6 +54,65 @@ def config_metrics(surface: Surface) -> dict[str, float]:
     return surface_metrics(surface.alphas, surface.betas, surface.values["train_loss"], surface.values["train_acc"])
 
 
+#: Curvature at the minimum in the suite: Hessian over the first 128 training images (HVPs are ~3x a
+#: training step), Lanczos to 1 % relative residual, Hutchinson with 8 probes.
+CURVATURE = {"samples": 128, "max_iter": 60, "tol": 1e-2, "probes": 8}
+
+
+def curvature_metrics(model: nn.Module, data: ImageData, *, seed: int = 0) -> tuple[dict[str, float], dict[str, Any]]:
+    """(metrics, details): ``lam_max``, ``lam_min`` (NaN where Lanczos did not converge at that end),
+    ``eig_ratio_center`` = |lam_min / lam_max| and the Hutchinson ``trace``; details hold the
+    iterations, residuals and the trace's standard error."""
+    from .evaluate import cross_entropy, make_batches
+    from .hessian import hessian_eigs, hutchinson_trace
+
+    device = next(model.parameters()).device
+    n = CURVATURE["samples"]
+    batches = make_batches(data.x_train[:n], data.y_train[:n], n, device=device)
+    eig = hessian_eigs(model, cross_entropy(), batches, max_iter=CURVATURE["max_iter"], tol=CURVATURE["tol"], seed=seed)
+    trace = hutchinson_trace(model, cross_entropy(), batches, probes=CURVATURE["probes"], seed=seed)
+    metrics = {
+        "lam_max": eig.eig_max if eig.converged_max else float("nan"),
+        "lam_min": eig.eig_min if eig.converged_min else float("nan"),
+        "eig_ratio_center": eig.eig_ratio,
+        "trace": trace.trace,
+    }
+    details = {"lanczos_iterations": eig.iterations, "lanczos_converged": eig.converged,
+               "residual_max": eig.residual_max, "residual_min": eig.residual_min, "trace_stderr": trace.stderr,
+               **CURVATURE}
+    return metrics, details
+
+
+def suite_metrics(surface: Surface, model: nn.Module, data: ImageData, *, checkpoints: list[Path] | None = None,
+                  curvature: bool = True) -> tuple[dict[str, float], dict[str, Any]]:
+    """(metrics, details) the suite checks for one config: the surface's, plus the curvature at the
+    minimum and the PCA path's explained variance when asked."""
+    metrics = config_metrics(surface)
+    details: dict[str, Any] = {}
+    if curvature:
+        more, details = curvature_metrics(model, data)
+        metrics.update(more)
+    if checkpoints:
+        metrics.update(pca_metrics(checkpoints))
+    return metrics, details
+
+
+def pca_metrics(checkpoints: list[Path]) -> dict[str, float]:
+    """Explained-variance ratios of the top two PCA directions of the training path (``pca_var_1``,
+    ``pca_var_2``; the paper reports 40-90 % together)."""
+    from .train import load_checkpoint
+    from .trajectory import pca_directions
+
+    thetas = []
+    for path in checkpoints:
+        _, state, _ = load_checkpoint(path)
+        thetas.append(state)
+    model_names = [k for k, v in thetas[-1].items() if v.is_floating_point() and not k.endswith(("running_mean", "running_var"))]
+    final = {k: thetas[-1][k] for k in model_names}
+    pca = pca_directions([{k: t[k] for k in model_names} for t in thetas], final)
+    return {"pca_var_1": float(pca.explained_variance_ratio[0]), "pca_var_2": float(pca.explained_variance_ratio[1])}
+
+
 @dataclass(frozen=True)
 class Reproduction:
     """What one config of the matrix produced (JSON-safe via :meth:`to_json`)."""
@@ -81,15 +140,21 @@ class Reproduction:
 
 
 def reproduce(config: RunConfig, scale: Scale, *, model: nn.Module, final: dict[str, float], data: ImageData,
-              results_dir: str | Path, dir_seed: int = 0, progress: bool | None = None) -> Reproduction:
-    """Surface + metrics of one trained config; the surface goes to ``results_dir/<config_id>/``."""
+              results_dir: str | Path, dir_seed: int = 0, checkpoints: list[Path] | None = None,
+              curvature: bool = True, progress: bool | None = None) -> Reproduction:
+    """Surface + metrics of one trained config; the surface goes to ``results_dir/<config_id>/``.
+
+    With ``curvature``, the Hessian numbers at the minimum are added; with ``checkpoints`` (the
+    per-epoch weights), the PCA explained variance of the path.
+    """
     path = Path(results_dir) / config.config_id / f"surface-2d-d{dir_seed}.h5"
     t0 = time.perf_counter()
     surface = compute_config_surface(path, model, data, config, scale, dir_seed=dir_seed, progress=progress)
     seconds = time.perf_counter() - t0
     if not np.all(np.isfinite(surface.values["train_loss"])):
         raise ValueError(f"{config.config_id}: the surface has non-finite losses; see {path}")
-    return Reproduction(config=config, scale=scale.name, final=dict(final), metrics=config_metrics(surface),
+    metrics = suite_metrics(surface, model, data, checkpoints=checkpoints, curvature=curvature)[0]
+    return Reproduction(config=config, scale=scale.name, final=dict(final), metrics=metrics,
                         surface_path=path, grid_seconds=seconds, points=int(surface.done.size),
                         eval_samples=int(min(scale.eval_samples, len(data.x_train))))
 
@@ -113,8 +178,11 @@ def derive_spread(config: RunConfig, scale: Scale, *, seeds: tuple[int, ...], di
     for seed in seeds:
         result = train_fn(config.replace(seed=seed))
         for dir_seed in dir_seeds:
+            # curvature and the PCA path do not depend on the direction seed: once per training seed
+            first = dir_seed == dir_seeds[0]
             rep = reproduce(result.config, scale, model=result.model, final=result.final, data=data,
-                            results_dir=Path(results_dir) / f"seed{seed}", dir_seed=dir_seed, progress=progress)
+                            results_dir=Path(results_dir) / f"seed{seed}", dir_seed=dir_seed,
+                            checkpoints=result.checkpoints if first else None, curvature=first, progress=progress)
             if reference is None:
                 reference = rep
             for name, value in rep.metrics.items():

@@ -94,3 +94,13 @@ def test_interrupted_surface_resumes_without_recomputing(trained, tmp_path, monk
     monkeypatch.setattr(engine_module, "evaluate", real)
     fresh = surface_file(tmp_path / "fresh.h5", model, data, spec)
     np.testing.assert_array_equal(resumed.values["train_loss"], fresh.values["train_loss"])
+
+
+def test_fast_engine_from_the_cli_gives_the_same_surface(trained, tmp_path):
+    ckpt = str(trained[0].checkpoint(2))
+    common = ["surface", "--checkpoint", ckpt, "--x", "-1:1:3", "--y", "-1:1:3", "--eval-samples", "64"]
+    assert main([*common, "-o", str(tmp_path / "ref.h5")]) == 0
+    assert main([*common, "--engine", "fast", "-o", str(tmp_path / "fast.h5")]) == 0
+    ref, fast = load_surface(tmp_path / "ref.h5"), load_surface(tmp_path / "fast.h5")
+    np.testing.assert_allclose(fast.values["train_loss"], ref.values["train_loss"], rtol=1e-5)
+    np.testing.assert_array_equal(fast.values["train_acc"], ref.values["train_acc"])

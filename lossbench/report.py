@@ -1,0 +1,349 @@
+"""``python -m lossbench.report``: the latest saved reproduction run as an HTML page and a Markdown summary.
+
+Reads the newest ``.benchmarks/<machine>/NNNN_*.json`` written by ``pytest benchmarks
+--benchmark-autosave`` (or the file given with ``--run``), the surfaces its ``extra_info`` points to,
+and ``baselines/<scale>/``; writes ``report/index.html`` (self-contained: figures embedded) and
+``report/summary.md`` (with the figures beside it as PNG files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import metrics as metrics_module
+from .baselines import compare
+from .claims import evaluate_claims
+
+NO_RUNS = ("no saved benchmark runs under {where}; run `pytest benchmarks --benchmark-autosave` first "
+           "(at the ci scale it trains the matrix and computes the surfaces in a few minutes)")
+
+
+class ReportError(Exception):
+    pass
+
+
+def find_runs(bench_dir: Path) -> list[Path]:
+    """Saved runs under ``bench_dir``, oldest first (pytest-benchmark numbers them per machine)."""
+    runs = [p for p in bench_dir.glob("*/*.json") if p.name[:4].isdigit()]
+    return sorted(runs, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def load_run(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ReportError(f"cannot read benchmark run {path}: {exc}") from exc
+    if "benchmarks" not in data:
+        raise ReportError(f"{path} is not a pytest-benchmark file (no 'benchmarks' list)")
+    return data
+
+
+def reproduction_records(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """One dict per config of the reproduction, with its mean time."""
+    out = []
+    for b in run["benchmarks"]:
+        info = b.get("extra_info", {})
+        if "config_id" in info and "metrics" in info:
+            out.append({**info, "seconds": b["stats"]["mean"], "name": b["name"]})
+    return out
+
+
+def kind_records(run: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """extra_info of the benchmarks of one kind (``eig-map``, ``trajectory``) with their mean time."""
+    return [{**b["extra_info"], "seconds": b["stats"]["mean"]} for b in run["benchmarks"]
+            if b.get("extra_info", {}).get("kind") == kind]
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, str]:
+    """(HTML, Markdown) of one table."""
+    h = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr>"
+    for r in rows:
+        h += "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>"
+    h += "</table>"
+    md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+    md += "".join("| " + " | ".join(_fmt(c) for c in r) + " |\n" for r in rows)
+    return h, md
+
+
+def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_dir: Path,
+                 history: list[Path]) -> tuple[Path, Path]:
+    """Write ``index.html`` and ``summary.md`` into ``out_dir``; returns both paths."""
+    from . import plot
+    from .store import load_surface
+
+    run = load_run(run_path)
+    records = reproduction_records(run)
+    if not records:
+        raise ReportError(f"{run_path} holds no reproduction results (extra_info with config_id and metrics); "
+                          "was it saved by `pytest benchmarks --benchmark-autosave`?")
+    scale = records[0].get("scale", "ci")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures: list[tuple[str, bytes]] = []
+    html_parts: list[str] = []
+    md_parts: list[str] = [f"# lossbench report: {scale} scale\n",
+                           f"Run `{run_path.name}` ({run.get('datetime', '?')}), "
+                           f"commit {run.get('commit_info', {}).get('id', '?')[:10]}.\n"]
+
+    def section(title: str, html_body: str, md_body: str) -> None:
+        html_parts.append(f"<h2>{html.escape(title)}</h2>\n{html_body}")
+        md_parts.append(f"\n## {title}\n\n{md_body}\n")
+
+    def figure(name: str, fig, caption: str) -> tuple[str, str]:
+        data = _png(fig)
+        (out_dir / f"{name}.png").write_bytes(data)
+        figures.append((name, data))
+        b64 = base64.b64encode(data).decode()
+        return (f'<figure><img src="data:image/png;base64,{b64}" alt="{html.escape(name)}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>", f"![{caption}]({name}.png)\n")
+
+    surfaces = {}
+    for r in records:
+        path = bench_dir / r["surface_path"]
+        surfaces[r["config_id"]] = load_surface(path) if path.exists() else None
+
+    # --- convergence, then claims (a claim only means something between nets at a minimum)
+    conv_rows = [[r["config_id"], r["final"]["train_loss"], r["final"]["train_acc"], r["final"]["test_acc"],
+                  r["converged"]] for r in records]
+    h, m = _table(["config", "final train loss", "train acc", "test acc", "reached a minimum"], conv_rows)
+    section("Training", h + "<p>Reached a minimum: train accuracy at least 0.9 (eval mode).</p>",
+            m + "\nReached a minimum: train accuracy at least 0.9 (eval mode).\n")
+
+    eig_records = kind_records(run, "eig-map")
+    claims = evaluate_claims(records, eig_maps={r["config_id"]: r["eig_summary"] for r in eig_records})
+    claim_rows = []
+    for c in claims:
+        nums = "; ".join(f"{k} = {v:.4g}" for k, v in c.numbers.items())
+        nets = "; ".join(f"{k}: loss {v['train_loss']:.3g}, acc {v['train_acc']:.3g}"
+                         f"{'' if v['converged'] else ' (not converged)'}" for k, v in c.nets.items())
+        claim_rows.append([c.name, c.group, c.verdict, c.comparison_holds, nums, nets])
+    h, m = _table(["claim", "slice", "verdict", "inequality holds", "numbers", "nets (final train loss, acc)"],
+                  claim_rows)
+    statements = "".join(f"<li><b>{html.escape(c.name)}</b>: {html.escape(c.statement)}</li>"
+                         for c in {c.name: c for c in claims}.values())
+    section("The paper's claims", f"<ul>{statements}</ul>{h}", m)
+
+    # --- metrics against baselines
+    metric_rows = []
+    n_pass = n_fail = 0
+    for r in records:
+        base_path = baselines_dir / scale / f"{r['config_id']}.json"
+        base = json.loads(base_path.read_text()) if base_path.exists() else {"metrics": {}}
+        for row in compare(r["metrics"], base):
+            metric_rows.append([r["config_id"], row.name, row.obtained, row.expected, row.tol,
+                                "pass" if row.ok else "FAIL"])
+            n_pass += row.ok
+            n_fail += not row.ok
+    h, m = _table(["config", "metric", "obtained", "baseline", "± tol", "check"], metric_rows)
+    doc = html.escape(metrics_module.__doc__ or "")
+    section(f"Metrics against baselines ({n_pass} pass, {n_fail} fail)",
+            f"<details><summary>definitions</summary><pre>{doc}</pre></details>{h}", m)
+
+    # --- figures: the Figure-5 grid per batch size, 3D views, 1D slices
+    depths = sorted({r["config"]["depth"] for r in records})
+    batch_sizes = sorted({r["config"]["batch_size"] for r in records})
+    fig_html, fig_md = "", ""
+    for bs in batch_sizes:
+        panels = []
+        for shortcut in (True, False):
+            row = []
+            for d in depths:
+                rec = next((r for r in records if (r["config"]["depth"], r["config"]["shortcut"],
+                                                   r["config"]["batch_size"]) == (d, shortcut, bs)), None)
+                s = surfaces.get(rec["config_id"]) if rec else None
+                row.append(None if s is None else {"alphas": s.alphas, "betas": s.betas,
+                                                   "z": s.values["train_loss"], "title": rec["config_id"]})
+            panels.append(row)
+        fig = plot.plot_contour_grid(panels, row_labels=["with shortcuts", "without shortcuts"],
+                                     col_labels=[f"ResNet-{d}" for d in depths],
+                                     suptitle=f"train loss, batch size {bs} (levels every 0.25 nats)")
+        a, b = figure(f"contours-bs{bs}", fig, f"Contours by depth and shortcut, batch size {bs} (paper Figure 5)")
+        fig_html, fig_md = fig_html + a, fig_md + b
+    section("Surfaces", fig_html, fig_md)
+
+    views_html, views_md = "", ""
+    for r in records:
+        s = surfaces.get(r["config_id"])
+        if s is None:
+            continue
+        z = s.values["train_loss"]
+        fig = plot.plot_surface_3d(s.alphas, s.betas, z, zmax=float(np.nanmin(z)) + 5.0, title=r["config_id"])
+        a, b = figure(f"3d-{r['config_id']}", fig, f"{r['config_id']}: 3D view (clipped 5 nats above the minimum)")
+        views_html, views_md = views_html + a, views_md + b
+    section("3D views", f'<div class="grid">{views_html}</div>', views_md)
+
+    slices_html, slices_md = "", ""
+    for bs in batch_sizes:
+        curves = {}
+        for r in records:
+            s = surfaces.get(r["config_id"])
+            if s is None or r["config"]["batch_size"] != bs:
+                continue
+            j = int(np.argmin(np.abs(s.betas)))
+            curves[r["config_id"]] = (s.alphas, s.values["train_loss"][:, j])
+        if curves:
+            fig = plot.plot_slices(curves, title=f"beta = 0 slice, batch size {bs}",
+                                   loss_max=min(10.0, max(float(np.nanmax(c[1])) for c in curves.values())))
+            a, b = figure(f"slices-bs{bs}", fig, f"1D slices through the minimum along delta, batch size {bs}")
+            slices_html, slices_md = slices_html + a, slices_md + b
+    section("1D curves", slices_html, slices_md)
+
+    # --- curvature: Hessian at the minimum, eigen-ratio maps beside their loss contours, the PCA path
+    from .hessian import eig_ratio
+
+    curv_rows = [[r["config_id"], r["metrics"].get("lam_max"), r["metrics"].get("lam_min"),
+                  r["metrics"].get("eig_ratio_center"), r["metrics"].get("trace"),
+                  (r.get("curvature") or {}).get("trace_stderr"), r["metrics"].get("pca_var_1"),
+                  r["metrics"].get("pca_var_2")] for r in records]
+    h, m = _table(["config", "lambda_max", "lambda_min", "|min/max|", "trace", "trace s.e.", "PCA var 1",
+                   "PCA var 2"], curv_rows)
+    eig_html, eig_md = "", ""
+    for r in eig_records:
+        path = bench_dir / r["surface_path"]
+        if not path.exists():
+            continue
+        em = load_surface(path)
+        ratio = eig_ratio(em.values["min_eig"], em.values["max_eig"])
+        a, b = figure(f"eig-{r['config_id']}", plot.plot_heatmap(
+            em.alphas, em.betas, ratio, vmin=0.0, vmax=1.0, title=f"{r['config_id']}: |min_eig / max_eig|",
+            label="|lambda_min / lambda_max|"), f"{r['config_id']}: eigen-ratio map (blue: convex)")
+        eig_html, eig_md = eig_html + a, eig_md + b
+        s = surfaces.get(r["config_id"])
+        if s is not None:
+            a, b = figure(f"eig-contour-{r['config_id']}", plot.plot_contour(
+                s.alphas, s.betas, s.values["train_loss"], title=f"{r['config_id']}: train loss"),
+                f"{r['config_id']}: the loss contours on the same plane")
+            eig_html, eig_md = eig_html + a, eig_md + b
+    eig_rows = [[r["config_id"], "x".join(map(str, r["grid"])), *[r["eig_summary"].get(k) for k in (
+        "eig_ratio_mean", "eig_ratio_above_0.1", "eig_ratio_center", "eig_converged_fraction")],
+        r["seconds_per_point"]] for r in eig_records]
+    h2, m2 = _table(["config", "grid", "mean ratio", "share > 0.1", "centre", "converged", "s / point"], eig_rows)
+    traj_html, traj_md = "", ""
+    for r in kind_records(run, "trajectory"):
+        path = bench_dir / r["surface_path"]
+        if path.exists():
+            t = load_surface(path)
+            fig = plot.plot_trajectory(t.alphas, t.betas, t.values["train_loss"], np.asarray(t.attrs["path"]),
+                                       explained=tuple(t.attrs["explained_variance_ratio"]),
+                                       epochs=tuple(t.attrs["epochs"]), random_coords=np.asarray(t.attrs["random_path"]),
+                                       title=r["config_id"])
+            a, b = figure(f"trajectory-{r['config_id']}", fig,
+                          f"{r['config_id']}: training path on its PCA plane (left) and on a random plane (right)")
+            traj_html, traj_md = traj_html + a, traj_md + b
+    section("Curvature and paths", h + "<h3>Eigen-ratio maps</h3>" + h2 + eig_html + traj_html,
+            m + "\n### Eigen-ratio maps\n\n" + m2 + "\n" + eig_md + traj_md)
+
+    # --- timings and their history
+    time_rows = [[r["config_id"], "x".join(map(str, r["grid"])), r["eval_samples"], r["seconds"],
+                  r["seconds_per_point"], r["images_per_second"]] for r in records]
+    h, m = _table(["config", "grid", "images per point", "grid seconds", "s / point", "images / s"], time_rows)
+    hist_rows = []
+    for p in history:
+        try:
+            old = reproduction_records(load_run(p))
+        except ReportError:
+            continue
+        for r in old:
+            hist_rows.append([p.name, r["config_id"], r["seconds"], r.get("seconds_per_point", float("nan"))])
+    h2, m2 = _table(["run", "config", "grid seconds", "s / point"], hist_rows)
+    section("Timings", h + "<h3>History</h3>" + h2, m + "\n### History\n\n" + m2)
+
+    paper_path = baselines_dir / "paper" / "published.json"
+    if paper_path.exists():
+        paper = json.loads(paper_path.read_text())
+        rows = [[k, v] for k, v in paper["test_error_percent"].items()]
+        h, m = _table(["network", "test error (%)"], rows)
+        section("The paper's published numbers", f"<p>{html.escape(paper['source'])}</p>{h}",
+                f"{paper['source']}\n\n{m}")
+
+    machine = run.get("machine_info", {})
+    env = [[k, machine.get(k)] for k in ("node", "processor", "cpu", "python_version", "torch", "torch_threads",
+                                          "cuda", "gpu", "system", "release") if k in machine]
+    env = [[k, (v.get("brand_raw") if isinstance(v, dict) else v)] for k, v in env]
+    h, m = _table(["", "value"], env)
+    section("Environment", h, m)
+
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>lossbench report ({scale})</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; font-size: 13px; margin: 0.5em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 7px; text-align: left; }}
+th {{ background: #f3f3f3; }}
+figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
+.grid figure img {{ width: 280px; }} figcaption {{ font-size: 12px; color: #555; }}
+pre {{ white-space: pre-wrap; font-size: 12px; }}
+</style></head><body>
+<h1>lossbench report: {html.escape(scale)} scale</h1>
+<p>Run <code>{html.escape(run_path.name)}</code> ({html.escape(str(run.get('datetime', '?')))}); reproduces
+Li et al., <i>Visualizing the Loss Landscape of Neural Nets</i> (NeurIPS 2018).</p>
+{''.join(html_parts)}
+</body></html>
+"""
+    html_path = out_dir / "index.html"
+    md_path = out_dir / "summary.md"
+    html_path.write_text(page)
+    md_path.write_text("".join(md_parts))
+    return html_path, md_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lossbench.report",
+        description="Turn the latest `pytest benchmarks --benchmark-autosave` run into a report: contour "
+                    "grids like the paper's Figure 5, 3D views, 1D curves, metrics against baselines, the "
+                    "paper's claims with verdicts, timings and the environment.",
+        epilog="inputs: .benchmarks/<machine>/NNNN_*.json (pytest-benchmark autosave) and the surfaces it "
+               "names under .benchmarks/surfaces/; baselines/<scale>/*.json.\n"
+               "example: pytest benchmarks --benchmark-autosave && python -m lossbench.report",
+    )
+    parser.add_argument("--benchmarks", default=".benchmarks", help="pytest-benchmark storage (default .benchmarks)")
+    parser.add_argument("--run", default=None, help="a specific saved run (default: the newest)")
+    parser.add_argument("--baselines", default="baselines", help="baselines root (default baselines)")
+    parser.add_argument("-o", "--output", default="report", help="output folder (default report)")
+    parser.add_argument("--history", type=int, default=5, help="earlier runs to show in the timing history (default 5)")
+    args = parser.parse_args(argv)
+    bench_dir = Path(args.benchmarks)
+    try:
+        runs = find_runs(bench_dir) if bench_dir.is_dir() else []
+        if args.run:
+            run_path = Path(args.run)
+        elif runs:
+            run_path = runs[-1]
+        else:
+            raise ReportError(NO_RUNS.format(where=bench_dir.resolve()))
+        earlier = [p for p in runs if p != run_path][-args.history:] if args.history else []
+        html_path, md_path = build_report(run_path, bench_dir=bench_dir, baselines_dir=Path(args.baselines),
+                                          out_dir=Path(args.output), history=earlier)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {html_path}\nwrote {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+
+from lossbench.report import main
+from lossbench.store import save_surface
+from lossbench.surface import Surface
+
+
+def bowl_surface(scale):
+    x = np.linspace(-1, 1, 11)
+    a, b = np.meshgrid(x, x, indexing="ij")
+    s = Surface.empty(x, x, ["train_loss", "train_acc"], attrs={})
+    s.values["train_loss"][:] = 0.1 + scale * (a**2 + b**2)
+    s.values["train_acc"][:] = 0.9
+    s.done[:] = True
+    return s
+
+
+def fake_run(tmp_path):
+    bench = tmp_path / ".benchmarks"
+    machine = bench / "Linux-CPython-3.11-64bit"
+    machine.mkdir(parents=True)
+    benchmarks = []
+    for depth in (20, 56):
+        for shortcut in (True, False):
+            cid = f"resnet{depth}{'' if shortcut else '-noshort'}-bs128-s0"
+            rel = f"surfaces/ci/{cid}/surface-2d.h5"
+            save_surface(bench / rel, bowl_surface(1.0 if shortcut else 3.0))
+            benchmarks.append({"name": f"test_reproduction[{cid}]", "stats": {"mean": 2.0}, "extra_info": {
+                "config_id": cid, "scale": "ci", "grid": [11, 11], "points": 121, "eval_samples": 512,
+                "seconds_per_point": 2.0 / 121, "images_per_second": 30976.0, "surface_path": rel,
+                "config": {"arch": "resnet", "depth": depth, "shortcut": shortcut, "batch_size": 128},
+                "final": {"train_loss": 0.1, "train_acc": 0.97, "test_acc": 0.9}, "converged": True,
+                "metrics": {"nonconvex_fraction": 0.0 if shortcut else 0.3, "roughness": 1.0 if shortcut else 1.4,
+                            "local_minima": 0.0, "basin_radius": 0.3, "curv_max": 2.0, "sharpness_0.5": 10.0,
+                            "lam_max": 50.0, "lam_min": -1.0, "pca_var_1": 0.8, "pca_var_2": 0.1},
+            }})
+    run = {"datetime": "2026-11-27T00:00:00", "commit_info": {"id": "abcdef1234"},
+           "machine_info": {"node": "box", "torch": "2.x", "python_version": "3.11"}, "benchmarks": benchmarks}
+    (machine / "0001_abcdef_20261127.json").write_text(json.dumps(run))
+    baselines = tmp_path / "baselines" / "ci"
+    baselines.mkdir(parents=True)
+    src = {"commit": "x", "torch": "2.x", "device": "cpu", "date": "2026-11-27"}
+    (baselines / "resnet56-bs128-s0.json").write_text(json.dumps({"metrics": {
+        "curv_max": {"value": 2.0, "rtol": 0.0, "atol": 0.1, "source": src},
+        "roughness": {"value": 5.0, "rtol": 0.0, "atol": 0.1, "source": src}}}))
+    return bench
+
+
+def test_report_from_a_saved_run(tmp_path, capsys):
+    bench = fake_run(tmp_path)
+    out = tmp_path / "report"
+    rc = main(["--benchmarks", str(bench), "--baselines", str(tmp_path / "baselines"), "-o", str(out)])
+    assert rc == 0
+    page = (out / "index.html").read_text()
+    md = (out / "summary.md").read_text()
+    assert "data:image/png;base64," in page and "contours-bs128.png" in md
+    assert "noshort-less-convex" in md and "holds" in md
+    assert "| resnet56-bs128-s0 | roughness | 1 | 5 | 0.1 | FAIL |" in md
+    assert (out / "contours-bs128.png").exists() and (out / "3d-resnet56-noshort-bs128-s0.png").exists()
+
+
+def test_missing_benchmarks_says_what_to_run(tmp_path, capsys):
+    rc = main(["--benchmarks", str(tmp_path / "nothing")])
+    assert rc == 2
+    assert "pytest benchmarks --benchmark-autosave" in capsys.readouterr().err
+
+
+def test_foreign_json_is_an_error(tmp_path, capsys):
+    bad = tmp_path / "run.json"
+    bad.write_text("{}")
+    assert main(["--run", str(bad), "-o", str(tmp_path / "r")]) == 2
+    assert "not a pytest-benchmark file" in capsys.readouterr().err
