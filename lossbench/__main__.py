@@ -578,6 +578,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LossbenchError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished points and epochs are saved; run the same command again to resume",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
