@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 import torch.fx
-from torch import Tensor, nn
+from torch import nn
 
 from .evaluate import Batch, LossFn, evaluate
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 
 
 def filter_normalize_loop(direction: dict, theta: dict, ignore: str = "biasbn") -> dict:

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from lossbench.__main__ import main
 from lossbench.config import RunConfig
 from lossbench.store import load_surface
 from lossbench.trajectory import path_extent, pca_directions, project
