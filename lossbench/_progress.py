@@ -7,7 +7,7 @@ under pytest's capture and in CI logs.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -26,7 +26,3 @@ def progress_bar(iterable: Iterable[T] | None = None, *, progress: bool | None =
     """A tqdm bar over ``iterable`` that is disabled unless :func:`show_progress` says otherwise."""
     return tqdm(iterable, disable=not show_progress(progress), dynamic_ncols=True, leave=False, **kwargs)
 
-
-def iterate(iterable: Iterable[T], *, progress: bool | None = None, **kwargs) -> Iterator[T]:
-    """Iterate ``iterable`` with a bar when :func:`show_progress` allows."""
-    yield from progress_bar(iterable, progress=progress, **kwargs)

@@ -8,7 +8,7 @@ mode, so BatchNorm uses its running statistics and the result does not depend on
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -79,6 +79,3 @@ def cross_entropy() -> LossFn:
     """The paper's loss: mean cross-entropy over the batch, in nats."""
     return nn.CrossEntropyLoss()
 
-
-def count_samples(batches: Sequence[Batch]) -> int:
-    return sum(len(t) for _, t in batches)

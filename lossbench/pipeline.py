@@ -275,17 +275,12 @@ def trajectory_file(path: str | Path, result, data: ImageData, *, grid: int = 21
     filter-normalised plane scaled to unit norm (the PCA directions have unit norm too). The path,
     explained variance and random-plane path are stored in the file's metadata."""
     from .directions import norm_of
-    from .train import load_checkpoint
-    from .trajectory import path_extent, pca_directions, project
+    from .trajectory import load_path, path_extent, pca_directions, project
 
     model = result.model
     device = next(model.parameters()).device
     final = {k: v.detach().cpu() for k, v in get_theta(model, "weights").items()}
-    thetas, epochs = [], []
-    for ckpt in result.checkpoints:
-        _, state, epoch = load_checkpoint(ckpt)
-        thetas.append({k: state[k] for k in final})
-        epochs.append(epoch)
+    thetas, epochs = load_path(result.checkpoints, list(final))
     pca = pca_directions(thetas, final, epochs=epochs)
     (x_lo, x_hi), (y_lo, y_hi) = path_extent(pca.coords)
     spec = SurfaceSpec(x=Axis(x_lo, x_hi, grid), y=Axis(y_lo, y_hi, grid), norm="none", eval_samples=eval_samples,

@@ -93,23 +93,18 @@ def suite_metrics(surface: Surface, model: nn.Module, data: ImageData, *, checkp
         more, details = curvature_metrics(model, data)
         metrics.update(more)
     if checkpoints:
-        metrics.update(pca_metrics(checkpoints))
+        metrics.update(pca_metrics(checkpoints, [n for n, _ in model.named_parameters()]))
     return metrics, details
 
 
-def pca_metrics(checkpoints: list[Path]) -> dict[str, float]:
-    """Explained-variance ratios of the top two PCA directions of the training path (``pca_var_1``,
-    ``pca_var_2``; the paper reports 40-90 % together)."""
-    from .train import load_checkpoint
-    from .trajectory import pca_directions
+def pca_metrics(checkpoints: list[Path], names: list[str]) -> dict[str, float]:
+    """Explained-variance ratios of the top two PCA directions of the training path over the weights
+    ``names`` (``pca_var_1``, ``pca_var_2``; the paper reports 40-90 % together). The last checkpoint
+    is the end point."""
+    from .trajectory import load_path, pca_directions
 
-    thetas = []
-    for path in checkpoints:
-        _, state, _ = load_checkpoint(path)
-        thetas.append(state)
-    model_names = [k for k, v in thetas[-1].items() if v.is_floating_point() and not k.endswith(("running_mean", "running_var"))]
-    final = {k: thetas[-1][k] for k in model_names}
-    pca = pca_directions([{k: t[k] for k in model_names} for t in thetas], final)
+    thetas, epochs = load_path(checkpoints, names)
+    pca = pca_directions(thetas, thetas[-1], epochs=epochs)
     return {"pca_var_1": float(pca.explained_variance_ratio[0]), "pca_var_2": float(pca.explained_variance_ratio[1])}
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -104,6 +105,18 @@ def project(thetas: Sequence[Mapping[str, Tensor]], final: Mapping[str, Tensor],
         diff = {n: t[n] - final[n] for n in final if final[n].is_floating_point()}
         out.append((inner(diff, delta) / dd, inner(diff, eta) / ee))
     return np.asarray(out)
+
+
+def load_path(checkpoints: Sequence[str | Path], names: Sequence[str]) -> tuple[list[dict[str, Tensor]], list[int]]:
+    """The weights ``names`` of each per-epoch checkpoint, and their epochs, in the given order."""
+    from .train import load_checkpoint
+
+    thetas, epochs = [], []
+    for path in checkpoints:
+        _, state, epoch = load_checkpoint(path)
+        thetas.append({n: state[n] for n in names})
+        epochs.append(epoch)
+    return thetas, epochs
 
 
 def path_extent(coords: np.ndarray, *, margin: float = 0.3) -> tuple[tuple[float, float], tuple[float, float]]:
