@@ -24,7 +24,7 @@ from lossbench.config import find_config
 from lossbench.data import load_dataset
 from lossbench.directions import create_random_direction, get_theta
 from lossbench.engine import make_measure, model_flops
-from lossbench.evaluate import cross_entropy, make_batches
+from lossbench.evaluate import cross_entropy, cuda_math, make_batches
 from lossbench.surface import perturbation
 from lossbench.train import init_weights_, make_model
 
@@ -49,13 +49,21 @@ def cpu_peak_gflops() -> float | None:
     return (os.cpu_count() or 1) * per_cycle * max(mhz) / 1000.0
 
 
-def cuda_peak_gflops() -> float | None:
-    """Dense float32 (non-tensor-core) peak of known cards, in GFLOP/s."""
+#: Dense peaks of known cards by precision, GFLOP/s (vendor datasheets, SXM parts, no sparsity).
+CUDA_PEAKS = {
+    "H100": {"float32": 67_000.0, "tf32": 494_700.0, "bf16": 989_400.0},
+    "H200": {"float32": 67_000.0, "tf32": 494_700.0, "bf16": 989_400.0},
+    "A100": {"float32": 19_500.0, "tf32": 156_000.0, "bf16": 312_000.0},
+}
+
+
+def cuda_peak_gflops(precision: str = "float32") -> float | None:
+    """The card's dense peak for the arithmetic ``precision`` uses (float32 on the CUDA cores, TF32 and
+    bf16 on the tensor cores), in GFLOP/s; None for a card not in :data:`CUDA_PEAKS`."""
     if not torch.cuda.is_available():
         return None
     name = torch.cuda.get_device_name()
-    table = {"H100": 67_000.0, "H200": 67_000.0, "A100": 19_500.0}
-    return next((v for k, v in table.items() if k in name), None)
+    return next((v[precision] for k, v in CUDA_PEAKS.items() if k in name), None)
 
 
 @pytest.fixture(scope="module", params=MODELS, ids=[f"resnet{d}{'' if s else '-noshort'}" for d, s in MODELS])
@@ -149,11 +157,39 @@ def test_grid_speed_authors_loop(benchmark, setup, lossbench_device):
     _record(benchmark, config, "authors", flops, cpu_peak_gflops() if lossbench_device.type == "cpu" else cuda_peak_gflops(), lossbench_device)
 
 
-@pytest.mark.parametrize("engine", ["reference", "fast"])
-def test_grid_speed(benchmark, setup, engine, lossbench_device):
+#: benchmark id -> (engine, engine options, needs CUDA). Only variants that can pay are listed: each
+#: row's speed-up over the one without the step says what that step bought (benchmarks/RESULTS.md).
+VARIANTS = {
+    "reference": ("reference", {}, False),
+    "fast": ("fast", {}, False),
+    "fast+compile": ("fast", {"compile": True}, False),
+    "fast+graph": ("fast", {"cuda_graph": True}, True),
+    "fast+tf32": ("fast", {"precision": "tf32"}, True),
+    "fast+tf32+graph": ("fast", {"precision": "tf32", "cuda_graph": True}, True),
+    "fast+bf16": ("fast", {"precision": "bf16"}, True),
+    "fast+bf16+graph": ("fast", {"precision": "bf16", "cuda_graph": True}, True),
+}
+
+
+def _variant_params():
+    for name, (_, _, cuda) in VARIANTS.items():
+        yield pytest.param(name, id=name, marks=[pytest.mark.gpu] if cuda else [])
+
+
+def _reference_values(model, batches, delta, eta) -> dict[str, float]:
+    """The float32 reference engine at the benchmark's grid point (IEEE float32 also on CUDA)."""
+    measure, _ = make_measure("reference", model, cross_entropy(), batches)
+    with perturbation(model, get_theta(model), [delta, eta]) as set_point:
+        set_point(0.3, -0.2)
+        return measure(model)
+
+
+@pytest.mark.parametrize("variant", list(_variant_params()))
+def test_grid_speed(benchmark, setup, variant, lossbench_device):
+    engine, options, _ = VARIANTS[variant]
     config, model, x, y, delta, eta, flops = setup
     batches = {"train": make_batches(x, y, 500, device=lossbench_device)}
-    measure, _ = make_measure(engine, model, cross_entropy(), batches)
+    measure, _ = make_measure(engine, model, cross_entropy(), batches, **options)
     theta = get_theta(model)
     benchmark.group = f"grid:{config.model_name}"
     with perturbation(model, theta, [delta, eta]) as set_point:
@@ -163,38 +199,59 @@ def test_grid_speed(benchmark, setup, engine, lossbench_device):
             _sync(lossbench_device)
             return out
 
-        values = benchmark.pedantic(run, rounds=3, warmup_rounds=1, iterations=1)
-    ref_measure, _ = make_measure("reference", model, cross_entropy(), batches)
-    with perturbation(model, theta, [delta, eta]) as set_point:
-        set_point(0.3, -0.2)
-        ref = ref_measure(model)
-    _record(benchmark, config, engine, flops, cpu_peak_gflops() if lossbench_device.type == "cpu" else cuda_peak_gflops(), lossbench_device)
+        # compilation, cuDNN autotuning and graph capture happen in the first (untimed) calls
+        values = benchmark.pedantic(run, rounds=3, warmup_rounds=2 if options else 1, iterations=1)
+    ref = _reference_values(model, batches, delta, eta)
+    precision = options.get("precision", "float32")
+    peak = cpu_peak_gflops() if lossbench_device.type == "cpu" else cuda_peak_gflops(precision)
+    _record(benchmark, config, variant, flops, peak, lossbench_device)
     benchmark.extra_info["rel_diff_vs_reference"] = abs(values["train_loss"] - ref["train_loss"]) / ref["train_loss"]
     benchmark.extra_info["acc_count_diff"] = round(abs(values["train_acc"] - ref["train_acc"]) * IMAGES)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", ["bf16", "tf32"])
-def test_grid_speed_cuda_reduced_precision(benchmark, setup, dtype, lossbench_device):
-    if lossbench_device.type != "cuda":
-        pytest.skip("reduced-precision rows need --lossbench-device cuda")
+@pytest.mark.parametrize("points", [1, 4, 16])
+def test_grid_speed_cuda_points_per_launch(benchmark, setup, points, lossbench_device):
+    """Several grid points per launch: the BN-folded shadow's weights for ``points`` points stacked and
+    evaluated with ``torch.func.vmap(functional_call)`` (grouped convolutions), timed per point. Measured
+    here to see whether it pays for small nets over few images, where one point cannot fill a GPU."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from lossbench.engine import FoldedShadow
+
     config, model, x, y, delta, eta, flops = setup
-    batches = {"train": make_batches(x, y, 500, device=lossbench_device)}
-    options = {"autocast": torch.bfloat16} if dtype == "bf16" else {}
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype == "tf32"
-    try:
-        measure, _ = make_measure("fast", model, cross_entropy(), batches, **options)
-        ref_measure, _ = make_measure("reference", model, cross_entropy(), batches)
-        benchmark.group = f"grid:{config.model_name}"
-        with perturbation(model, get_theta(model), [delta, eta]) as set_point:
-            set_point(0.3, -0.2)
-            values = benchmark.pedantic(lambda: (measure(model), _sync(lossbench_device))[0], rounds=3,
-                                        warmup_rounds=1, iterations=1)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-        with perturbation(model, get_theta(model), [delta, eta]) as set_point:
-            set_point(0.3, -0.2)
-            ref = ref_measure(model)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    _record(benchmark, config, f"fast+{dtype}", flops, cuda_peak_gflops(), lossbench_device)
-    benchmark.extra_info["rel_diff_vs_float32"] = abs(values["train_loss"] - ref["train_loss"]) / ref["train_loss"]
+    shadow = FoldedShadow(model)
+    xb = x.to(lossbench_device).contiguous(memory_format=torch.channels_last)
+    yb = y.to(lossbench_device)
+    coords = [(0.3 - 0.05 * k, -0.2 + 0.03 * k) for k in range(points)]
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+
+    def one(params, buffers):
+        logits = functional_call(shadow.model, (params, buffers), (xb,))
+        return loss_fn(logits, yb), (logits.argmax(1) == yb).sum()
+
+    batched = vmap(one)
+    params, buffers = stack_module_state([shadow.model] * points)  # (points, ...) stacks, filled per point
+    names = [n for n, _ in shadow.model.named_parameters()]
+    live = [p for _, p in shadow.model.named_parameters()]
+    with perturbation(model, get_theta(model), [delta, eta]) as set_point:
+        def run():
+            for k, (a, b) in enumerate(coords):
+                set_point(a, b)
+                shadow.sync()
+                torch._foreach_copy_([params[n][k] for n in names], live)
+            with torch.inference_mode():
+                losses, correct = batched(params, buffers)
+            out = (losses / IMAGES).tolist(), (correct.double() / IMAGES).tolist()
+            return out
+
+        with cuda_math(lossbench_device, autotune=True):  # IEEE float32, as the fast engine
+            losses, _ = benchmark.pedantic(run, rounds=3, warmup_rounds=1, iterations=1)
+    ref = _reference_values(model, {"train": make_batches(x, y, 500, device=lossbench_device)}, delta, eta)
+    benchmark.group = f"points-per-launch:{config.model_name}"
+    seconds = mean_seconds(benchmark) / points
+    gflops = flops * IMAGES / seconds / 1e9
+    benchmark.extra_info.update(model=config.model_name, engine=f"fast+vmap{points}", points=points,
+                                seconds_per_point=seconds, points_per_second=1.0 / seconds, gflops=gflops,
+                                rel_diff_vs_reference=abs(losses[0] - ref["train_loss"]) / ref["train_loss"],
+                                torch=str(torch.__version__), device=str(lossbench_device))

@@ -144,6 +144,14 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--plot", action="store_true", help="also write the plots next to the output")
     e.add_argument("--engine", default="reference", choices=["reference", "fast"],
                    help="reference (plain evaluation) or fast (BN folded, channels-last; same numbers to ~1e-6)")
+    f = p.add_argument_group("fast engine options (with --engine fast)")
+    f.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"],
+                   help="float32 (default; matches the reference), or on CUDA tf32 / bf16 autocast: faster, "
+                        "with an error against float32 that benchmarks/RESULTS.md reports; stored in the file")
+    f.add_argument("--cuda-graph", action="store_true", help="replay each point as one captured CUDA graph")
+    f.add_argument("--compile", action="store_true", help="torch.compile the model (the first point compiles)")
+    f.add_argument("--fast-batch", type=int, default=None,
+                   help="images per forward pass of the fast engine (default 256 on the CPU, 4096 on CUDA)")
     p.set_defaults(func=cmd_surface)
 
 
@@ -180,6 +188,12 @@ def cmd_surface(args: argparse.Namespace) -> int:
     from .surface import Axis
     from .train import model_from_checkpoint, train
 
+    options = {k: v for k, v in (("precision", args.precision), ("cuda_graph", args.cuda_graph),
+                                 ("compile", args.compile), ("batch_size", args.fast_batch))
+               if v not in (None, False, "float32")}
+    if options and args.engine != "fast":
+        flags = ", ".join("--" + k.replace("_", "-").replace("batch-size", "fast-batch") for k in options)
+        raise ValueError(f"{flags} apply to the fast engine only; add --engine fast")
     device = device_of(_rank_device(args.device))
     config, model, source, _ = _load_model(args, device)
     interpolation = bool(args.target or args.target_batch_size)
@@ -204,9 +218,12 @@ def cmd_surface(args: argparse.Namespace) -> int:
     out = Path(args.output or Path("results") / config.config_id / f"{kind}.h5")
     data = load_dataset(config, data_dir=args.data_dir)
     attrs = {"config": config.to_dict(), "config_id": config.config_id, "kind": kind, **source}
+    if args.precision != "float32":  # not float-identical: a file is resumed only in its own precision
+        attrs["precision"] = args.precision
     shard, barrier = _distributed()
     surface = surface_file(out, model, data, spec, target=target, attrs=attrs, overwrite=args.overwrite,
-                           allow_nonfinite=args.allow_nonfinite, engine=args.engine, shard=shard, barrier=barrier)
+                           allow_nonfinite=args.allow_nonfinite, engine=args.engine, engine_options=options,
+                           shard=shard, barrier=barrier)
     if shard[0] != 0:
         return 0  # rank 0 reports and plots
     centre = surface.center_index()

@@ -9,8 +9,8 @@ Both are a ``measure(model) -> {"<split>_loss": ..., "<split>_acc": ...}`` for
   during evaluation: ``W' = W * g / sqrt(v + eps)``, ``b' = b_bn - m * g / sqrt(v + eps)``), in
   channels-last layout, under ``torch.inference_mode``, over as few batches as the set allows.
   The folded weights are recomputed from the live model at every point, so any direction (weights or
-  states, BN included) is honoured. Optional: bf16 autocast (CUDA, an explicit opt-in whose error
-  against float32 the benchmarks measure), TF32 matmuls, ``torch.compile``.
+  states, BN included) is honoured. Options: ``torch.compile``; on CUDA, one CUDA graph per point, and
+  the precision opt-ins TF32 and bf16 autocast, whose error against float32 the benchmarks measure.
 
 Agreement with ``reference``: relative loss difference at most ~1e-5 in float32 and identical
 accuracy counts (tests/test_engine.py, benchmarks/test_grid_speed.py).
@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 import torch.fx
-from torch import nn
+from torch import Tensor, nn
 
-from .evaluate import Batch, LossFn, evaluate
+from .evaluate import Batch, LossFn, cuda_math, evaluate
 
 ENGINES = ("reference", "fast")
 
@@ -116,42 +116,106 @@ def loss_measure(loss_fn: LossFn, datasets: Mapping[str, Sequence[Batch]]) -> tu
     return measure, keys
 
 
+PRECISIONS = ("float32", "tf32", "bf16")
+
+#: Images per forward pass of the fast engine when none is given. On the CPU, batches whose activations
+#: stay in the caches beat one large batch (ResNet-56 at 16x16: 256 images ~25 % faster than 1 000); on
+#: a GPU, large batches fill the chip.
+DEFAULT_BATCH = {"cpu": 256, "cuda": 4096}
+
+
 def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Sequence[Batch]], *,
-                 channels_last: bool = True, batch_size: int | None = None, autocast: torch.dtype | None = None,
-                 compile: bool = False):
+                 channels_last: bool = True, batch_size: int | None = None, precision: str = "float32",
+                 compile: bool = False, cuda_graph: bool = False):
     """The fast engine for ``model`` (see the module docstring); returns (measure, keys).
 
     Args:
-        datasets: split -> batches; they are re-batched once into ``batch_size`` images (default: each
-            split in batches of at most 1 024) and converted to channels-last.
-        autocast: e.g. ``torch.bfloat16`` to evaluate under autocast on CUDA (an opt-in: not float32).
-        compile: wrap the shadow model in ``torch.compile``.
+        datasets: split -> batches; they are re-batched once into ``batch_size`` images (default
+            :data:`DEFAULT_BATCH` of the device) and converted to channels-last.
+        precision: ``float32`` (default, matches the reference), or the CUDA opt-ins ``tf32`` (TF32
+            tensor-core convolutions and matmuls) and ``bf16`` (bf16 autocast); their error against
+            float32 is measured by the benchmarks, not bounded here.
+        compile: wrap the shadow model in ``torch.compile`` (first point pays the compilation).
+        cuda_graph: capture the whole point (BN folding, every forward, loss and accuracy sums) as one
+            CUDA graph on the first call and replay it afterwards; the data and weights stay at fixed
+            addresses, so a replay reads the point's weights set in place by the grid loop.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    device = next(model.parameters()).device
+    if precision != "float32" and device.type != "cuda":
+        raise ValueError(f"precision {precision!r} is a CUDA opt-in; the model is on {device}. "
+                         "Use precision='float32' (CLI: --precision float32) or --device cuda")
+    if cuda_graph and device.type != "cuda":
+        raise ValueError(f"cuda_graph=True needs a model on CUDA; it is on {device} (drop --cuda-graph)")
     shadow = FoldedShadow(model, channels_last=channels_last)
     net = torch.compile(shadow.model) if compile else shadow.model
-    rebatched = {split: _rebatch(batches, batch_size or 1024, channels_last) for split, batches in datasets.items()}
+    size = batch_size or DEFAULT_BATCH.get(device.type, 1024)
+    rebatched = {split: _rebatch(batches, size, channels_last) for split, batches in datasets.items()}
+    counts = {split: sum(len(y) for _, y in batches) for split, batches in rebatched.items()}
     keys = [f"{split}_{kind}" for split in datasets for kind in ("loss", "acc")]
-    device_type = next(model.parameters()).device.type
 
-    def measure(_: nn.Module) -> dict[str, float]:
+    def sums() -> list[tuple[Tensor, Tensor]]:
+        """(summed loss float64, correct count int64) per split, left on the device (no host sync)."""
         shadow.sync()
-        out = {}
-        ctx = torch.autocast(device_type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
-        with torch.inference_mode(), ctx:
-            for split, batches in rebatched.items():
-                total = torch.zeros((), dtype=torch.float64, device=batches[0][0].device)
-                correct = torch.zeros((), dtype=torch.int64, device=batches[0][0].device)
-                n = 0
+        out = []
+        with _precision(device, precision), torch.inference_mode():
+            for batches in rebatched.values():
+                total = torch.zeros((), dtype=torch.float64, device=device)
+                correct = torch.zeros((), dtype=torch.int64, device=device)
                 for x, y in batches:
                     logits = net(x).float()
-                    total += loss_fn(logits, y).double() * len(y)  # stays on the device: one sync per split
+                    total += loss_fn(logits, y).double() * len(y)
                     correct += (logits.argmax(1) == y).sum()
-                    n += len(y)
-                out[f"{split}_loss"] = float(total) / n
-                out[f"{split}_acc"] = int(correct) / n
+                out.append((total, correct))
+        return out
+
+    run = _graphed(sums, device) if cuda_graph else sums
+
+    def measure(_: nn.Module) -> dict[str, float]:
+        out = {}
+        for split, (total, correct) in zip(rebatched, run()):
+            out[f"{split}_loss"] = float(total) / counts[split]
+            out[f"{split}_acc"] = int(correct) / counts[split]
         return out
 
     return measure, keys
+
+
+@contextlib.contextmanager
+def _precision(device: torch.device, precision: str):
+    """The point's arithmetic: float32 or TF32 with cuDNN autotuning on CUDA (fixed shapes: it pays),
+    and bf16 autocast for ``bf16``."""
+    with cuda_math(device, tf32=precision == "tf32", autotune=True):
+        if precision == "bf16":
+            # no weight-cast cache: the weights change at every point, and a cache breaks graph capture
+            with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+                yield
+        else:
+            yield
+
+
+def _graphed(fn: Callable[[], Any], device: torch.device) -> Callable[[], Any]:
+    """``fn`` captured as a CUDA graph on first call (after warm-up runs on a side stream, which also
+    pick cuDNN algorithms and compile), replayed afterwards; returns fn's static output tensors."""
+    state: dict[str, Any] = {}
+
+    def run():
+        if "graph" not in state:
+            stream = torch.cuda.Stream(device)
+            stream.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    fn()
+            torch.cuda.current_stream(device).wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                state["out"] = fn()
+            state["graph"] = graph
+        state["graph"].replay()
+        return state["out"]
+
+    return run
 
 
 def _rebatch(batches: Sequence[Batch], size: int, channels_last: bool) -> list[Batch]:

@@ -3,12 +3,14 @@
 The loss is the sum of per-sample losses divided by N (batches weighted by their size, not a mean of
 batch means), in nats; accuracy is the fraction of correct argmax predictions. The model runs in eval
 mode, so BatchNorm uses its running statistics and the result does not depend on the batch size.
+On CUDA it runs in IEEE float32 (no TF32), so that it stays the ground truth there too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +45,36 @@ def make_batches(x: Tensor, y: Tensor, batch_size: int, *, device: torch.device 
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
 
 
+@contextlib.contextmanager
+def cuda_math(device: torch.device | str, *, tf32: bool = False, autotune: bool = False) -> Iterator[None]:
+    """IEEE float32 convolutions and matmuls on CUDA (PyTorch's default lets cuDNN use TF32), or TF32
+    when asked; ``autotune`` lets cuDNN time its algorithms (pays for fixed shapes). Restored on exit;
+    nothing happens off CUDA."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    mode = "tf32" if tf32 else "ieee"
+    conv, matmul = getattr(torch.backends.cudnn, "conv", None), torch.backends.cuda.matmul
+    new_api = hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision")  # torch >= 2.9
+    # one API only: torch refuses to read TF32 flags set through a mix of the legacy and new ones
+    saved = (conv.fp32_precision, matmul.fp32_precision) if new_api else (
+        torch.backends.cudnn.allow_tf32, matmul.allow_tf32)
+    benchmark = torch.backends.cudnn.benchmark
+    try:
+        if new_api:
+            conv.fp32_precision = matmul.fp32_precision = mode
+        else:
+            torch.backends.cudnn.allow_tf32 = matmul.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = autotune or benchmark
+        yield
+    finally:
+        if new_api:
+            conv.fp32_precision, matmul.fp32_precision = saved
+        else:
+            torch.backends.cudnn.allow_tf32, matmul.allow_tf32 = saved
+        torch.backends.cudnn.benchmark = benchmark
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch]) -> Evaluation:
     """Mean loss and accuracy of ``model`` over all ``batches``, in eval mode (restored afterwards).
@@ -60,7 +92,8 @@ def evaluate(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch]) -> Eva
         n = 0
         labels = True
         for inputs, targets in batches:
-            outputs = model(inputs)
+            with cuda_math(inputs.device):
+                outputs = model(inputs)
             b = len(targets)
             total_loss += float(loss_fn(outputs, targets)) * b
             if labels and outputs.dim() == 2 and targets.dim() == 1 and not targets.is_floating_point():

@@ -103,9 +103,11 @@ def _resume_or_start(path: Path, meta: dict[str, Any], overwrite: bool, make: Ca
     """An existing file with the same metadata is resumed (its directions reused); else new directions."""
     if path.exists() and not overwrite:
         resume = load_surface(path)
-        stored = {k: resume.attrs.get(k) for k in meta}
-        if stored != meta:
-            changed = sorted(k for k in meta if stored.get(k) != meta[k])
+        # precision is stored only when it is not float32, so compare it with that default on both sides
+        wanted = {"precision": "float32", **meta}
+        stored = {k: resume.attrs.get(k, "float32" if k == "precision" else None) for k in wanted}
+        if stored != wanted:
+            changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
             raise ValueError(
                 f"{path} exists but was made with other settings ({', '.join(changed)}); "
                 "pass another output path or overwrite=True (CLI: --overwrite)"

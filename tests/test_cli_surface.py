@@ -104,3 +104,17 @@ def test_fast_engine_from_the_cli_gives_the_same_surface(trained, tmp_path):
     ref, fast = load_surface(tmp_path / "ref.h5"), load_surface(tmp_path / "fast.h5")
     np.testing.assert_allclose(fast.values["train_loss"], ref.values["train_loss"], rtol=1e-5)
     np.testing.assert_array_equal(fast.values["train_acc"], ref.values["train_acc"])
+
+
+def test_a_file_is_resumed_only_in_its_own_precision(trained, tmp_path, capsys):
+    """A bf16 file is not finished in float32 (or the reverse): the values would mix two arithmetics."""
+    model, data = trained[0].model, load_dataset(TINY)
+    spec = SurfaceSpec(x=Axis(-1, 1, 3), eval_samples=32)
+    path = tmp_path / "p.h5"
+    surface_file(path, model, data, spec, attrs={"precision": "bf16"})  # as a CUDA --precision bf16 run stores it
+    with pytest.raises(ValueError, match=r"made with other settings \(precision\)"):
+        surface_file(path, model, data, spec)
+    surface_file(path, model, data, spec, attrs={"precision": "bf16"})  # its own precision resumes
+    rc = main(["surface", "--checkpoint", str(trained[0].checkpoint(2)), "--x", "-1:1:3", "--cuda-graph",
+               "-o", str(tmp_path / "g.h5")])
+    assert rc == 2 and "--cuda-graph apply to the fast engine only; add --engine fast" in capsys.readouterr().err

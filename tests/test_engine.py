@@ -26,8 +26,8 @@ def with_running_stats(model, side=8):
     return model.eval()
 
 
-def grid(model, engine, batches, dir_type="weights", seed=0):
-    measure, keys = make_measure(engine, model, cross_entropy(), {"train": batches})
+def grid(model, engine, batches, dir_type="weights", seed=0, **options):
+    measure, keys = make_measure(engine, model, cross_entropy(), {"train": batches}, **options)
     delta = create_random_direction(model, seed=seed, dir_type=dir_type, ignore="none")
     eta = create_random_direction(model, seed=seed + 1, dir_type=dir_type, ignore="none")
     axis = np.linspace(-0.5, 0.5, 3)
@@ -72,3 +72,67 @@ def test_flop_count_of_resnet20():
     # He et al.: ResNet-20 is ~41 M multiply-adds on a 32x32 image (ours adds 1x1 projections)
     flops = model_flops(resnet20(), (3, 32, 32))
     assert 2 * 40e6 < flops < 2 * 43e6
+
+
+def test_reduced_precision_and_graphs_are_refused_off_cuda():
+    net = with_running_stats(resnet20(), side=8)
+    with pytest.raises(ValueError, match="precision 'bf16' is a CUDA opt-in"):
+        make_measure("fast", net, cross_entropy(), {"train": data()}, precision="bf16")
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        make_measure("fast", net, cross_entropy(), {"train": data()}, precision="fp8")
+    with pytest.raises(ValueError, match="cuda_graph=True needs a model on CUDA"):
+        make_measure("fast", net, cross_entropy(), {"train": data()}, cuda_graph=True)
+
+
+@pytest.mark.parametrize("options", [{"batch_size": 7}, {"batch_size": 40}, {}, {"compile": True}],
+                         ids=["batch7", "batch40", "default", "compile"])
+def test_fast_engine_options_do_not_change_the_numbers(options):
+    """Batching and torch.compile may reorder the arithmetic, never change the function."""
+    net = with_running_stats(CifarResNet(8, shortcut=True))
+    batches = data()
+    ref = grid(net, "reference", batches)
+    fast = grid(net, "fast", batches, **options)
+    assert_close(fast.values["train_loss"], ref.values["train_loss"], scale=10)
+    np.testing.assert_array_equal(fast.values["train_acc"], ref.values["train_acc"])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("options", [{}, {"cuda_graph": True}, {"precision": "tf32"},
+                                     {"precision": "bf16", "cuda_graph": True}],
+                         ids=["float32", "float32-graph", "tf32", "bf16-graph"])
+def test_fast_engine_on_cuda_matches_the_cpu_reference(options):
+    """Every grid point of a CUDA run (a graph replays the weights the loop sets in place) against the
+    CPU reference: float32 to float tolerance, TF32 / bf16 to their documented bounds (benchmarks/RESULTS.md)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA: torch.cuda.is_available() is False")
+    net = with_running_stats(CifarResNet(8, shortcut=True), side=16)
+    batches = data(n=300, side=16)
+    ref = grid(net, "reference", batches)
+    fast = grid(net.cuda(), "fast", [(x.cuda(), y.cuda()) for x, y in batches], batch_size=128, **options)
+    precision = options.get("precision", "float32")
+    rel = np.abs(fast.values["train_loss"] - ref.values["train_loss"]) / ref.values["train_loss"]
+    print(f"{options}: max relative loss difference vs CPU reference {rel.max():.2e}, "
+          f"accuracy counts differ at {int((fast.values['train_acc'] != ref.values['train_acc']).sum())} of 9 points")
+    bound = {"float32": 1e-5, "tf32": 5e-3, "bf16": 3e-2}[precision]
+    assert rel.max() < bound
+    if precision == "float32":
+        n = sum(len(y) for _, y in batches)
+        np.testing.assert_allclose(fast.values["train_acc"] * n, ref.values["train_acc"] * n, atol=1)
+
+
+def test_cuda_math_switches_tf32_and_restores_it():
+    """Only flags are touched, so this runs without a GPU. The reference is IEEE float32 on CUDA."""
+    from lossbench.evaluate import cuda_math
+
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if not hasattr(conv, "fp32_precision"):
+        pytest.skip(f"torch {torch.__version__} has only the legacy TF32 flags")
+    before = (conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.benchmark)
+    with cuda_math("cuda", tf32=True, autotune=True):
+        assert (conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == ("tf32", "tf32")
+        assert torch.backends.cudnn.benchmark
+    with cuda_math("cuda"):
+        assert (conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == ("ieee", "ieee")
+    assert (conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.benchmark) == before
+    with cuda_math("cpu", tf32=True):
+        assert conv.fp32_precision == before[0]
