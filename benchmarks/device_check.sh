@@ -37,6 +37,6 @@ step grid_speed 240 python3 -m pytest -p no:cacheprovider -q benchmarks/test_gri
     -k "not compile" --benchmark-json "$out/grid_speed.json" --benchmark-columns=mean,stddev,rounds
 step paper 150 python3 -m pytest -p no:cacheprovider -q benchmarks/test_paper_projection.py --lossbench-device cuda \
     -k "not compile" --benchmark-json "$out/paper.json" --benchmark-columns=mean,stddev,rounds
-step paper_compile 150 python3 -m pytest -p no:cacheprovider -q benchmarks/test_paper_projection.py \
+step paper_compile 300 python3 -m pytest -p no:cacheprovider -q benchmarks/test_paper_projection.py \
     --lossbench-device cuda -k compile --benchmark-json "$out/paper_compile.json" --benchmark-columns=mean,rounds
 python3 benchmarks/summarize_benchmarks.py "$out"/*.json | tee "$out/summary.txt"

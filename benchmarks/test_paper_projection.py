@@ -27,7 +27,10 @@ from test_grid_speed import cuda_peak_gflops
 IMAGES = 50_000
 POINTS = 51 * 51
 
-#: id -> (engine, options). The batch-size rows show where a larger batch stops paying.
+#: id -> (engine, options): each step of benchmarks/RESULTS.md's GPU table. The batch-size rows show
+#: where a larger batch stops paying; "autotune" is inductor's max-autotune-no-cudagraphs mode (Triton
+#: convolution templates timed against cuDNN; ~1 min to compile). TF32 with max-autotune is not listed:
+#: inductor 2.11 failed to lower the first (3-channel) convolution in that mode.
 VARIANTS = {
     "reference": ("reference", {}),
     "fast": ("fast", {}),
@@ -37,7 +40,14 @@ VARIANTS = {
     "fast+bf16+graph": ("fast", {"precision": "bf16", "cuda_graph": True}),
     "fast+bf16+graph-b1024": ("fast", {"precision": "bf16", "cuda_graph": True, "batch_size": 1024}),
     "fast+bf16+graph-b12500": ("fast", {"precision": "bf16", "cuda_graph": True, "batch_size": 12_500}),
-    "fast+bf16+compile+graph": ("fast", {"precision": "bf16", "cuda_graph": True, "compile": True}),
+    "fast+bf16+compile+graph-b12500": ("fast", {"precision": "bf16", "cuda_graph": True, "compile": True,
+                                                "batch_size": 12_500}),
+    "fast+tf32+compile+graph-b12500": ("fast", {"precision": "tf32", "cuda_graph": True, "compile": True,
+                                                "batch_size": 12_500}),
+    "fast+bf16+autotune+graph-b12500": ("fast", {"precision": "bf16", "cuda_graph": True, "batch_size": 12_500,
+                                                 "compile": "max-autotune-no-cudagraphs"}),
+    "fast-channels-last": ("fast", {"channels_last": True}),
+    "fast+tf32-nchw+graph": ("fast", {"precision": "tf32", "channels_last": False, "cuda_graph": True}),
 }
 
 

@@ -76,6 +76,9 @@ EPILOG_SURFACE = """examples:
   python -m lossbench surface --checkpoint epoch-0006.pt --x -1:1:51 --dataset train,test -o line.h5
   # 1D interpolation from the batch-128 to the batch-2000 solution (the paper's Figure 3)
   python -m lossbench surface --arch resnet20 --target-batch-size 2000 --x -0.5:1.5:41 -o interp.h5
+  # the paper's 51x51 over 50 000 CIFAR-10 images on one GPU (H200, bf16: ~4.4 min projected, RESULTS.md)
+  python -m lossbench surface --arch resnet56 --scale paper --device cuda --engine fast --precision bf16 \\
+      --cuda-graph --compile max-autotune-no-cudagraphs --fast-batch 12500 --x -1:1:51 --y -1:1:51 -o r56.h5
   # sharded over processes (gloo on CPUs; on a multi-GPU node use --device cuda: one GPU per rank, NCCL)
   torchrun --nproc-per-node 2 -m lossbench surface --arch resnet20 --x -1:1:21 --y -1:1:21 -o s.h5
 
@@ -149,7 +152,9 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
                    help="float32 (default; matches the reference), or on CUDA tf32 / bf16 autocast: faster, "
                         "with an error against float32 that benchmarks/RESULTS.md reports; stored in the file")
     f.add_argument("--cuda-graph", action="store_true", help="replay each point as one captured CUDA graph")
-    f.add_argument("--compile", action="store_true", help="torch.compile the model (the first point compiles)")
+    f.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
+                   help="torch.compile the model (the first point compiles); optional inductor MODE, e.g. "
+                        "max-autotune-no-cudagraphs (slower to compile, fastest on a GPU)")
     f.add_argument("--fast-batch", type=int, default=None,
                    help="images per forward pass of the fast engine (default 256 on the CPU, 4096 on CUDA)")
     p.set_defaults(func=cmd_surface)

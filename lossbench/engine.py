@@ -125,17 +125,20 @@ DEFAULT_BATCH = {"cpu": 256, "cuda": 4096}
 
 
 def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Sequence[Batch]], *,
-                 channels_last: bool = True, batch_size: int | None = None, precision: str = "float32",
-                 compile: bool = False, cuda_graph: bool = False):
+                 channels_last: bool | None = None, batch_size: int | None = None, precision: str = "float32",
+                 compile: bool | str = False, cuda_graph: bool = False):
     """The fast engine for ``model`` (see the module docstring); returns (measure, keys).
 
     Args:
         datasets: split -> batches; they are re-batched once into ``batch_size`` images (default
-            :data:`DEFAULT_BATCH` of the device) and converted to channels-last.
+            :data:`DEFAULT_BATCH` of the device).
+        channels_last: NHWC layout for the data and weights; default: on, except for float32 on CUDA,
+            where cuDNN's IEEE float32 kernels ran faster in NCHW (benchmarks/RESULTS.md).
         precision: ``float32`` (default, matches the reference), or the CUDA opt-ins ``tf32`` (TF32
             tensor-core convolutions and matmuls) and ``bf16`` (bf16 autocast); their error against
             float32 is measured by the benchmarks, not bounded here.
-        compile: wrap the shadow model in ``torch.compile`` (first point pays the compilation).
+        compile: wrap the shadow model in ``torch.compile`` (first point pays the compilation); a string
+            is the inductor mode, e.g. ``"max-autotune-no-cudagraphs"``.
         cuda_graph: capture the whole point (BN folding, every forward, loss and accuracy sums) as one
             CUDA graph on the first call and replay it afterwards; the data and weights stay at fixed
             addresses, so a replay reads the point's weights set in place by the grid loop.
@@ -148,8 +151,13 @@ def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Seque
                          "Use precision='float32' (CLI: --precision float32) or --device cuda")
     if cuda_graph and device.type != "cuda":
         raise ValueError(f"cuda_graph=True needs a model on CUDA; it is on {device} (drop --cuda-graph)")
+    if channels_last is None:
+        channels_last = not (device.type == "cuda" and precision == "float32")
     shadow = FoldedShadow(model, channels_last=channels_last)
-    net = torch.compile(shadow.model) if compile else shadow.model
+    if compile:  # True, or an inductor mode such as "max-autotune-no-cudagraphs"
+        net = torch.compile(shadow.model, **({} if compile is True else {"mode": compile}))
+    else:
+        net = shadow.model
     size = batch_size or DEFAULT_BATCH.get(device.type, 1024)
     rebatched = {split: _rebatch(batches, size, channels_last) for split, batches in datasets.items()}
     counts = {split: sum(len(y) for _, y in batches) for split, batches in rebatched.items()}

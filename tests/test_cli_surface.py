@@ -101,9 +101,12 @@ def test_fast_engine_from_the_cli_gives_the_same_surface(trained, tmp_path):
     common = ["surface", "--checkpoint", ckpt, "--x", "-1:1:3", "--y", "-1:1:3", "--eval-samples", "64"]
     assert main([*common, "-o", str(tmp_path / "ref.h5")]) == 0
     assert main([*common, "--engine", "fast", "-o", str(tmp_path / "fast.h5")]) == 0
-    ref, fast = load_surface(tmp_path / "ref.h5"), load_surface(tmp_path / "fast.h5")
-    np.testing.assert_allclose(fast.values["train_loss"], ref.values["train_loss"], rtol=1e-5)
-    np.testing.assert_array_equal(fast.values["train_acc"], ref.values["train_acc"])
+    assert main([*common, "--engine", "fast", "--compile", "--fast-batch", "17", "-o", str(tmp_path / "c.h5")]) == 0
+    ref = load_surface(tmp_path / "ref.h5")
+    for name in ("fast.h5", "c.h5"):
+        fast = load_surface(tmp_path / name)
+        np.testing.assert_allclose(fast.values["train_loss"], ref.values["train_loss"], rtol=1e-5)
+        np.testing.assert_array_equal(fast.values["train_acc"], ref.values["train_acc"])
 
 
 def test_a_file_is_resumed_only_in_its_own_precision(trained, tmp_path, capsys):
