@@ -29,8 +29,7 @@ POINTS = 51 * 51
 
 #: id -> (engine, options): each step of benchmarks/RESULTS.md's GPU table. The batch-size rows show
 #: where a larger batch stops paying; "autotune" is inductor's max-autotune-no-cudagraphs mode (Triton
-#: convolution templates timed against cuDNN; ~1 min to compile). TF32 with max-autotune is not listed:
-#: inductor 2.11 failed to lower the first (3-channel) convolution in that mode.
+#: convolution templates timed against cuDNN; ~1 min to compile).
 VARIANTS = {
     "reference": ("reference", {}),
     "fast": ("fast", {}),
@@ -44,8 +43,11 @@ VARIANTS = {
                                                 "batch_size": 12_500}),
     "fast+tf32+compile+graph-b12500": ("fast", {"precision": "tf32", "cuda_graph": True, "compile": True,
                                                 "batch_size": 12_500}),
-    "fast+bf16+autotune+graph-b12500": ("fast", {"precision": "bf16", "cuda_graph": True, "batch_size": 12_500,
+    "fast+bf16+compile-autotune+graph-b12500": ("fast", {"precision": "bf16", "cuda_graph": True, "batch_size": 12_500,
                                                  "compile": "max-autotune-no-cudagraphs"}),
+    "fast+tf32+compile-autotune+graph-b12500": ("fast", {"precision": "tf32", "cuda_graph": True, "batch_size": 12_500,
+                                                 "compile": "max-autotune-no-cudagraphs"}),
+    "fast+compile+graph": ("fast", {"cuda_graph": True, "compile": True}),
     "fast-channels-last": ("fast", {"channels_last": True}),
     "fast+tf32-nchw+graph": ("fast", {"precision": "tf32", "channels_last": False, "cuda_graph": True}),
 }

@@ -45,6 +45,21 @@ def make_batches(x: Tensor, y: Tensor, batch_size: int, *, device: torch.device 
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
 
 
+def _tf32_flags() -> tuple[bool, bool]:
+    """(cuDNN convolutions may use TF32, cuBLAS matmuls may use TF32)."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(conv, "fp32_precision"):  # torch >= 2.9: the new API's strings can always be read
+        return conv.fp32_precision == "tf32", torch.backends.cuda.matmul.fp32_precision == "tf32"
+    return torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+
+
+def _set_tf32_flags(cudnn: bool, matmul: bool) -> None:
+    # Through the legacy switches: they set convolutions, RNNs and matmuls consistently, and torch
+    # refuses to read the legacy flags (as inductor's convolution templates do) after a mixed setting.
+    torch.backends.cudnn.allow_tf32 = cudnn
+    torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
 @contextlib.contextmanager
 def cuda_math(device: torch.device | str, *, tf32: bool = False, autotune: bool = False) -> Iterator[None]:
     """IEEE float32 convolutions and matmuls on CUDA (PyTorch's default lets cuDNN use TF32), or TF32
@@ -53,25 +68,13 @@ def cuda_math(device: torch.device | str, *, tf32: bool = False, autotune: bool 
     if torch.device(device).type != "cuda":
         yield
         return
-    mode = "tf32" if tf32 else "ieee"
-    conv, matmul = getattr(torch.backends.cudnn, "conv", None), torch.backends.cuda.matmul
-    new_api = hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision")  # torch >= 2.9
-    # one API only: torch refuses to read TF32 flags set through a mix of the legacy and new ones
-    saved = (conv.fp32_precision, matmul.fp32_precision) if new_api else (
-        torch.backends.cudnn.allow_tf32, matmul.allow_tf32)
-    benchmark = torch.backends.cudnn.benchmark
+    saved, benchmark = _tf32_flags(), torch.backends.cudnn.benchmark
     try:
-        if new_api:
-            conv.fp32_precision = matmul.fp32_precision = mode
-        else:
-            torch.backends.cudnn.allow_tf32 = matmul.allow_tf32 = tf32
+        _set_tf32_flags(tf32, tf32)
         torch.backends.cudnn.benchmark = autotune or benchmark
         yield
     finally:
-        if new_api:
-            conv.fp32_precision, matmul.fp32_precision = saved
-        else:
-            torch.backends.cudnn.allow_tf32, matmul.allow_tf32 = saved
+        _set_tf32_flags(*saved)
         torch.backends.cudnn.benchmark = benchmark
 
 

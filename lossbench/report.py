@@ -64,6 +64,23 @@ def kind_records(run: dict[str, Any], kind: str) -> list[dict[str, Any]]:
             if b.get("extra_info", {}).get("kind") == kind]
 
 
+def grid_speed_rows(run: dict[str, Any]) -> list[list[Any]]:
+    """One row per grid-speed benchmark (benchmarks/test_grid_speed.py): model, engine, seconds per point,
+    speed-up over the authors' loop of the same model in the same run, GFLOP/s, share of peak, relative
+    loss difference from the reference."""
+    rows = [b for b in run["benchmarks"] if str(b.get("group") or "").startswith("grid:")
+            and "engine" in b.get("extra_info", {})]
+    authors = {b["extra_info"]["model"]: b["stats"]["mean"] for b in rows if b["extra_info"]["engine"] == "authors"}
+    out = []
+    for b in sorted(rows, key=lambda b: (b["extra_info"]["model"], -b["stats"]["mean"])):
+        info, mean = b["extra_info"], b["stats"]["mean"]
+        base = authors.get(info["model"])
+        out.append([info["model"], info["engine"], info.get("device", "?"), mean,
+                    None if base is None else base / mean, info.get("gflops"), info.get("share_of_peak"),
+                    info.get("rel_diff_vs_reference")])
+    return out
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
@@ -71,6 +88,8 @@ def _png(fig) -> bytes:
 
 
 def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
@@ -90,12 +109,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, s
 
 
 def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_dir: Path,
-                 history: list[Path]) -> tuple[Path, Path]:
-    """Write ``index.html`` and ``summary.md`` into ``out_dir``; returns both paths."""
+                 history: list[Path], speed_run: Path | None = None) -> tuple[Path, Path]:
+    """Write ``index.html`` and ``summary.md`` into ``out_dir``; returns both paths. ``speed_run``: the
+    run whose grid-speed benchmarks are tabulated (default: ``run_path`` itself)."""
     from . import plot
     from .store import load_surface
 
     run = load_run(run_path)
+    speed_run = run_path if speed_run is None else speed_run
     records = reproduction_records(run)
     if not records:
         raise ReportError(f"{run_path} holds no reproduction results (extra_info with config_id and metrics); "
@@ -269,7 +290,15 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
         for r in old:
             hist_rows.append([p.name, r["config_id"], r["seconds"], r.get("seconds_per_point", float("nan"))])
     h2, m2 = _table(["run", "config", "grid seconds", "s / point"], hist_rows)
-    section("Timings", h + "<h3>History</h3>" + h2, m + "\n### History\n\n" + m2)
+    speed_html, speed_md = "", ""
+    if speed_run is not None:
+        rows = grid_speed_rows(load_run(speed_run))
+        a, b = _table(["model", "engine", "device", "s / point", "vs authors' loop", "GFLOP/s", "share of peak",
+                       "rel. diff vs reference"], rows)
+        note = f"from run {speed_run.name}"
+        speed_html = f"<h3>Grid evaluation speed</h3><p>{html.escape(note)}</p>{a}"
+        speed_md = f"\n### Grid evaluation speed\n\n{note}\n\n{b}"
+    section("Timings", h + speed_html + "<h3>History</h3>" + h2, m + speed_md + "\n### History\n\n" + m2)
 
     paper_path = baselines_dir / "paper" / "published.json"
     if paper_path.exists():
@@ -310,6 +339,14 @@ Li et al., <i>Visualizing the Loss Landscape of Neural Nets</i> (NeurIPS 2018).<
     return html_path, md_path
 
 
+def _has(path: Path, extract) -> bool:
+    """Whether the saved run at ``path`` is readable and ``extract`` finds something in it."""
+    try:
+        return bool(extract(load_run(path)))
+    except (ReportError, KeyError, TypeError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lossbench.report",
@@ -332,12 +369,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.run:
             run_path = Path(args.run)
         elif runs:
-            run_path = runs[-1]
+            # the newest run with reproduction results: a later `pytest benchmarks -k grid_speed` run
+            # holds only timings, which are tabulated from it below
+            full = [p for p in runs if _has(p, reproduction_records)]
+            run_path = full[-1] if full else runs[-1]
         else:
             raise ReportError(NO_RUNS.format(where=bench_dir.resolve()))
+        speed = [p for p in runs if _has(p, grid_speed_rows)]
+        speed_run = speed[-1] if speed and not args.run else run_path
         earlier = [p for p in runs if p != run_path][-args.history:] if args.history else []
         html_path, md_path = build_report(run_path, bench_dir=bench_dir, baselines_dir=Path(args.baselines),
-                                          out_dir=Path(args.output), history=earlier)
+                                          out_dir=Path(args.output), history=earlier, speed_run=speed_run)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -72,3 +72,27 @@ def test_foreign_json_is_an_error(tmp_path, capsys):
     bad.write_text("{}")
     assert main(["--run", str(bad), "-o", str(tmp_path / "r")]) == 2
     assert "not a pytest-benchmark file" in capsys.readouterr().err
+
+
+def test_a_later_grid_speed_run_adds_its_table_and_keeps_the_reproduction(tmp_path):
+    """`pytest benchmarks -k grid_speed --benchmark-autosave` after the full run: the report still shows
+    the reproduction (newest run that has one) and tabulates the newer speed run, speed-ups included."""
+    import os
+
+    bench = fake_run(tmp_path)
+    machine = bench / "Linux-CPython-3.11-64bit"
+
+    def row(engine, mean):
+        return {"name": f"test_grid_speed[resnet56-{engine}]", "group": "grid:resnet56", "stats": {"mean": mean},
+                "extra_info": {"model": "resnet56", "engine": engine, "device": "cpu", "gflops": 100.0 / mean,
+                               "share_of_peak": 0.3 / mean, "rel_diff_vs_reference": 1e-7}}
+
+    later = machine / "0002_fedcba_20261128.json"
+    later.write_text(json.dumps({"datetime": "2026-11-28T00:00:00", "machine_info": {},
+                                 "benchmarks": [row("authors", 0.4), row("fast", 0.25)]}))
+    os.utime(later, (2e9, 2e9))  # newer than the full run
+    out = tmp_path / "report"
+    assert main(["--benchmarks", str(bench), "--baselines", str(tmp_path / "baselines"), "-o", str(out)]) == 0
+    md = (out / "summary.md").read_text()
+    assert "Run `0001_abcdef_20261127.json`" in md and "from run 0002_fedcba_20261128.json" in md
+    assert "| resnet56 | fast | cpu | 0.25 | 1.6 | 400 | 1.2 | 1e-07 |" in md
