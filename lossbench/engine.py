@@ -7,7 +7,8 @@ Both are a ``measure(model) -> {"<split>_loss": ..., "<split>_acc": ...}`` for
 * ``fast``: the same numbers from a shadow copy of the model in which every eval-mode BatchNorm that
   directly follows a convolution is folded into it (valid because the running statistics are fixed
   during evaluation: ``W' = W * g / sqrt(v + eps)``, ``b' = b_bn - m * g / sqrt(v + eps)``), in
-  channels-last layout, under ``torch.inference_mode``, over as few batches as the set allows.
+  channels-last layout (NCHW for IEEE float32 on CUDA, where cuDNN is faster so), under
+  ``torch.inference_mode``, in cache-sized batches on the CPU and large ones on a GPU.
   The folded weights are recomputed from the live model at every point, so any direction (weights or
   states, BN included) is honoured. Options: ``torch.compile``; on CUDA, one CUDA graph per point, and
   the precision opt-ins TF32 and bf16 autocast, whose error against float32 the benchmarks measure.

@@ -291,8 +291,8 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
             hist_rows.append([p.name, r["config_id"], r["seconds"], r.get("seconds_per_point", float("nan"))])
     h2, m2 = _table(["run", "config", "grid seconds", "s / point"], hist_rows)
     speed_html, speed_md = "", ""
-    if speed_run is not None:
-        rows = grid_speed_rows(load_run(speed_run))
+    rows = grid_speed_rows(run if speed_run == run_path else load_run(speed_run))
+    if rows:
         a, b = _table(["model", "engine", "device", "s / point", "vs authors' loop", "GFLOP/s", "share of peak",
                        "rel. diff vs reference"], rows)
         note = f"from run {speed_run.name}"
@@ -339,12 +339,19 @@ Li et al., <i>Visualizing the Loss Landscape of Neural Nets</i> (NeurIPS 2018).<
     return html_path, md_path
 
 
-def _has(path: Path, extract) -> bool:
-    """Whether the saved run at ``path`` is readable and ``extract`` finds something in it."""
+def _has(run: dict[str, Any] | None, extract) -> bool:
+    """Whether ``extract`` finds something in a loaded run (None: unreadable)."""
     try:
-        return bool(extract(load_run(path)))
-    except (ReportError, KeyError, TypeError):
+        return run is not None and bool(extract(run))
+    except (KeyError, TypeError):
         return False
+
+
+def _load_or_none(path: Path) -> dict[str, Any] | None:
+    try:
+        return load_run(path)
+    except ReportError:
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -371,12 +378,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif runs:
             # the newest run with reproduction results: a later `pytest benchmarks -k grid_speed` run
             # holds only timings, which are tabulated from it below
-            full = [p for p in runs if _has(p, reproduction_records)]
+            loaded = {p: _load_or_none(p) for p in runs}
+            full = [p for p in runs if _has(loaded[p], reproduction_records)]
             run_path = full[-1] if full else runs[-1]
         else:
             raise ReportError(NO_RUNS.format(where=bench_dir.resolve()))
-        speed = [p for p in runs if _has(p, grid_speed_rows)]
-        speed_run = speed[-1] if speed and not args.run else run_path
+        speed = [p for p in runs if _has(loaded[p], grid_speed_rows)] if not args.run else []
+        speed_run = speed[-1] if speed else run_path
         earlier = [p for p in runs if p != run_path][-args.history:] if args.history else []
         html_path, md_path = build_report(run_path, bench_dir=bench_dir, baselines_dir=Path(args.baselines),
                                           out_dir=Path(args.output), history=earlier, speed_run=speed_run)
