@@ -593,7 +593,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(_join_axis_values(sys.argv[1:] if argv is None else argv))
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from ._malloc import keep_freed_memory
     from .errors import LossbenchError
+
+    keep_freed_memory()
 
     try:
         return args.func(args)

@@ -136,3 +136,15 @@ def test_cuda_math_switches_tf32_and_restores_it():
     assert (cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark) == before
     with cuda_math("cpu", tf32=True):
         assert (cudnn.allow_tf32, matmul.allow_tf32) == before[:2]
+
+
+def test_keep_freed_memory_applies_on_glibc():
+    import platform
+
+    from lossbench._malloc import keep_freed_memory
+
+    applied = keep_freed_memory()
+    if platform.libc_ver()[0] == "glibc":
+        assert applied
+    else:
+        assert not applied
