@@ -119,9 +119,9 @@ def loss_measure(loss_fn: LossFn, datasets: Mapping[str, Sequence[Batch]]) -> tu
 
 PRECISIONS = ("float32", "tf32", "bf16")
 
-#: Images per forward pass of the fast engine when none is given. On the CPU, batches whose activations
-#: stay in the caches beat one large batch (ResNet-56 at 16x16: 256 images ~25 % faster than 1 000); on
-#: a GPU, large batches fill the chip.
+#: Images per forward pass of the fast engine when none is given. On the CPU, 256 images were 1.3-1.45x
+#: faster than 1 024 under glibc's default allocator thresholds and as fast with them raised
+#: (:mod:`lossbench._malloc`); on a GPU, large batches fill the chip.
 DEFAULT_BATCH = {"cpu": 256, "cuda": 4096}
 
 
