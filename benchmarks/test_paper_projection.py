@@ -6,8 +6,9 @@ to the 51x51 grid (2 601 points) from the measured time per point.
 The images are random normal tensors of CIFAR-10's shape, already on the device (the time of a point
 does not depend on their values; the synthetic set is not generated at 50 000 images just to time it).
 Each row's ``extra_info`` has seconds per point, the projected minutes for 51x51, the achieved TFLOP/s
-and the relative loss difference against the float32 fast engine at the same point. CUDA only: the
-CPU needs ~2 hours per point-thousand here, which ``test_grid_speed`` already measures at a small size.
+and the relative loss difference against the float32 fast engine at the same point. CUDA only: on
+the 2-core dev CPU one such point would take ~45 s (12.6 TFLOP at ~290 GFLOP/s; 51x51 ~31 h), and
+``test_grid_speed`` already measures the CPU at a small size.
 """
 
 from __future__ import annotations
