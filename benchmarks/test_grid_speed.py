@@ -231,6 +231,7 @@ def test_grid_speed_cuda_points_per_launch(benchmark, setup, points, lossbench_d
         return loss_fn(logits, yb), (logits.argmax(1) == yb).sum()
 
     batched = vmap(one)
+    benchmark.group = f"points-per-launch:{config.model_name}"  # before timing: pytest-benchmark saves it then
     params, buffers = stack_module_state([shadow.model] * points)  # (points, ...) stacks, filled per point
     names = [n for n, _ in shadow.model.named_parameters()]
     live = [p for _, p in shadow.model.named_parameters()]
@@ -248,7 +249,6 @@ def test_grid_speed_cuda_points_per_launch(benchmark, setup, points, lossbench_d
         with cuda_math(lossbench_device, autotune=True):  # IEEE float32, as the fast engine
             losses, _ = benchmark.pedantic(run, rounds=3, warmup_rounds=1, iterations=1)
     ref = _reference_values(model, {"train": make_batches(x, y, 500, device=lossbench_device)}, delta, eta)
-    benchmark.group = f"points-per-launch:{config.model_name}"
     seconds = mean_seconds(benchmark) / points
     gflops = flops * IMAGES / seconds / 1e9
     benchmark.extra_info.update(model=config.model_name, engine=f"fast+vmap{points}", points=points,
