@@ -32,7 +32,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=128, help="training batch size of the config (default 128)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--epochs", type=int, default=None, help="override the scale's epoch count")
-    p.add_argument("--all", action="store_true", help="train every config of the scale's matrix")
+    p.add_argument("--all", action="store_true",
+                   help="train every config of the scale: the matrix, then the filter-normalisation experiment")
+    p.add_argument("--only", nargs="+", default=None, metavar="CONFIG_ID",
+                   help="with --all: just these config ids (e.g. resnet56-noshort-bs128-s0), in the order given; "
+                        "run one process per core, each with its own list")
     p.set_defaults(func=cmd_train)
 
 
@@ -54,17 +58,26 @@ def _config_from_args(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
-    configs = list(get_scale(args.scale).configs) if args.all else [_config_from_args(args)]
+    configs = list(get_scale(args.scale).all_configs) if args.all else [_config_from_args(args)]
+    if args.only:
+        if not args.all:
+            raise SystemExit("error: --only selects from the scale's configs; pass it with --all")
+        by_id = {c.config_id: c for c in configs}
+        unknown = [name for name in args.only if name not in by_id]
+        if unknown:
+            raise SystemExit(f"error: unknown config id(s) {', '.join(unknown)} in scale {args.scale!r}; "
+                             f"expected some of {', '.join(by_id)}")
+        configs = [by_id[name] for name in args.only]
     if args.all and args.seed:
         configs = [c.replace(seed=args.seed) for c in configs]
     if args.all and args.epochs is not None:
         configs = [c.replace(epochs=args.epochs) for c in configs]
-    print(f"{'config':<28} {'train loss':>10} {'train acc':>9} {'test acc':>8}  checkpoint")
+    print(f"{'config':<36} {'train loss':>10} {'train acc':>9} {'test acc':>8}  checkpoint")
     for config in configs:
         result = train(config, device=args.device, cache_dir=args.cache_dir, data_dir=args.data_dir)
         f = result.final
         cached = " (cached)" if result.from_cache else ""
-        print(f"{config.config_id:<28} {f['train_loss']:>10.4f} {f['train_acc']:>9.3f} {f['test_acc']:>8.3f}  "
+        print(f"{config.config_id:<36} {f['train_loss']:>10.4f} {f['train_acc']:>9.3f} {f['test_acc']:>8.3f}  "
               f"{result.checkpoint(config.epochs)}{cached}", flush=True)
     return 0
 
@@ -559,6 +572,60 @@ def _eigmap_baselines(args: argparse.Namespace, scale, device, results, source) 
     return 0
 
 
+EPILOG_SHIP = """examples:
+  # after `python -m lossbench train --scale small --all`: ship every finished net of the scale
+  python -m lossbench ship --scale small
+  python -m lossbench ship --scale small --only resnet56-noshort-bs128-s0
+
+Writes baselines/<scale>/nets/<config_id>.pt (float32 weights), .json (provenance with sha256) and
+.pca.pt (the PCA of the training path from evenly spaced checkpoints). Nets not trained yet are listed
+and skipped.
+"""
+
+
+def _add_ship(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ship", help="copy finished reference nets into baselines/<scale>/nets/ with provenance",
+                       description="Ship trained nets of a scale (weights, provenance, PCA of the path) for the "
+                                   "repository, so the reproduction evaluates them without training.",
+                       epilog=EPILOG_SHIP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(p.add_argument)
+    p.add_argument("--only", nargs="+", default=None, metavar="CONFIG_ID", help="just these config ids")
+    p.add_argument("--baselines-dir", default="baselines", help="root of the baselines (default ./baselines)")
+    p.set_defaults(func=cmd_ship)
+
+
+def cmd_ship(args: argparse.Namespace) -> int:
+    from .baselines import provenance
+    from .errors import CheckpointError
+    from .reference_nets import ship
+    from .reproduce import converged
+    from .train import load_trained
+
+    configs = list(get_scale(args.scale).all_configs)
+    if args.only:
+        by_id = {c.config_id: c for c in configs}
+        unknown = [name for name in args.only if name not in by_id]
+        if unknown:
+            raise SystemExit(f"error: unknown config id(s) {', '.join(unknown)} in scale {args.scale!r}")
+        configs = [by_id[name] for name in args.only]
+    commit = provenance()["commit"]
+    shipped = 0
+    for config in configs:
+        try:
+            result = load_trained(config, cache_dir=args.cache_dir)
+        except CheckpointError as exc:
+            print(f"skip {config.config_id}: {exc}")
+            continue
+        recipe = "paper-sgd" if config.optimizer == "sgd" else "seed"
+        path = ship(result, args.baselines_dir, args.scale, recipe=recipe, commit=commit,
+                    converged=converged(result.final))
+        f = result.final
+        print(f"shipped {config.config_id:<34} train acc {f['train_acc']:.3f} test acc {f['test_acc']:.3f} -> {path}")
+        shipped += 1
+    print(f"{shipped} of {len(configs)} net(s) shipped")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lossbench",
@@ -572,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_baselines(sub)
     _add_hessian(sub)
     _add_trajectory(sub)
+    _add_ship(sub)
     return parser
 
 

@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "lossbench-checkpoint/1"
 EVAL_BATCH = 500  # images per forward pass when evaluating; does not change the result (eval mode)
+# Intra-op threads while training. Reductions in the convolution kernels are split by thread, so the
+# trained weights depend on this number; fixing it makes them a function of the config alone (on one
+# platform and torch). Parallelism comes from one process per core, each training its own configs.
+TRAIN_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,27 @@ class TrainResult:
     def checkpoints(self) -> list[Path]:
         """Per-epoch weight files, epoch 0 (init) first."""
         return [self.checkpoint(e) for e in range(self.config.epochs + 1)]
+
+
+def platform_id() -> dict[str, str]:
+    """What identifies the numerics of a training run beyond its config: machine, CPU features, torch.
+
+    Two runs of one config agree bit for bit only when these agree (and the thread count is fixed).
+    """
+    import platform
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = line
+                    break
+    except OSError:
+        pass
+    isa = "avx512" if " avx512f" in flags else "avx2" if " avx2" in flags else platform.machine()
+    return {"machine": platform.machine(), "system": platform.system(), "cpu_isa": isa,
+            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def default_cache_dir() -> Path:
@@ -237,7 +262,19 @@ def train(
             return _load_finished(config, folder, device)
         if data is None:
             data = load_dataset(config, data_dir=data_dir)
-        return _train_locked(config, data, torch.device(device), folder, progress, on_epoch_end)
+        with _intra_op_threads(TRAIN_THREADS):
+            return _train_locked(config, data, torch.device(device), folder, progress, on_epoch_end)
+
+
+@contextlib.contextmanager
+def _intra_op_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads, then restore the caller's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def load_trained(config: RunConfig, *, cache_dir: str | Path | None = None,
@@ -351,7 +388,8 @@ def _train_locked(
     final = dict(train_loss=train_eval.loss, train_acc=train_eval.acc, test_loss=test_eval.loss,
                  test_acc=test_eval.acc)
     meta = dict(final=final, history=history, seconds=time.perf_counter() - t_start, device=str(device),
-                torch=torch.__version__, lossbench=__version__, config_id=config.config_id)
+                torch=torch.__version__, lossbench=__version__, config_id=config.config_id,
+                threads=torch.get_num_threads(), platform=platform_id())
     write_text_atomic(folder / "final.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     resume.unlink(missing_ok=True)
     model.eval()
