@@ -1,39 +1,54 @@
-"""The reproduction: for every config of the scale, time the grid evaluation, compute the surface's
-metrics, check them against baselines/<scale>/, and save everything the report needs in extra_info.
+"""The reproduction: for every net of the scale, time the grid evaluation, measure what the paper's
+claims need (surfaces on the scale's direction pairs, the curvature at the minimum, the PCA of the
+path, the 1D lines of the filter-normalisation experiment), check the metrics against
+baselines/<scale>/, and save everything the report needs in extra_info.
 
-    pytest benchmarks --benchmark-autosave                      # ci scale
-    pytest benchmarks --lossbench-scale small --benchmark-autosave
+    pytest benchmarks --lossbench-scale small --benchmark-autosave   # the shipped reference nets
+    pytest benchmarks --benchmark-autosave                           # ci: retrains the matrix
 """
 
 import platform
 
 import torch
 
-from lossbench.reproduce import compute_config_surface, converged, suite_metrics
+from lossbench.reference_nets import state_sha256
+from lossbench.reproduce import compute_config_surface, study_net
 
 from _timing import mean_seconds
 
 
 def test_reproduction(benchmark, run_config, trained, lossbench_data, lossbench_scale, lossbench_results_dir,
-                      lossbench_baseline, lossbench_device):
-    path = lossbench_results_dir / run_config.config_id / "surface-2d.h5"
+                      lossbench_baseline, lossbench_device, lossbench_records):
+    path = lossbench_results_dir / run_config.config_id / "surface-2d-p0.h5"
     benchmark.group = f"reproduction:{lossbench_scale.name}"
 
     surface = benchmark.pedantic(
         compute_config_surface, args=(path, trained.model, lossbench_data, run_config, lossbench_scale),
         rounds=1, iterations=1, warmup_rounds=0,
     )
-    metrics, curvature = suite_metrics(surface, trained.model, lossbench_data, checkpoints=trained.checkpoints)
+    record, metrics = study_net(run_config, lossbench_scale, net=trained, data=lossbench_data,
+                                results_dir=lossbench_results_dir, first_surface=surface)
+    root = lossbench_results_dir.parent.parent
+    if "lines" in record:
+        record["line_paths"] = {norm: [str((lossbench_results_dir / run_config.config_id / f"line-{norm}-p{k}.h5")
+                                           .relative_to(root)) for k in range(len(per))]
+                                for norm, per in record["lines"].items()}
+    lossbench_records["nets"][run_config.config_id] = record
     points = int(surface.done.size)
     seconds = mean_seconds(benchmark)
     eval_samples = min(lossbench_scale.eval_samples, len(lossbench_data.x_train))
     benchmark.extra_info.update(
         config_id=run_config.config_id, config=run_config.to_dict(), scale=lossbench_scale.name,
-        grid=list(surface.shape), points=points, eval_samples=eval_samples,
+        grid=list(surface.shape), points=points, eval_samples=eval_samples, engine=lossbench_scale.engine,
         seconds_per_point=seconds / points, images_per_second=points * eval_samples / seconds,
-        metrics=metrics, curvature=curvature, final=trained.final, converged=converged(trained.final),
+        metrics=metrics, curvature=record["curvature_details"], final=dict(trained.final),
+        converged=record["converged"], record=record,
         history=[{k: r[k] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")} for r in trained.history],
-        surface_path=str(path.relative_to(lossbench_results_dir.parent.parent)),
+        surface_path=str(path.relative_to(root)),
+        surface_paths=[str((lossbench_results_dir / run_config.config_id / f"surface-2d-p{k}.h5").relative_to(root))
+                       for k in range(lossbench_scale.dir_pairs)],
         device=str(lossbench_device), torch=str(torch.__version__), python=platform.python_version(),
     )
-    lossbench_baseline(run_config.config_id, metrics)
+    sha = getattr(trained, "state_sha256", None) or state_sha256(trained.model.state_dict())
+    lossbench_baseline(run_config.config_id, metrics, config_hash=run_config.config_hash, weights_sha256=sha,
+                       extra={"final": dict(trained.final), "converged": record["converged"]})

@@ -319,18 +319,27 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 EPILOG_BASELINES = """examples:
-  # derive the ci baselines: value at seed 0 / direction seed 0, tolerance from the spread over
-  # 3 training seeds x 2 direction seeds (atol = floor + 3 sd), written to baselines/ci/
-  python -m lossbench baselines --scale ci --seeds 0 1 2 --dir-seeds 0 1
+  # values (training seed 0, direction seed 0) and recompute tolerances (10 x the measured jitter
+  # across threads, engines, batch sizes and a repeat), written to baselines/ci/
+  python -m lossbench baselines --scale ci
+  python -m lossbench baselines --scale ci --eig-maps
+  # the seed-to-seed spread over 3 training seeds x 2 direction seeds, added to the same files
+  python -m lossbench baselines --scale ci --spread --seeds 0 1 2 --dir-seeds 0 1
+  # the shipped reference nets: no training, their weights are verified by sha256
+  python -m lossbench baselines --scale small
 """
 
 
 def _add_baselines(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("baselines", help="derive baseline values and tolerances from measured seed spread",
-                       description="Compute the scale's metrics over training and direction seeds and write "
-                                   "baselines/<scale>/<config_id>.json.",
+    p = sub.add_parser("baselines", help="write baselines: values with measured recompute tolerances, and seed spread",
+                       description="Recompute the scale's metrics on the same weights under every legitimate "
+                                   "variation (threads, engine, batch size, repeat) and write value and tol to "
+                                   "baselines/<scale>/<config_id>.json; with --spread, add the seed-to-seed "
+                                   "statistics over training and direction seeds.",
                        epilog=EPILOG_BASELINES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(p.add_argument)
+    p.add_argument("--spread", action="store_true",
+                   help="measure the seed spread (training x direction seeds) instead of the recompute tolerance")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     p.add_argument("--dir-seeds", type=int, nargs="+", default=[0, 1], help="direction seeds (default 0 1)")
     p.add_argument("--out", default="baselines", help="baselines root (default baselines)")
@@ -342,43 +351,74 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:
-    import statistics
     from pathlib import Path
 
     from . import baselines as bl
     from .data import load_dataset
     from .pipeline import device_of
-    from .reproduce import SPREAD_METHOD, derive_spread
+    from .reproduce import TOL_METHOD, derive_spread, recompute_jitter
     from .train import train
 
     scale = get_scale(args.scale)
     device = device_of(args.device)
-    results = Path(args.results_dir or Path(".benchmarks") / "surfaces" / f"{scale.name}-spread")
+    results = Path(args.results_dir or Path(".benchmarks") / "surfaces" / f"{scale.name}-baselines")
     only = set(args.only.split(",")) if args.only else None
-    source = bl.provenance(str(device))
     if args.eig_maps:
-        return _eigmap_baselines(args, scale, device, results, source)
+        return _eigmap_baselines(args, scale, device, results)
     for config in scale.configs:
         if only and config.config_id not in only:
             continue
-        data = load_dataset(config, data_dir=args.data_dir)
-        ref, samples = derive_spread(
-            config, scale, seeds=tuple(args.seeds), dir_seeds=tuple(args.dir_seeds), data=data, results_dir=results,
-            train_fn=lambda c: train(c, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir),
-        )
-        tolerances = bl.spread_tolerances(samples)
-        spread = {k: {"sd": bl.round_sig(statistics.stdev(v) if len(v) > 1 else 0.0, 4), "n": len(v),
-                      "min": bl.round_sig(min(v)), "max": bl.round_sig(max(v))} for k, v in samples.items()}
-        doc = bl.make_baseline(
-            config.config_id, scale.name, ref.metrics, source=source, tolerances=tolerances,
-            extra={"config_hash": config.config_hash, "final": {k: bl.round_sig(v) for k, v in ref.final.items()},
-                   "converged": ref.converged, "spread": spread,
-                   "tolerance_method": SPREAD_METHOD.format(seeds=args.seeds, dir_seeds=args.dir_seeds)},
-        )
         path = Path(args.out) / scale.name / f"{config.config_id}.json"
+        old = bl.load_baseline(path) if path.exists() else {}
+        data = load_dataset(config, data_dir=args.data_dir)
+        if args.spread:
+            _, samples = derive_spread(
+                config, scale, seeds=tuple(args.seeds), dir_seeds=tuple(args.dir_seeds), data=data,
+                results_dir=results / "spread",
+                train_fn=lambda c: train(c, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir),
+            )
+            if not old:
+                raise SystemExit(f"error: {path} does not exist; write it first with `python -m lossbench "
+                                 f"baselines --scale {scale.name}` (the recompute tolerances), then --spread")
+            old["spread"] = bl.spread_stats(samples)
+            old["spread_seeds"] = {"training": list(args.seeds), "direction": list(args.dir_seeds)}
+            bl.write_baseline(path, old)
+            print(f"wrote the spread of {path}", flush=True)
+            continue
+        model, final, checkpoints, sha = _baseline_net(config, scale, args, device)
+        base, jitter, _ = recompute_jitter(config, scale, model=model, data=data, results_dir=results,
+                                           checkpoints=checkpoints)
+        doc = bl.make_baseline(
+            config.config_id, scale.name, base, source=bl.provenance(str(device), weights_sha256=sha),
+            tolerances=bl.recompute_tolerances(base, jitter),
+            extra={"config_hash": config.config_hash, "final": {k: bl.round_sig(v) for k, v in final.items()},
+                   "converged": converged(final), "spread": old.get("spread", {}),
+                   **({"spread_seeds": old["spread_seeds"]} if "spread_seeds" in old else {}),
+                   "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()},
+                   "tolerance_method": TOL_METHOD.format(factor=bl.SAFETY_FACTOR)},
+        )
         bl.write_baseline(path, doc)
         print(f"wrote {path}", flush=True)
     return 0
+
+
+def converged(final: dict) -> bool:
+    from .reproduce import converged as _converged
+
+    return _converged(final)
+
+
+def _baseline_net(config, scale, args, device):
+    """(model, final, checkpoints or None, weights sha256) of a config: the shipped reference net where
+    the scale ships them, else the cached (re)trained one."""
+    from .reference_nets import load_reference, shipped_ids, state_sha256
+    from .train import train
+
+    if config.config_id in shipped_ids(args.out, scale.name):
+        ref = load_reference(config.config_id, args.out, scale.name, device=device)
+        return ref.model, ref.final, None, ref.provenance["state_sha256"]
+    result = train(config, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir)
+    return result.model, result.final, result.checkpoints, state_sha256(result.model.state_dict())
 
 
 EPILOG_HESSIAN = """examples:
@@ -533,40 +573,46 @@ def plot_trajectory_file(path) -> list:
     return plot.save_figure(fig, Path(path).with_suffix(""))
 
 
-def _eigmap_baselines(args: argparse.Namespace, scale, device, results, source) -> int:
-    """Eigen-ratio map summaries over training seeds (the map's plane: direction seed 0)."""
+def _eigmap_baselines(args: argparse.Namespace, scale, device, results) -> int:
+    """Eigen-ratio map summaries of the ResNet-56 pair at batch 128 (the map's plane: direction seed 0)."""
     from pathlib import Path
 
     from . import baselines as bl
     from .config import find_config
     from .data import load_dataset
-    from .metrics import eig_ratio_summary
-    from .pipeline import SurfaceSpec, eig_map_file
-    from .reproduce import CURVATURE, SPREAD_METHOD
-    from .surface import parse_axis
+    from .reproduce import TOL_METHOD, CURVATURE, eig_map_jitter, eig_map_summary
     from .train import train
 
-    axis = parse_axis(scale.eig_map)
-    spec = SurfaceSpec(x=axis, y=axis, eval_samples=CURVATURE["samples"], eval_batch=CURVATURE["samples"])
     for shortcut in (True, False):
-        base = find_config(scale.name, depth=56, shortcut=shortcut, batch_size=128)
-        data = load_dataset(base, data_dir=args.data_dir)
-        samples: dict[str, list[float]] = {}
-        reference = None
-        for seed in args.seeds:
-            result = train(base.replace(seed=seed), device=device, cache_dir=args.cache_dir, data_dir=args.data_dir)
-            path = results / f"seed{seed}" / result.config.config_id / "eig-map.h5"
-            m = eig_map_file(path, result.model, data, spec, max_iter=CURVATURE["max_iter"], tol=CURVATURE["tol"],
-                             overwrite=True)
-            summary = eig_ratio_summary(m.values["min_eig"], m.values["max_eig"])
-            reference = reference or summary
-            for k, v in summary.items():
-                samples.setdefault(k, []).append(v)
-        doc = bl.make_baseline(f"eigmap/{base.config_id}", scale.name, reference, source=source,
-                               tolerances=bl.spread_tolerances(samples),
-                               extra={"tolerance_method": SPREAD_METHOD.format(seeds=args.seeds, dir_seeds=[0]),
-                                      "map": scale.eig_map, "hessian": CURVATURE})
-        path = Path(args.out) / scale.name / "eigmap" / f"{base.config_id}.json"
+        base_cfg = find_config(scale.name, depth=56, shortcut=shortcut, batch_size=128)
+        path = Path(args.out) / scale.name / "eigmap" / f"{base_cfg.config_id}.json"
+        old = bl.load_baseline(path) if path.exists() else {}
+        data = load_dataset(base_cfg, data_dir=args.data_dir)
+        if args.spread:
+            samples: dict[str, list[float]] = {}
+            for seed in args.seeds:
+                result = train(base_cfg.replace(seed=seed), device=device, cache_dir=args.cache_dir,
+                               data_dir=args.data_dir)
+                map_path = results / "spread" / f"seed{seed}" / result.config.config_id / "eig-map.h5"
+                for k, v in eig_map_summary(map_path, result.model, data, scale)[1].items():
+                    samples.setdefault(k, []).append(v)
+            if not old:
+                raise SystemExit(f"error: {path} does not exist; write it first without --spread")
+            old["spread"] = bl.spread_stats(samples)
+            old["spread_seeds"] = {"training": list(args.seeds), "direction": [0]}
+            bl.write_baseline(path, old)
+            print(f"wrote the spread of {path}", flush=True)
+            continue
+        model, final, _, sha = _baseline_net(base_cfg, scale, args, device)
+        summary, jitter, _ = eig_map_jitter(base_cfg, scale, model=model, data=data, results_dir=results)
+        doc = bl.make_baseline(
+            f"eigmap/{base_cfg.config_id}", scale.name, summary,
+            source=bl.provenance(str(device), weights_sha256=sha), tolerances=bl.recompute_tolerances(summary, jitter),
+            extra={"config_hash": base_cfg.config_hash, "spread": old.get("spread", {}),
+                   **({"spread_seeds": old["spread_seeds"]} if "spread_seeds" in old else {}),
+                   "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()}, "map": scale.eig_map,
+                   "hessian": CURVATURE, "tolerance_method": TOL_METHOD.format(factor=bl.SAFETY_FACTOR)},
+        )
         bl.write_baseline(path, doc)
         print(f"wrote {path}", flush=True)
     return 0

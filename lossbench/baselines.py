@@ -1,16 +1,31 @@
-"""Baselines: stored metric values with tolerances, compared the way pytest-regressions does it.
+"""Baselines: stored metric values with two numbers each, compared the way pytest-regressions does it.
+
+Two questions, two numbers (DESIGN.md, "Checks that can fail"):
+
+* ``tol``, the *recompute tolerance*: did the code change? The measured jitter of recomputing the
+  same metric on the same weights across what may legitimately vary (1 and 2 threads, reference and
+  fast engine, evaluation batch size, a repeated run), times :data:`SAFETY_FACTOR`, with a small
+  floor (:data:`TOL_FLOORS`). A 1 % change in a metric fails.
+* ``spread``, the seed-to-seed statistics (sd, n, min, max over training x direction seeds): is a
+  finding robust? Kept for the science; the claims and the report use it.
 
 Layout: ``baselines/<scale>/<config_id>.json``, sorted keys, indent 2, final newline::
 
-    {"config_id": ..., "scale": ..., "config_hash": ...,
-     "metrics": {"curv_max": {"value": 1.2345, "rtol": 0.0, "atol": 0.05, "source": {...}}, ...},
-     "tolerance_method": "..."}
+    {"format": "lossbench-baseline/2", "config_id": ..., "scale": ..., "config_hash": ...,
+     "source": {"commit", "torch", "device", "platform", "weights_sha256", "date"},
+     "metrics": {"curv_max": {"value": 1.2345, "tol": 1.2e-05}, ...},
+     "spread": {"curv_max": {"sd": ..., "n": ..., "min": ..., "max": ...}, ...},
+     "final": {...}, "converged": ..., "tolerance_method": "..."}
 
-A metric passes when ``|obtained - value| <= atol + rtol * |value|`` (``math.isclose`` semantics).
-Every metric is compared before anything fails; the message lists expected +- tol, obtained and the
-relative difference of each, and ``<config_id>.obtained.json`` is written beside the baseline.
-A missing baseline is created and fails ("review and commit"); ``regen`` rewrites a differing file
-(tolerances kept) and still fails; ``regen_all`` rewrites and passes.
+The check compares at ``tol`` ("tier: tol"). A net retrained from scratch whose weights are not
+bit-identical to the baseline's (``weights_sha256`` differs: another platform or torch version) is
+compared at the spread band instead ("tier: spread"): the seed range widened by
+:data:`SPREAD_FACTOR` standard deviations on each side, since its metrics are then as different as
+another training seed's would be. Every metric is compared before anything fails; the message lists
+expected +- band, obtained and the relative difference of each, and ``<config_id>.obtained.json`` is
+written beside the baseline. A missing baseline is created and fails ("review and commit"); ``regen``
+rewrites a differing file (tolerances and spread kept) and still fails; ``regen_all`` rewrites and
+passes. A file whose ``config_hash`` differs from the config's fails: the recipe changed.
 """
 
 from __future__ import annotations
@@ -18,44 +33,68 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import statistics
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ._io import write_text_atomic
 
-#: Floors of the tolerance per metric kind (absolute, in the metric's unit): the band that float and
-#: thread-count differences alone may move a metric on one config. Measured spread is added on top.
-DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
-    "loss": {"rtol": 1e-4, "atol": 1e-5},  # loss_center (nats)
-    "acc": {"rtol": 0.0, "atol": 0.0025},  # acc_center (fraction; one image in 400)
-    "curv": {"rtol": 1e-3, "atol": 1e-4},
-    "sharpness": {"rtol": 1e-3, "atol": 1e-3},
-    "basin": {"rtol": 1e-3, "atol": 1e-4},
-    "fraction": {"rtol": 0.0, "atol": 1e-9},  # nonconvex_fraction: a count ratio
-    "count": {"rtol": 0.0, "atol": 0.0},  # local_minima
-    "roughness": {"rtol": 1e-4, "atol": 1e-6},
-    "other": {"rtol": 1e-4, "atol": 1e-6},
+BASELINE_FORMAT = "lossbench-baseline/2"
+
+#: tol = SAFETY_FACTOR x the largest measured recompute deviation (or the floor, if larger).
+SAFETY_FACTOR = 10.0
+
+#: Floors of ``tol`` per metric kind: (relative to |value|, absolute in the metric's unit). Used where
+#: the measured jitter is zero or tiny; far below the 1 % a real change of the method moves a metric.
+TOL_FLOORS: dict[str, tuple[float, float]] = {
+    "loss": (1e-6, 1e-8),  # loss_center (nats)
+    "acc": (0.0, 1e-9),  # acc_center: a count ratio; any flipped image is a change
+    "curv": (1e-5, 1e-8),  # curvature fits, Hessian eigenvalues and trace
+    "sharpness": (1e-5, 1e-8),
+    "basin": (1e-5, 1e-8),
+    "fraction": (0.0, 1e-9),  # count ratios
+    "count": (0.0, 0.0),  # local_minima
+    "roughness": (1e-6, 1e-9),
+    "pca": (1e-6, 1e-9),
+    "eig": (1e-5, 1e-8),  # eigen-ratio summaries
+    "other": (1e-6, 1e-9),
 }
-SPREAD_FACTOR = 3.0  # tolerance = floor + 3 x the sample standard deviation over seeds
+
+#: Spread tier: the band is [min - k sd, max + k sd] of the seed-to-seed values (and at least tol).
+SPREAD_FACTOR = 3.0
+
+TIER_TOL = "tol"
+TIER_SPREAD = "spread"
+SPREAD_REASON = "trained weights differ from the baseline's: another platform or torch version"
+SAME_PLATFORM_REASON = ("trained weights differ from the baseline's on the same platform and torch: the training "
+                        "code or recipe changed, so the check stays at tol")
 
 
 def metric_kind(name: str) -> str:
-    """The tolerance class of a metric name."""
+    """The tolerance class of a metric name (a direction-pair suffix ``/pK`` and a 1D line's
+    ``line_<norm>_`` prefix do not change it)."""
+    name = name.split("/")[0]
+    if name.startswith("line_"):
+        name = name.split("_", 2)[-1]
     if name.startswith("loss"):
         return "loss"
     if name.startswith("acc"):
         return "acc"
+    if name.startswith("eig_converged") or name.endswith("fraction"):
+        return "fraction"
+    if name.startswith("eig_ratio"):
+        return "eig"
     if name.startswith(("curv", "lam_", "trace")):
         return "curv"
     if name.startswith("sharpness"):
         return "sharpness"
     if name.startswith("basin"):
         return "basin"
-    if name.endswith("fraction"):
-        return "fraction"
+    if name.startswith("pca"):
+        return "pca"
     if name == "local_minima":
         return "count"
     if name == "roughness":
@@ -63,8 +102,38 @@ def metric_kind(name: str) -> str:
     return "other"
 
 
-def default_tolerance(name: str) -> dict[str, float]:
-    return dict(DEFAULT_TOLERANCES[metric_kind(name)])
+def floor_tolerance(name: str, value: float) -> float:
+    """The smallest ``tol`` a metric gets (see :data:`TOL_FLOORS`)."""
+    rel, abs_ = TOL_FLOORS[metric_kind(name)]
+    return abs_ + rel * (abs(value) if math.isfinite(value) else 0.0)
+
+
+def recompute_tolerances(values: Mapping[str, float], jitter: Mapping[str, float], *,
+                         factor: float = SAFETY_FACTOR) -> dict[str, float]:
+    """``tol`` per metric: ``max(factor * jitter, floor)``.
+
+    Args:
+        values: the metric values the baseline stores.
+        jitter: the largest |deviation| of each metric over the recompute variants (NaN-safe: a metric
+            that is NaN in every variant has jitter 0; one that is NaN in some has jitter inf).
+    """
+    out = {}
+    for name, value in values.items():
+        j = float(jitter.get(name, 0.0))
+        out[name] = max(factor * j, floor_tolerance(name, value))
+    return out
+
+
+def spread_stats(samples: Mapping[str, Sequence[float]]) -> dict[str, dict[str, float]]:
+    """Seed-to-seed statistics per metric: sample sd, n, min, max over the finite values."""
+    out = {}
+    for name, values in samples.items():
+        finite = [float(v) for v in values if math.isfinite(v)]
+        sd = statistics.stdev(finite) if len(finite) > 1 else 0.0
+        out[name] = {"sd": round_sig(sd, 4), "n": len(finite),
+                     "min": round_sig(min(finite)) if finite else math.nan,
+                     "max": round_sig(max(finite)) if finite else math.nan}
+    return out
 
 
 def round_sig(x: float, digits: int = 6) -> float:
@@ -74,9 +143,23 @@ def round_sig(x: float, digits: int = 6) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def provenance(device: str = "cpu") -> dict[str, str]:
-    """Where a baseline value came from: commit, torch version, device, date."""
+def _round_up_sig(x: float, digits: int = 3) -> float:
+    """``x`` rounded *up* to ``digits`` significant digits, so a stored tolerance is never tighter than
+    the measured one."""
+    if x == 0 or not math.isfinite(x):
+        return float(x)
+    r = round_sig(x, digits)
+    if r < x:
+        exponent = math.floor(math.log10(abs(x))) - digits + 1
+        r = round_sig(r + 10.0**exponent, digits)
+    return r
+
+
+def provenance(device: str = "cpu", *, weights_sha256: str | None = None) -> dict[str, Any]:
+    """Where a baseline value came from: commit, torch version, device, platform, weights, date."""
     import torch
+
+    from .train import platform_id
 
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -85,8 +168,11 @@ def provenance(device: str = "cpu") -> dict[str, str]:
         commit = "unknown"
     if device.startswith("cuda") and torch.cuda.is_available():
         device = torch.cuda.get_device_name()
-    return {"commit": commit, "torch": str(torch.__version__), "device": device,
-            "date": _dt.date.today().isoformat()}
+    out: dict[str, Any] = {"commit": commit, "torch": str(torch.__version__), "device": device,
+                           "platform": platform_id(), "date": _dt.date.today().isoformat()}
+    if weights_sha256 is not None:
+        out["weights_sha256"] = weights_sha256
+    return out
 
 
 @dataclass(frozen=True)
@@ -98,6 +184,8 @@ class Row:
     tol: float
     obtained: float | None
     ok: bool
+    lo: float | None = None  # the accepted interval (tier spread is not symmetric about the value)
+    hi: float | None = None
 
     @property
     def rel_diff(self) -> float:
@@ -107,33 +195,89 @@ class Row:
 
     def line(self) -> str:
         mark = "ok  " if self.ok else "FAIL"
-        exp = "missing" if self.expected is None else f"{self.expected:.6g} ± {self.tol:.3g}"
+        if self.expected is None:
+            exp = "missing"
+        elif self.lo is not None and self.hi is not None:
+            exp = f"{self.expected:.6g} in [{self.lo:.4g}, {self.hi:.4g}]"
+        else:
+            exp = f"{self.expected:.6g} ± {self.tol:.3g}"
         got = "missing" if self.obtained is None else f"{self.obtained:.6g}"
-        return f"  {mark} {self.name:<22} expected {exp:<24} obtained {got:<12} rel diff {self.rel_diff:.2e}"
+        return f"  {mark} {self.name:<22} expected {exp:<30} obtained {got:<12} rel diff {self.rel_diff:.2e}"
 
 
-def compare(obtained: Mapping[str, float], baseline: Mapping[str, Any]) -> list[Row]:
+class BaselineMismatch(AssertionError):
+    """Raised when a check fails; its message is the whole comparison table."""
+
+
+class BaselineFileError(ValueError):
+    """A baseline file that is not valid: names the file and the field."""
+
+
+def validate(doc: Any, path: str | Path) -> None:
+    """Raise :class:`BaselineFileError` naming file and field when ``doc`` is not a v2 baseline."""
+    where = str(path)
+    if not isinstance(doc, dict):
+        raise BaselineFileError(f"{where}: expected a JSON object at the top level, got {type(doc).__name__}")
+    if doc.get("format") != BASELINE_FORMAT:
+        raise BaselineFileError(
+            f"{where}: format {doc.get('format')!r}, expected {BASELINE_FORMAT!r}; regenerate it "
+            "(pytest --lossbench-regen-all, then python -m lossbench baselines --measure-tol)"
+        )
+    metrics = doc.get("metrics")
+    if not isinstance(metrics, dict):
+        raise BaselineFileError(f"{where}: field 'metrics' must be an object of metric -> {{value, tol}}")
+    for name, entry in metrics.items():
+        if not isinstance(entry, dict):
+            raise BaselineFileError(f"{where}: metrics.{name} must be an object with 'value' and 'tol'")
+        for key in ("value", "tol"):
+            v = entry.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise BaselineFileError(f"{where}: metrics.{name}.{key} must be a number, got {v!r}")
+        if not entry["tol"] >= 0:
+            raise BaselineFileError(f"{where}: metrics.{name}.tol must be >= 0, got {entry['tol']!r}")
+    spread = doc.get("spread", {})
+    if not isinstance(spread, dict):
+        raise BaselineFileError(f"{where}: field 'spread' must be an object of metric -> {{sd, n, min, max}}")
+    for name, entry in spread.items():
+        if not isinstance(entry, dict) or any(
+                isinstance(entry.get(k), bool) or not isinstance(entry.get(k), (int, float)) for k in ("sd", "min", "max")):
+            raise BaselineFileError(f"{where}: spread.{name} must hold numbers sd, min and max")
+
+
+def _band(entry: Mapping[str, Any], spread: Mapping[str, Any] | None, tier: str) -> tuple[float, float]:
+    value, tol = float(entry["value"]), float(entry["tol"])
+    lo, hi = value - tol, value + tol
+    if tier == TIER_SPREAD and spread and math.isfinite(float(spread["sd"])):
+        k = SPREAD_FACTOR * float(spread["sd"])
+        lo = min(lo, float(spread["min"]) - k)
+        hi = max(hi, float(spread["max"]) + k)
+    return lo, hi
+
+
+def compare(obtained: Mapping[str, float], baseline: Mapping[str, Any], *, tier: str = TIER_TOL) -> list[Row]:
     """Compare every metric (union of both sides) and return one :class:`Row` each, sorted by name."""
     stored = baseline.get("metrics", {})
+    spread = baseline.get("spread", {})
     rows = []
     for name in sorted(set(stored) | set(obtained)):
         entry = stored.get(name)
         got = obtained.get(name)
         if entry is None or got is None:
-            rows.append(Row(name, None if entry is None else entry["value"], 0.0, got, False))
+            rows.append(Row(name, None if entry is None else float(entry["value"]), 0.0,
+                            None if got is None else float(got), False))
             continue
-        value, rtol, atol = float(entry["value"]), float(entry["rtol"]), float(entry["atol"])
-        tol = atol + rtol * abs(value)
+        value = float(entry["value"])
+        lo, hi = _band(entry, spread.get(name), tier)
+        got = float(got)
         if math.isnan(value) or math.isnan(got):  # NaN: "no answer" (e.g. an unconverged solve) on both sides
             ok = math.isnan(value) and math.isnan(got)
         else:
-            ok = abs(got - value) <= tol + 1e-15
-        rows.append(Row(name, value, tol, float(got), ok))
+            ok = lo - 1e-15 <= got <= hi + 1e-15
+        if tier == TIER_SPREAD:
+            rows.append(Row(name, value, float(entry["tol"]), got, ok, lo, hi))
+        else:
+            rows.append(Row(name, value, float(entry["tol"]), got, ok))
     return rows
-
-
-class BaselineMismatch(AssertionError):
-    """Raised when a check fails; its message is the whole comparison table."""
 
 
 @dataclass(frozen=True)
@@ -142,82 +286,149 @@ class Outcome:
     path: Path
     rows: tuple[Row, ...] = ()
     message: str = ""
+    tier: str = TIER_TOL
 
 
 def write_baseline(path: Path, data: Mapping[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def make_baseline(config_id: str, scale: str, metrics: Mapping[str, float], *, source: Mapping[str, str],
-                  tolerances: Mapping[str, Mapping[str, float]] | None = None,
+def make_baseline(config_id: str, scale: str, metrics: Mapping[str, float], *, source: Mapping[str, Any],
+                  tolerances: Mapping[str, float] | None = None,
                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A baseline document with rounded values and per-metric tolerances (defaults where not given)."""
+    """A baseline document with rounded values and a ``tol`` per metric (the floor where not given)."""
     entries = {}
     for name, value in metrics.items():
-        tol = dict(tolerances[name]) if tolerances and name in tolerances else default_tolerance(name)
-        entries[name] = {"value": round_sig(float(value)), "rtol": round_sig(tol["rtol"], 3),
-                         "atol": round_sig(tol["atol"], 3), "source": dict(source)}
-    return {"config_id": config_id, "scale": scale, "metrics": entries, **(extra or {})}
+        value = float(value)
+        tol = float(tolerances[name]) if tolerances and name in tolerances else floor_tolerance(name, value)
+        entries[name] = {"value": round_sig(value), "tol": _round_up_sig(tol)}
+    doc = {"format": BASELINE_FORMAT, "config_id": config_id, "scale": scale, "metrics": entries,
+           "source": dict(source)}
+    doc.update(extra or {})
+    return doc
+
+
+def load_baseline(path: str | Path) -> dict[str, Any]:
+    """A validated baseline document; :class:`BaselineFileError` names file and field otherwise."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BaselineFileError(f"baseline {path} is not valid JSON ({exc}); fix or delete it") from exc
+    validate(doc, path)
+    return doc
 
 
 def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, scale: str,
-          source: Mapping[str, str], regen: bool = False, regen_all: bool = False,
+          source: Mapping[str, Any], config_hash: str | None = None, weights_sha256: str | None = None,
+          platform: Mapping[str, str] | None = None, regen: bool = False, regen_all: bool = False,
           extra: Mapping[str, Any] | None = None) -> Outcome:
     """Check ``obtained`` against the baseline file at ``path`` (see the module docstring).
 
+    Args:
+        config_hash: the recipe's hash; a baseline made for another recipe fails (unless regenerating).
+        weights_sha256: the hash of the evaluated weights (retrained nets): when it differs from the
+            baseline's and ``platform`` differs from the baseline's ``source.platform``, the comparison
+            is at the spread band (tier ``spread``), and the message says why. On the same platform
+            other weights mean the training changed: the comparison stays at ``tol``.
+        platform: what identifies this machine's numerics (:func:`lossbench.train.platform_id`).
+
     Returns an :class:`Outcome`; the caller decides how to fail (the pytest plugin raises
     :class:`BaselineMismatch` for ``failed``, ``created`` and ``updated`` unless ``regen_all``).
+    A malformed file raises :class:`BaselineFileError`.
     """
     path = Path(path)
     obtained_path = path.with_name(f"{path.stem}.obtained.json")
+    full_source = {**source, **({"weights_sha256": weights_sha256} if weights_sha256 else {})}
+    base_extra = {**({"config_hash": config_hash} if config_hash else {}), **(extra or {})}
     if not path.exists():
-        write_baseline(path, make_baseline(config_id, scale, obtained, source=source, extra=extra))
+        write_baseline(path, make_baseline(config_id, scale, obtained, source=full_source, extra=base_extra))
         return Outcome("created", path, message=f"created baseline {path}; review and commit it")
-    try:
-        baseline = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BaselineMismatch(f"baseline {path} is not valid JSON ({exc}); fix or delete it") from exc
-    rows = tuple(compare(obtained, baseline))
-    if all(r.ok for r in rows):
+    baseline = load_baseline(path)
+    stale_recipe = config_hash is not None and baseline.get("config_hash") not in (None, config_hash)
+    stored_sha = baseline.get("source", {}).get("weights_sha256")
+    other_weights = bool(weights_sha256 and stored_sha and stored_sha != weights_sha256)
+    same_platform = platform is None or baseline.get("source", {}).get("platform") == dict(platform)
+    tier = TIER_SPREAD if other_weights and not same_platform else TIER_TOL
+    rows = tuple(compare(obtained, baseline, tier=tier))
+    if not stale_recipe and all(r.ok for r in rows):
         obtained_path.unlink(missing_ok=True)
-        return Outcome("passed", path, rows)
+        note = "" if tier == TIER_TOL else f"tier: spread — {SPREAD_REASON}"
+        return Outcome("passed", path, rows, note, tier)
     table = "\n".join(r.line() for r in rows)
     n_bad = sum(not r.ok for r in rows)
     if regen or regen_all:
-        kept = {k: v for k, v in baseline.get("metrics", {}).items()}
-        tolerances = {k: {"rtol": v["rtol"], "atol": v["atol"]} for k, v in kept.items()}
-        new = make_baseline(config_id, scale, obtained, source=source, tolerances=tolerances,
-                            extra={k: v for k, v in baseline.items() if k not in ("config_id", "scale", "metrics")})
+        kept = baseline.get("metrics", {})
+        tolerances = {k: v["tol"] for k, v in kept.items() if k in obtained}
+        keep = {k: v for k, v in baseline.items() if k not in ("format", "config_id", "scale", "metrics", "source")}
+        new = make_baseline(config_id, scale, obtained, source=full_source, tolerances=tolerances,
+                            extra={**keep, **base_extra})
         write_baseline(path, new)
         obtained_path.unlink(missing_ok=True)
         status = "passed" if regen_all else "updated"
-        return Outcome(status, path, rows, f"rewrote {path} ({n_bad} metric(s) differed):\n{table}")
-    write_baseline(obtained_path, make_baseline(config_id, scale, obtained, source=source))
-    return Outcome("failed", path, rows,
-                   f"{n_bad} of {len(rows)} metrics differ from {path} (obtained values in {obtained_path.name}):\n{table}")
-
-
-def spread_tolerances(samples: Mapping[str, list[float]], *, factor: float = SPREAD_FACTOR) -> dict[str, dict[str, float]]:
-    """Tolerances from measured spread: ``atol = floor + factor * sample std`` over seeds, rtol the floor's.
-
-    Args:
-        samples: metric name -> values over (training seed x direction seed) combinations.
-    """
-    out = {}
-    for name, values in samples.items():
-        floor = default_tolerance(name)
-        finite = [v for v in values if math.isfinite(v)]
-        sd = float(_std(finite)) if len(finite) > 1 else 0.0
-        out[name] = {"rtol": floor["rtol"], "atol": floor["atol"] + factor * sd}
-    return out
-
-
-def _std(values: list[float]) -> float:
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        return Outcome(status, path, rows, f"rewrote {path} ({n_bad} metric(s) differed):\n{table}", TIER_TOL)
+    write_baseline(obtained_path, make_baseline(config_id, scale, obtained, source=full_source, extra=base_extra))
+    if stale_recipe:
+        return Outcome("failed", path, rows,
+                       f"the recipe of {config_id} changed since its baseline {path} (config_hash "
+                       f"{str(baseline.get('config_hash'))[:12]} stored, {config_hash[:12]} now): regenerate it "
+                       f"(pytest --lossbench-regen-all, then python -m lossbench baselines --measure-tol)", tier)
+    header = f"{n_bad} of {len(rows)} metrics differ from {path} (obtained values in {obtained_path.name})"
+    if tier == TIER_SPREAD:
+        header += f"\ntier: spread — {SPREAD_REASON} (stored {stored_sha[:12]}, obtained {weights_sha256[:12]})"
+    elif other_weights:
+        header += f"\ntier: tol — {SAME_PLATFORM_REASON} (stored {stored_sha[:12]}, obtained {weights_sha256[:12]})"
+    else:
+        header += "\ntier: tol — the same weights as the baseline's, so only a change of the code moves a metric"
+    return Outcome("failed", path, rows, f"{header}:\n{table}", tier)
 
 
 def load_paper_numbers(root: str | Path) -> dict[str, Any]:
     """``baselines/paper/published.json``: the paper's numbers with their source."""
     path = Path(root) / "paper" / "published.json"
     return json.loads(path.read_text())
+
+
+CLAIMS_FORMAT = "lossbench-claims/1"
+
+
+def check_verdicts(path: str | Path, verdicts: Mapping[str, str], converged: Mapping[str, bool], *,
+                   source: Mapping[str, Any], numbers: Mapping[str, Any] | None = None, regen: bool = False,
+                   regen_all: bool = False) -> Outcome:
+    """Compare the claims' verdicts and the set of converged nets with ``baselines/<scale>/claims.json``.
+
+    A claim whose verdict changed, a claim added or gone, and a net whose convergence changed each
+    fail; so does a file that is missing (it is written: "review and commit"). ``numbers`` (the
+    deciding numbers per claim) are stored for review but not compared: the metrics' own baselines
+    guard them at their recompute tolerance.
+    """
+    path = Path(path)
+    doc = {"format": CLAIMS_FORMAT, "verdicts": dict(sorted(verdicts.items())),
+           "converged": dict(sorted(converged.items())), "source": dict(source), "numbers": dict(numbers or {})}
+    if not path.exists():
+        write_baseline(path, doc)
+        return Outcome("created", path, message=f"created claims baseline {path}; review and commit it")
+    try:
+        stored = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BaselineFileError(f"claims baseline {path} is not valid JSON ({exc}); fix or delete it") from exc
+    if not isinstance(stored, dict) or stored.get("format") != CLAIMS_FORMAT or not isinstance(stored.get("verdicts"), dict) \
+            or not isinstance(stored.get("converged"), dict):
+        raise BaselineFileError(f"{path}: expected format {CLAIMS_FORMAT!r} with objects 'verdicts' and 'converged'")
+    lines = []
+    for key in sorted(set(stored["verdicts"]) | set(verdicts)):
+        a, b = stored["verdicts"].get(key, "missing"), verdicts.get(key, "missing")
+        if a != b:
+            lines.append(f"  FAIL {key}: recorded {a}, obtained {b}")
+    for net in sorted(set(stored["converged"]) | set(converged)):
+        a, b = stored["converged"].get(net), converged.get(net)
+        if a != b:
+            lines.append(f"  FAIL {net}: converged recorded {a}, obtained {b}")
+    if not lines:
+        return Outcome("passed", path)
+    if regen or regen_all:
+        write_baseline(path, doc)
+        return Outcome("passed" if regen_all else "updated", path,
+                       message=f"rewrote {path}:\n" + "\n".join(lines))
+    write_baseline(path.with_name(f"{path.stem}.obtained.json"), doc)
+    return Outcome("failed", path, message=f"{len(lines)} verdict(s) differ from {path}:\n" + "\n".join(lines))

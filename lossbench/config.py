@@ -212,6 +212,14 @@ class Scale:
         description: one line for ``--help`` and the report.
         normalization_configs: the filter-normalisation experiment (paper section 4, Figures 2-3):
             the same net trained with SGD at a small and a large batch, with and without weight decay.
+        shipped: the nets are trained once and shipped under ``baselines/<scale>/nets/``; the suite
+            loads them (sha256-verified) instead of training.
+        dir_pairs: independent direction pairs per net; pair k uses seeds 2k (delta) and 2k+1 (eta).
+        engine: grid engine of the suite's surfaces (``reference`` or ``fast``; same numbers to ~1e-6).
+        line_x: the 1D random lines of the filter-normalisation experiment (``min:max:num``).
+        interp_x: the 1D interpolation from the small- to the large-batch solution (``min:max:num``).
+        eig_samples: training images of the Hessian in the eigen-ratio maps.
+        eig_max_iter: Lanczos steps per eigen-ratio map point.
     """
 
     name: str
@@ -224,6 +232,13 @@ class Scale:
     description: str = ""
     notes: tuple[str, ...] = field(default=())
     normalization_configs: tuple[RunConfig, ...] = field(default=())
+    shipped: bool = False
+    dir_pairs: int = 1
+    engine: str = "reference"
+    line_x: str = "-1:1:21"
+    interp_x: str = "-0.5:1.5:21"
+    eig_samples: int = 128
+    eig_max_iter: int = 60
 
     @property
     def all_configs(self) -> tuple[RunConfig, ...]:
@@ -261,10 +276,18 @@ SCALES: dict[str, Scale] = {
     "small": Scale(
         name="small",
         configs=_matrix((20, 56), (128, 2000), epochs=60, warmup=0.05, **_SMALL_DATA),
-        surface_x="-1:1:21",
-        surface_y="-1:1:21",
-        eval_samples=2000,
-        description="CPU, synthetic 16x16, 8000 images, 60 epochs (3 780 steps at batch 128)",
+        # the main job's resolution, sized to run in minutes on 2 CPU cores (README: how to run finer)
+        surface_x="-1:1:11",
+        surface_y="-1:1:11",
+        eval_samples=500,
+        eig_map="-1:1:7",
+        trajectory_grid=11,
+        shipped=True,
+        dir_pairs=3,
+        engine="fast",
+        eig_samples=64,
+        eig_max_iter=30,
+        description="CPU, synthetic 16x16, 8000 images, 60 epochs (3 780 steps at batch 128); shipped nets",
         # The authors' SGD recipe (Nesterov 0.9, lr 0.1, same milestones) at batch 128 and 2000, with
         # and without weight decay; no augmentation (the synthetic shapes need none to be learnt, and
         # the seed matrix has none either), and the same 5 % warm-up as the matrix.
@@ -325,8 +348,10 @@ def add_run_options(addoption: Any, prefix: str = "") -> None:
 
     ``addoption`` is ``parser.addoption`` of pytest or ``add_argument`` of argparse: both take these.
     """
-    addoption(f"--{prefix}scale", default="ci", choices=list(SCALES),
-              help="reproduction scale: ci (CPU, minutes), small (CPU, hours), paper (CIFAR-10, GPU); default ci")
+    addoption(f"--{prefix}scale", default=None if prefix else "ci", choices=list(SCALES),
+              help="reproduction scale: ci (retrains the matrix on the CPU in minutes), small (the shipped "
+                   "reference nets, trained once), paper (CIFAR-10, GPU); default "
+                   + ("small for `pytest benchmarks`, ci otherwise" if prefix else "ci"))
     addoption(f"--{prefix}device", default="cpu",
               help="torch device for training and evaluation, e.g. cpu, cuda, cuda:1; default cpu")
     addoption(f"--{prefix}cache-dir", default=None,

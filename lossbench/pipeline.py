@@ -301,6 +301,30 @@ def trajectory_file(path: str | Path, result, data: ImageData, *, grid: int = 21
                         allow_nonfinite=True, progress=progress)
 
 
+def pca_plane_file(path: str | Path, model: nn.Module, pca, data: ImageData, *, config=None, grid: int = 21,
+                   eval_samples: int | None = None, attrs: dict[str, Any] | None = None, overwrite: bool = False,
+                   progress: bool | None = None) -> Surface:
+    """The loss on the plane of a stored PCA of the training path (a shipped net's
+    :class:`~lossbench.reference_nets.ShippedPCA`), over a ``grid`` x ``grid`` box around the path;
+    the path, the explained variance and the random-plane path go into the file's metadata."""
+    from .trajectory import path_extent
+
+    device = next(model.parameters()).device
+    (x_lo, x_hi), (y_lo, y_hi) = path_extent(pca.coords)
+    spec = SurfaceSpec(x=Axis(x_lo, x_hi, grid), y=Axis(y_lo, y_hi, grid), norm="none", eval_samples=eval_samples)
+    meta = {"kind": "trajectory", "directions": "pca",
+            "explained_variance_ratio": [float(v) for v in pca.explained_variance_ratio],
+            "path": pca.coords.tolist(), "epochs": list(pca.epochs), "random_path": pca.random_coords.tolist(),
+            "random_share": pca.random_share, **(attrs or {})}
+    if config is not None:
+        meta.update(config=config.to_dict(), config_id=config.config_id)
+    theta = get_theta(model, "weights")
+    delta = {k: pca.delta[k].to(device=device, dtype=v.dtype) for k, v in theta.items()}
+    eta = {k: pca.eta[k].to(device=device, dtype=v.dtype) for k, v in theta.items()}
+    return surface_file(path, model, data, spec, directions=(delta, eta), attrs=meta, overwrite=overwrite,
+                        allow_nonfinite=True, progress=progress)
+
+
 def device_of(name: str) -> torch.device:
     """``torch.device(name)``, with an error that says what to do when CUDA is asked for but absent."""
     device = torch.device(name)

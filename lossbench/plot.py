@@ -147,18 +147,24 @@ def plot_surface_3d(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, *, zma
 
 
 def plot_contour_grid(panels: list[list[dict | None]], *, row_labels: list[str], col_labels: list[str],
-                      suptitle: str = "", span: float = 3.0) -> Figure:
+                      suptitle: str = "", span: float = 3.0, step: float = 0.25) -> Figure:
     """A grid of contour plots laid out like the paper's Figure 5 (rows x columns of surfaces).
+
+    Every panel is drawn at the same levels, from the lowest loss of all panels up to ``span`` nats
+    above it every ``step`` nats, filled, with one colour bar (values above are clipped to the top
+    colour: the bar's "extend" arrow), so shapes and heights compare across nets.
 
     Args:
         panels: rows of dicts with ``alphas``, ``betas``, ``z`` (and optional ``title``), or None for a
             missing config.
-        span: each panel's levels run from its minimum to minimum + span (nats), 0.25 apart, so shapes
-            compare across panels whatever the loss at the centre.
     """
     n_rows, n_cols = len(panels), max(len(r) for r in panels)
-    fig = Figure(figsize=(3.2 * n_cols, 3.1 * n_rows), dpi=130)
+    fig = Figure(figsize=(3.0 * n_cols + 1.0, 3.0 * n_rows), dpi=130, layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    present = [p for row in panels for p in row if p is not None]
+    lo = min(float(np.nanmin(p["z"])) for p in present) if present else 0.0
+    levels = np.arange(lo, lo + span + step / 2, step)
+    filled = None
     for i, row in enumerate(panels):
         for j in range(n_cols):
             ax = axes[i][j]
@@ -167,12 +173,11 @@ def plot_contour_grid(panels: list[list[dict | None]], *, row_labels: list[str],
                 ax.set_axis_off()
                 ax.text(0.5, 0.5, "not in this run", ha="center", va="center", transform=ax.transAxes)
                 continue
-            z = panel["z"]
-            lo = float(np.nanmin(z))
-            levels = np.arange(lo, lo + span + 1e-9, 0.25)
+            z = np.clip(panel["z"], None, levels[-1] + step)  # keep the top band filled, not blank
             xx, yy = _grid(panel["alphas"], panel["betas"])
-            ax.contour(xx, yy, z, levels=levels, cmap="viridis", linewidths=0.9)
-            ax.plot([0], [0], "k+", ms=6)
+            filled = ax.contourf(xx, yy, z, levels=levels, cmap="viridis", extend="max")
+            ax.contour(xx, yy, z, levels=levels, colors="k", linewidths=0.3, alpha=0.5)
+            ax.plot([0], [0], "w+", ms=6)
             ax.set_aspect("equal")
             ax.tick_params(labelsize=7)
             ax.set_title(panel.get("title", ""), fontsize=8)
@@ -180,9 +185,10 @@ def plot_contour_grid(panels: list[list[dict | None]], *, row_labels: list[str],
                 ax.set_ylabel(row_labels[i], fontsize=9)
             if i == n_rows - 1:
                 ax.set_xlabel(col_labels[j], fontsize=9)
+    if filled is not None:
+        fig.colorbar(filled, ax=axes.ravel().tolist(), label="train loss (nats)", shrink=0.9)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
     return fig
 
 

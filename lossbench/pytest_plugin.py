@@ -40,13 +40,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="root of the baselines (default <rootdir>/baselines)")
 
 
+def _default_scale(config: pytest.Config) -> str:
+    """``small`` when every path pytest was given lies under ``<rootdir>/benchmarks`` (the reproduction
+    on the shipped reference nets), else ``ci`` (the tests: the retrained matrix)."""
+    bench = (Path(config.rootpath) / "benchmarks").resolve()
+    paths = [Path(a.split("::")[0]) for a in config.args] or [Path(".")]
+    paths = [(Path(config.invocation_params.dir) / p).resolve() for p in paths]
+    return "small" if all(p == bench or bench in p.parents for p in paths) else "ci"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("lossbench_scale", None) is None:
+        config.option.lossbench_scale = _default_scale(config)
     from ._malloc import keep_freed_memory
 
     keep_freed_memory()  # the timings and the CLI then run under the same allocator settings
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    config.stash[_STATS_KEY] = {"passed": 0, "failed": 0, "created": 0, "updated": 0, "used": set()}
+    config.stash[_STATS_KEY] = {"passed": 0, "failed": 0, "created": 0, "updated": 0, "used": set(),
+                                "spread_tier": [], "unused": [], "complete": False}
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -63,7 +75,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "run_config" in metafunc.fixturenames:
         from .config import get_scale
 
-        configs = get_scale(metafunc.config.getoption("lossbench_scale")).configs
+        configs = get_scale(metafunc.config.getoption("lossbench_scale")).all_configs
         metafunc.parametrize("run_config", configs, ids=[c.config_id for c in configs], scope="session")
 
 
@@ -111,12 +123,36 @@ def lossbench_baselines_dir(pytestconfig: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained(run_config, lossbench_device, lossbench_cache_dir, pytestconfig):
-    """The cached training result of ``run_config`` (trained on first use)."""
+def lossbench_net(lossbench_scale, lossbench_device, lossbench_cache_dir, lossbench_baselines_dir, pytestconfig):
+    """``get(config)``: the net of a config of the scale: the shipped reference net (sha256-verified)
+    where the scale ships them, else the cached training result (trained on first use)."""
+    from .errors import CheckpointError
+    from .reference_nets import load_reference, shipped_ids
     from .train import train
 
-    return train(run_config, device=lossbench_device, cache_dir=lossbench_cache_dir,
-                 data_dir=pytestconfig.getoption("lossbench_data_dir"))
+    def get(config):
+        if lossbench_scale.shipped:
+            if config.config_id not in shipped_ids(lossbench_baselines_dir, lossbench_scale.name):
+                pytest.skip(f"{config.config_id} is not shipped in baselines/{lossbench_scale.name}/nets yet: train it "
+                            f"(python -m lossbench train --scale {lossbench_scale.name} --all --only {config.config_id}) "
+                            f"and ship it (python -m lossbench ship --scale {lossbench_scale.name})")
+            net = load_reference(config.config_id, lossbench_baselines_dir, lossbench_scale.name,
+                                 device=lossbench_device)
+            if net.config != config:
+                raise CheckpointError(
+                    f"the recipe of {config.config_id} changed since it was shipped ({net.config.config_hash[:12]} "
+                    f"shipped, {config.config_hash[:12]} now): retrain it and run `python -m lossbench ship`")
+            return net
+        return train(config, device=lossbench_device, cache_dir=lossbench_cache_dir,
+                     data_dir=pytestconfig.getoption("lossbench_data_dir"))
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def trained(run_config, lossbench_net):
+    """The net of ``run_config``: shipped (``small``) or trained and cached (``ci``)."""
+    return lossbench_net(run_config)
 
 
 @pytest.fixture(scope="session")
@@ -128,21 +164,42 @@ def lossbench_data(run_config, pytestconfig):
 
 
 @pytest.fixture(scope="session")
+def lossbench_records() -> dict[str, Any]:
+    """config_id -> the study record of every net measured in this session (for the claims), plus
+    ``eig_maps`` and ``interpolations``."""
+    return {"nets": {}, "eig_maps": {}, "interpolations": {}}
+
+
+@pytest.fixture(scope="session")
 def lossbench_baseline(pytestconfig: pytest.Config, lossbench_scale, lossbench_baselines_dir, lossbench_device):
-    """``check(config_id, metrics)``: compare with the stored baseline; fails with the whole table."""
-    from .baselines import BaselineMismatch, check, provenance
+    """``check(config_id, metrics, *, config_hash=None, weights_sha256=None, extra=None)``: compare with
+    the stored baseline at its recompute tolerance (or, for retrained weights that differ from the
+    baseline's, at its seed spread); fails with the whole table."""
+    from .baselines import BaselineFileError, BaselineMismatch, check, provenance
+    from .train import platform_id
 
     stats = pytestconfig.stash[_STATS_KEY]
     regen = pytestconfig.getoption("lossbench_regen")
     regen_all = pytestconfig.getoption("lossbench_regen_all")
 
-    def _check(config_id: str, metrics: dict[str, float], extra: dict[str, Any] | None = None):
+    def _check(config_id: str, metrics: dict[str, float], extra: dict[str, Any] | None = None, *,
+               config_hash: str | None = None, weights_sha256: str | None = None):
         __tracebackhide__ = True
         path = lossbench_baselines_dir / lossbench_scale.name / f"{config_id}.json"
         stats["used"].add(path.resolve())
-        outcome = check(path, metrics, config_id=config_id, scale=lossbench_scale.name,
-                        source=provenance(str(lossbench_device)), regen=regen, regen_all=regen_all, extra=extra)
-        stats[outcome.status] += 1
+        try:
+            outcome = check(path, metrics, config_id=config_id, scale=lossbench_scale.name,
+                            source=provenance(str(lossbench_device)), config_hash=config_hash,
+                            weights_sha256=weights_sha256, platform=platform_id(), regen=regen,
+                            regen_all=regen_all, extra=extra)
+        except BaselineFileError as exc:
+            stats["failed"] += 1
+            raise BaselineMismatch(str(exc)) from None
+        # a regeneration is never silent: --lossbench-regen-all passes but counts as updated
+        status = "updated" if regen_all and outcome.message.startswith("rewrote") else outcome.status
+        stats[status] += 1
+        if outcome.tier != "tol":
+            stats["spread_tier"].append(config_id)
         if outcome.status != "passed":
             raise BaselineMismatch(outcome.message)
         return outcome
@@ -150,22 +207,70 @@ def lossbench_baseline(pytestconfig: pytest.Config, lossbench_scale, lossbench_b
     return _check
 
 
+def pytest_deselected(items) -> None:
+    if items:
+        items[0].config.stash[_STATS_KEY]["deselected"] = True
+
+
+_COUNTS = ("passed", "failed", "created", "updated")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    stats = config.stash.get(_STATS_KEY, None)
+    if stats is None:
+        return
+    if hasattr(config, "workerinput"):  # xdist worker: hand the counts to the controller
+        config.workeroutput["lossbench_baselines"] = {  # type: ignore[attr-defined]
+            **{k: stats[k] for k in _COUNTS}, "used": sorted(str(p) for p in stats["used"]),
+            "spread_tier": stats["spread_tier"]}
+        return
+    _find_unused(config, stats)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_testnodedown(node, error) -> None:
+    """pytest-xdist controller: add a finished worker's baseline counts to the session's."""
+    data = getattr(node, "workeroutput", {}).get("lossbench_baselines")
+    stats = node.config.stash.get(_STATS_KEY, None)
+    if not data or stats is None:
+        return
+    for k in _COUNTS:
+        stats[k] += data[k]
+    stats["used"].update(Path(p) for p in data["used"])
+    stats["spread_tier"].extend(data["spread_tier"])
+
+
+def _find_unused(config: pytest.Config, stats: dict[str, Any]) -> None:
+    """Baseline files (recursively) in every folder this session used one from, that it did not use;
+    counted only when nothing was deselected and the session was not stopped early."""
+    stats["complete"] = not stats.get("deselected") and not config.getoption("exitfirst", False) \
+        and not config.getoption("lossbench_regen", False)
+    folders = {p.parent for p in stats["used"]}
+    stored = set()
+    for folder in folders:
+        stored |= {p.resolve() for p in folder.glob("*.json") if not p.name.endswith(".obtained.json")}
+    stats["unused"] = sorted(stored - stats["used"])
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    if hasattr(config, "workerinput"):  # xdist workers print nothing
+    if hasattr(config, "workerinput"):  # xdist workers print nothing; their counts arrive via the controller
         return
     stats = config.stash.get(_STATS_KEY, None)
     if not stats or not stats["used"]:
         return
-    scale = config.getoption("lossbench_scale")
-    root = Path(config.getoption("lossbench_baselines_dir") or Path(config.rootpath) / "baselines") / scale
-    stored = {p.resolve() for p in root.glob("*.json") if not p.name.endswith(".obtained.json")}
-    unused = sorted(stored - stats["used"])
     terminalreporter.write_line(
         f"baselines: {stats['passed']} passed, {stats['failed']} failed, {stats['created']} created, "
-        f"{stats['updated']} updated, {len(unused)} unused"
+        f"{stats['updated']} updated, " + (f"{len(stats['unused'])} unused" if stats["complete"] else "unused not counted (partial run)")
     )
-    for path in unused:
+    for path in stats["unused"] if stats["complete"] else ():
         terminalreporter.write_line(f"  unused: {path}")
+    if stats["spread_tier"]:
+        from .baselines import SPREAD_REASON
+
+        terminalreporter.write_line(
+            f"baselines: tier: spread — {SPREAD_REASON}: {', '.join(sorted(set(stats['spread_tier'])))}"
+        )
 
 
 @pytest.hookimpl(optionalhook=True)  # only called when pytest-benchmark is active

@@ -228,6 +228,14 @@ class ReferenceNet:
     def converged(self) -> bool:
         return bool(self.provenance["converged"])
 
+    @property
+    def history(self) -> tuple[dict[str, float], ...]:
+        return tuple(self.provenance.get("history", ()))
+
+    @property
+    def state_sha256(self) -> str:
+        return str(self.provenance["state_sha256"])
+
     def pca(self) -> ShippedPCA:
         """The stored PCA of the training path (sha256-verified)."""
         file = self.path.with_name(self.provenance["pca_file"])

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import metrics as metrics_module
-from .baselines import compare
+from .baselines import BaselineFileError, compare, load_baseline
 from .claims import evaluate_claims
 
 NO_RUNS = ("no saved benchmark runs under {where}; run `pytest benchmarks --benchmark-autosave` first "
@@ -146,33 +146,67 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
         path = bench_dir / r["surface_path"]
         surfaces[r["config_id"]] = load_surface(path) if path.exists() else None
 
-    # --- convergence, then claims (a claim only means something between nets at a minimum)
-    conv_rows = [[r["config_id"], r["final"]["train_loss"], r["final"]["train_acc"], r["final"]["test_acc"],
-                  r["converged"]] for r in records]
-    h, m = _table(["config", "final train loss", "train acc", "test acc", "reached a minimum"], conv_rows)
-    section("Training", h + "<p>Reached a minimum: train accuracy at least 0.9 (eval mode).</p>",
-            m + "\nReached a minimum: train accuracy at least 0.9 (eval mode).\n")
-
+    # --- what a reader came for first: the verdicts, then the Figure-5 grid
+    study = [r.get("record") or r for r in records]
     eig_records = kind_records(run, "eig-map")
-    claims = evaluate_claims(records, eig_maps={r["config_id"]: r["eig_summary"] for r in eig_records})
-    claim_rows = []
+    claims = evaluate_claims(study, eig_maps={r["config_id"]: r["eig_summary"] for r in eig_records})
+    claims_path = baselines_dir / scale / "claims.json"
+    recorded = json.loads(claims_path.read_text()).get("verdicts", {}) if claims_path.exists() else {}
+    verdict_rows = []
     for c in claims:
-        nums = "; ".join(f"{k} = {v:.4g}" for k, v in c.numbers.items())
-        nets = "; ".join(f"{k}: loss {v['train_loss']:.3g}, acc {v['train_acc']:.3g}"
-                         f"{'' if v['converged'] else ' (not converged)'}" for k, v in c.nets.items())
-        claim_rows.append([c.name, c.group, c.verdict, c.comparison_holds, nums, nets])
-    h, m = _table(["claim", "slice", "verdict", "inequality holds", "numbers", "nets (final train loss, acc)"],
-                  claim_rows)
+        per_pair = " | ".join("; ".join(f"{k} {v:.3g}" for k, v in p.items() if k != "holds") for p in c.per_pair)
+        verdict_rows.append([c.name, c.group, c.verdict, recorded.get(c.key, "not recorded"), per_pair])
+    h, m = _table(["claim", "slice", "verdict", "recorded verdict", "deciding numbers (direction pair 1 | 2 | ...)"],
+                  verdict_rows)
+    n_hold = sum(c.verdict == "holds" for c in claims)
+    n_fail = sum(c.verdict == "fails" for c in claims)
+    summary = (f"{n_hold} hold, {n_fail} fail, {len(claims) - n_hold - n_fail} inconclusive "
+               f"(a net not at a minimum). A claim holds only if it holds on every direction pair.")
     statements = "".join(f"<li><b>{html.escape(c.name)}</b>: {html.escape(c.statement)}</li>"
                          for c in {c.name: c for c in claims}.values())
-    section("The paper's claims", f"<ul>{statements}</ul>{h}", m)
+    section("Verdicts", f"<p>{html.escape(summary)}</p>{h}<details><summary>what each claim tests</summary>"
+            f"<ul>{statements}</ul></details>", f"{summary}\n\n{m}")
+
+    seed_records = [r for r in records if r["config"].get("optimizer", "adam") == "adam" and r["config"].get("width", 1) == 1]
+    depths = sorted({r["config"]["depth"] for r in seed_records})
+    batch_sizes = sorted({r["config"]["batch_size"] for r in seed_records})
+    grid_html, grid_md = "", ""
+    for bs in batch_sizes:
+        panels = []
+        for shortcut in (True, False):
+            row = []
+            for d in depths:
+                rec = next((r for r in seed_records if (r["config"]["depth"], r["config"]["shortcut"],
+                                                        r["config"]["batch_size"]) == (d, shortcut, bs)), None)
+                srf = surfaces.get(rec["config_id"]) if rec else None
+                row.append(None if srf is None else {"alphas": srf.alphas, "betas": srf.betas,
+                                                     "z": srf.values["train_loss"], "title": rec["config_id"]})
+            panels.append(row)
+        fig = plot.plot_contour_grid(panels, row_labels=["with shortcuts", "without shortcuts"],
+                                     col_labels=[f"ResNet-{d}" for d in depths],
+                                     suptitle=f"train loss on filter-normalised directions (pair 1), batch size {bs}; "
+                                              "the same levels in every panel, 0.25 nats apart")
+        a, b = figure(f"contours-bs{bs}", fig, f"Contours by depth and shortcut, batch size {bs} (paper Figure 5)")
+        grid_html, grid_md = grid_html + a, grid_md + b
+    section("The landscapes side by side", grid_html, grid_md)
+
+    conv_rows = [[r["config_id"], r["final"]["train_loss"], r["final"]["train_acc"], r["final"].get("test_acc"),
+                  r["converged"]] for r in records]
+    h, m = _table(["net", "final train loss", "train acc", "test acc", "reached a minimum"], conv_rows)
+    section("Nets", h + "<p>Reached a minimum: train accuracy at least 0.9 (eval mode).</p>",
+            m + "\nReached a minimum: train accuracy at least 0.9 (eval mode).\n")
 
     # --- metrics against baselines
     metric_rows = []
     n_pass = n_fail = 0
     for r in records:
         base_path = baselines_dir / scale / f"{r['config_id']}.json"
-        base = json.loads(base_path.read_text()) if base_path.exists() else {"metrics": {}}
+        try:
+            base = load_baseline(base_path) if base_path.exists() else {"metrics": {}}
+        except BaselineFileError as exc:
+            metric_rows.append([r["config_id"], "(file)", None, None, None, f"INVALID: {exc}"])
+            n_fail += 1
+            continue
         for row in compare(r["metrics"], base):
             metric_rows.append([r["config_id"], row.name, row.obtained, row.expected, row.tol,
                                 "pass" if row.ok else "FAIL"])
@@ -181,29 +215,8 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
     h, m = _table(["config", "metric", "obtained", "baseline", "± tol", "check"], metric_rows)
     doc = html.escape(metrics_module.__doc__ or "")
     section(f"Metrics against baselines ({n_pass} pass, {n_fail} fail)",
-            f"<details><summary>definitions</summary><pre>{doc}</pre></details>{h}", m)
-
-    # --- figures: the Figure-5 grid per batch size, 3D views, 1D slices
-    depths = sorted({r["config"]["depth"] for r in records})
-    batch_sizes = sorted({r["config"]["batch_size"] for r in records})
-    fig_html, fig_md = "", ""
-    for bs in batch_sizes:
-        panels = []
-        for shortcut in (True, False):
-            row = []
-            for d in depths:
-                rec = next((r for r in records if (r["config"]["depth"], r["config"]["shortcut"],
-                                                   r["config"]["batch_size"]) == (d, shortcut, bs)), None)
-                s = surfaces.get(rec["config_id"]) if rec else None
-                row.append(None if s is None else {"alphas": s.alphas, "betas": s.betas,
-                                                   "z": s.values["train_loss"], "title": rec["config_id"]})
-            panels.append(row)
-        fig = plot.plot_contour_grid(panels, row_labels=["with shortcuts", "without shortcuts"],
-                                     col_labels=[f"ResNet-{d}" for d in depths],
-                                     suptitle=f"train loss, batch size {bs} (levels every 0.25 nats)")
-        a, b = figure(f"contours-bs{bs}", fig, f"Contours by depth and shortcut, batch size {bs} (paper Figure 5)")
-        fig_html, fig_md = fig_html + a, fig_md + b
-    section("Surfaces", fig_html, fig_md)
+            f"<details><summary>definitions</summary><pre>{doc}</pre></details>"
+            f"<details><summary>every metric of every net ({len(metric_rows)} rows)</summary>{h}</details>", m)
 
     views_html, views_md = "", ""
     for r in records:
@@ -231,6 +244,35 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
             a, b = figure(f"slices-bs{bs}", fig, f"1D slices through the minimum along delta, batch size {bs}")
             slices_html, slices_md = slices_html + a, slices_md + b
     section("1D curves", slices_html, slices_md)
+
+    # --- the filter-normalisation experiment: 1D random lines with and without normalisation, and the
+    # interpolation from the small- to the large-batch solution (paper section 4, Figures 2-3)
+    fn_html, fn_md = "", ""
+    for norm in ("filter", "none"):
+        curves = {}
+        for r in records:
+            for k, p in enumerate((r.get("record") or {}).get("line_paths", {}).get(norm, [])[:1]):
+                path = bench_dir / p
+                if path.exists():
+                    line = load_surface(path)
+                    curves[r["config_id"]] = (line.alphas, line.values["train_loss"])
+        if curves:
+            fig = plot.plot_slices(curves, title=f"1D random lines, norm={norm} (direction seed 0)",
+                                   loss_max=min(10.0, max(float(np.nanmax(c[1])) for c in curves.values())))
+            a, b = figure(f"lines-{norm}", fig, f"The SGD nets along a random {norm}-normalised direction")
+            fn_html, fn_md = fn_html + a, fn_md + b
+    for r in kind_records(run, "interpolation"):
+        path = bench_dir / r["surface_path"]
+        if path.exists():
+            line = load_surface(path)
+            fig = plot.plot_1d(line.alphas, {k: line.values[f"{k}_loss"] for k in ("train", "test")},
+                               {k: line.values[f"{k}_acc"] for k in ("train", "test")},
+                               title=f"{r['from']} (alpha 0) to {r['to']} (alpha 1)")
+            a, b = figure(f"interpolation-wd{r['weight_decay']:g}", fig,
+                          f"Linear interpolation between the batch-size solutions, weight decay {r['weight_decay']:g}")
+            fn_html, fn_md = fn_html + a, fn_md + b
+    if fn_html:
+        section("Filter normalisation", fn_html, fn_md)
 
     # --- curvature: Hessian at the minimum, eigen-ratio maps beside their loss contours, the PCA path
     from .hessian import eig_ratio

@@ -42,7 +42,7 @@ def compute_config_surface(path: str | Path, model: nn.Module, data: ImageData, 
     spec = scale_spec(scale, dir_seed=dir_seed)
     attrs = {"config": config.to_dict(), "config_id": config.config_id, "scale": scale.name, "kind": "surface-2d"}
     surface = surface_file(path, model, data, spec, attrs=attrs, overwrite=True, allow_nonfinite=True,
-                           progress=progress)
+                           progress=progress, engine=scale.engine)
     device = next(model.parameters()).device
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -54,12 +54,14 @@ def config_metrics(surface: Surface) -> dict[str, float]:
     return surface_metrics(surface.alphas, surface.betas, surface.values["train_loss"], surface.values["train_acc"])
 
 
-#: Curvature at the minimum in the suite: Hessian over the first 128 training images (HVPs are ~3x a
-#: training step), Lanczos to 1 % relative residual, Hutchinson with 8 probes.
-CURVATURE = {"samples": 128, "max_iter": 60, "tol": 1e-2, "probes": 8}
+#: Curvature at the minimum in the suite: Hessian over the first 128 training images in two batches
+#: of 64 (HVPs are ~3x a training step; two batches, so the size-weighted mean over batches is
+#: exercised), Lanczos to 1 % relative residual, Hutchinson with 8 probes.
+CURVATURE = {"samples": 128, "batch": 64, "max_iter": 60, "tol": 1e-2, "probes": 8}
 
 
-def curvature_metrics(model: nn.Module, data: ImageData, *, seed: int = 0) -> tuple[dict[str, float], dict[str, Any]]:
+def curvature_metrics(model: nn.Module, data: ImageData, *, seed: int = 0, hessian_batch: int | None = None
+                      ) -> tuple[dict[str, float], dict[str, Any]]:
     """(metrics, details): ``lam_max``, ``lam_min`` (NaN where Lanczos did not converge at that end),
     ``eig_ratio_center`` = |lam_min / lam_max| and the Hutchinson ``trace``; details hold the
     iterations, residuals and the trace's standard error."""
@@ -68,7 +70,7 @@ def curvature_metrics(model: nn.Module, data: ImageData, *, seed: int = 0) -> tu
 
     device = next(model.parameters()).device
     n = CURVATURE["samples"]
-    batches = make_batches(data.x_train[:n], data.y_train[:n], n, device=device)
+    batches = make_batches(data.x_train[:n], data.y_train[:n], hessian_batch or CURVATURE["batch"], device=device)
     eig = hessian_eigs(model, cross_entropy(), batches, max_iter=CURVATURE["max_iter"], tol=CURVATURE["tol"], seed=seed)
     trace = hutchinson_trace(model, cross_entropy(), batches, probes=CURVATURE["probes"], seed=seed)
     metrics = {
@@ -106,6 +108,164 @@ def pca_metrics(checkpoints: list[Path], names: list[str]) -> dict[str, float]:
     thetas, epochs = load_path(checkpoints, names)
     pca = pca_directions(thetas, thetas[-1], epochs=epochs)
     return {"pca_var_1": float(pca.explained_variance_ratio[0]), "pca_var_2": float(pca.explained_variance_ratio[1])}
+
+
+#: What may legitimately vary when the same metrics are recomputed on the same weights; the largest
+#: deviation over these, times a safety factor, is a baseline's recompute tolerance.
+RECOMPUTE_VARIANTS: tuple[dict[str, Any], ...] = (
+    {"threads": 2},
+    {"engine": "fast", "parts": ("surface",)},  # the engine only evaluates surfaces
+    {"eval_batch": 96, "hessian_batch": 48, "parts": ("surface", "curvature")},  # unequal last batches
+    {"parts": ("surface",)},  # a repeated run
+)
+
+
+def _with_threads(n: int | None):
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        before = torch.get_num_threads()
+        if n:
+            torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    return ctx()
+
+
+def recompute_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: ImageData,
+                     results_dir: str | Path, checkpoints: list[Path] | None = None, dir_seed: int = 0,
+                     base_threads: int = 1) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
+    """Recompute the suite's metrics of one net under :data:`RECOMPUTE_VARIANTS`.
+
+    Returns:
+        (the base metrics with ``base_threads`` threads, the reference engine and the spec's batch;
+        metric -> largest |deviation| from them over the variants (inf where only some are NaN);
+        variant name -> its metrics).
+    """
+    import dataclasses
+
+    def run(threads: int, engine: str = "reference", eval_batch: int | None = None,
+            hessian_batch: int | None = None, parts: tuple[str, ...] = ("surface", "curvature", "pca")
+            ) -> dict[str, float]:
+        spec = scale_spec(scale, dir_seed=dir_seed)
+        if eval_batch:
+            spec = dataclasses.replace(spec, eval_batch=eval_batch)
+        path = Path(results_dir) / config.config_id / f"jitter-d{dir_seed}.h5"
+        metrics: dict[str, float] = {}
+        with _with_threads(threads):
+            if "surface" in parts:
+                surface = surface_file(path, model, data, spec, attrs={"config_id": config.config_id},
+                                       overwrite=True, allow_nonfinite=True, engine=engine)
+                metrics.update(config_metrics(surface))
+            if "curvature" in parts:
+                metrics.update(curvature_metrics(model, data, hessian_batch=hessian_batch)[0])
+            if "pca" in parts and checkpoints:
+                metrics.update(pca_metrics(checkpoints, [n for n, _ in model.named_parameters()]))
+        return metrics
+
+    base = run(base_threads)
+    variants: dict[str, dict[str, float]] = {}
+    for v in RECOMPUTE_VARIANTS:
+        name = ",".join(f"{k}={val}" for k, val in v.items() if k != "parts") or "repeat"
+        variants[name] = run(v.get("threads", base_threads), v.get("engine", "reference"), v.get("eval_batch"),
+                             v.get("hessian_batch"), v.get("parts", ("surface", "curvature", "pca")))
+    jitter = _max_deviation(base, variants)
+    return base, jitter, variants
+
+
+def pair_seed(k: int) -> int:
+    """Direction pair k uses seeds 2k (delta) and 2k + 1 (eta): no direction is shared between pairs."""
+    return 2 * k
+
+
+def pair_suffix(k: int) -> str:
+    """Metric-name suffix of direction pair k in a flat baseline: none for pair 0 (``curv_max``),
+    ``/p1`` for pair 1 (``curv_max/p1``), ..."""
+    return "" if k == 0 else f"/p{k}"
+
+
+def line_file(path: str | Path, model: nn.Module, data: ImageData, config: RunConfig, scale: Scale, *, norm: str,
+              dir_seed: int, progress: bool | None = None) -> Surface:
+    """A 1D random line through the minimum, ``norm``-normalised (paper section 4: ``filter`` against
+    ``none``), over the scale's ``line_x`` and evaluation images."""
+    spec = SurfaceSpec(x=parse_axis(scale.line_x), norm=norm, ignore="biasbn", dir_type="weights", seed=dir_seed,
+                       splits=("train",), eval_samples=scale.eval_samples)
+    attrs = {"config": config.to_dict(), "config_id": config.config_id, "scale": scale.name, "kind": "line-1d"}
+    return surface_file(path, model, data, spec, attrs=attrs, overwrite=True, allow_nonfinite=True,
+                        progress=progress, engine=scale.engine)
+
+
+def interpolation_file(path: str | Path, small: nn.Module, large: nn.Module, data: ImageData, scale: Scale, *,
+                       attrs: dict[str, Any] | None = None, progress: bool | None = None) -> Surface:
+    """The 1D linear interpolation theta(alpha) = theta_small + alpha (theta_large - theta_small) over
+    states (BN statistics too), train and test splits (paper section 4, Figure 2 left)."""
+    spec = SurfaceSpec(x=parse_axis(scale.interp_x), dir_type="states", norm="none", ignore="none",
+                       splits=("train", "test"), eval_samples=scale.eval_samples, interpolation=True)
+    return surface_file(path, small, data, spec, target=large, attrs={"kind": "interpolation", **(attrs or {})},
+                        overwrite=True, allow_nonfinite=True, progress=progress)
+
+
+def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_dir: str | Path,
+              first_surface: Surface | None = None, lines: bool | None = None,
+              progress: bool | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+    """Everything the claims need from one net, and the flat metrics its baseline checks.
+
+    Args:
+        net: a :class:`~lossbench.train.TrainResult` or a shipped
+            :class:`~lossbench.reference_nets.ReferenceNet` (its stored PCA is used).
+        first_surface: pair 0's surface if the caller computed it already (the benchmark times it).
+        lines: compute the 1D ``filter`` and ``none`` lines (default: for the SGD nets of the
+            filter-normalisation experiment).
+
+    Returns:
+        (record for :func:`lossbench.claims.evaluate_claims`, flat metrics: pair k's surface metrics
+        with :func:`pair_suffix`, the curvature at the minimum, the PCA shares and the lines' metrics).
+    """
+    from .metrics import line_metrics
+
+    folder = Path(results_dir) / config.config_id
+    model = net.model
+    flat: dict[str, float] = {}
+    pairs = []
+    for k in range(scale.dir_pairs):
+        if k == 0 and first_surface is not None:
+            surface = first_surface
+        else:
+            surface = compute_config_surface(folder / f"surface-2d-p{k}.h5", model, data, config, scale,
+                                             dir_seed=pair_seed(k), progress=progress)
+        m = config_metrics(surface)
+        pairs.append(m)
+        flat.update({f"{name}{pair_suffix(k)}": v for name, v in m.items()})
+    curvature, details = curvature_metrics(model, data)
+    flat.update(curvature)
+    record: dict[str, Any] = {"config_id": config.config_id, "config": config.to_dict(), "scale": scale.name,
+                              "final": dict(net.final), "converged": converged(net.final), "pairs": pairs,
+                              "curvature": curvature, "curvature_details": details}
+    if hasattr(net, "pca"):
+        pca = net.pca()
+        record["pca"] = {"share": float(pca.explained_variance_ratio[:2].sum()), "random_share": pca.random_share,
+                         "checkpoints": len(pca.epochs), "pca_var_1": float(pca.explained_variance_ratio[0]),
+                         "pca_var_2": float(pca.explained_variance_ratio[1])}
+        flat.update({"pca_var_1": record["pca"]["pca_var_1"], "pca_var_2": record["pca"]["pca_var_2"]})
+    elif getattr(net, "checkpoints", None):
+        flat.update(pca_metrics(net.checkpoints, [n for n, _ in model.named_parameters()]))
+    if lines if lines is not None else config.optimizer == "sgd":
+        record["lines"] = {}
+        for norm in ("filter", "none"):
+            per = []
+            for k in range(scale.dir_pairs):
+                line = line_file(folder / f"line-{norm}-p{k}.h5", model, data, config, scale, norm=norm,
+                                 dir_seed=pair_seed(k), progress=progress)
+                lm = line_metrics(line.alphas, line.values["train_loss"], line.values["train_acc"])
+                per.append(lm)
+                flat.update({f"line_{norm}_{name}{pair_suffix(k)}": v for name, v in lm.items()
+                             if name in ("curv", "loss_center", "sharpness_0.5")})
+            record["lines"][norm] = per
+    return record, flat
 
 
 @dataclass(frozen=True)
@@ -183,6 +343,70 @@ def derive_spread(config: RunConfig, scale: Scale, *, seeds: tuple[int, ...], di
             for name, value in rep.metrics.items():
                 samples.setdefault(name, []).append(value)
     return reference, samples  # type: ignore[return-value]  (set in the first iteration)
+
+
+TOL_METHOD = (
+    "value: the metric at training seed 0 and direction seed 0, one thread, the reference engine; "
+    "tol: {factor:g} x the largest deviation of the same computation on the same weights across 2 threads, "
+    "an evaluation batch of 96 (Hessian batch 48), and for the surface metrics the fast engine and a repeated "
+    "run (stored as 'jitter'), "
+    "or the per-kind floor of lossbench.baselines.TOL_FLOORS where that is larger; "
+    "spread: sd, n, min, max over training seeds x direction seeds (python -m lossbench baselines --spread)"
+)
+
+
+def eig_map_spec(scale: Scale) -> SurfaceSpec:
+    """The eigen-ratio map of the suite: the scale's ``eig_map`` axis on both directions (direction
+    seed 0), the Hessian over the first ``scale.eig_samples`` training images in two batches."""
+    axis = parse_axis(scale.eig_map)
+    return SurfaceSpec(x=axis, y=axis, eval_samples=scale.eig_samples, eval_batch=max(1, scale.eig_samples // 2))
+
+
+def eig_map_summary(path: str | Path, model: nn.Module, data: ImageData, scale: Scale, *, eval_batch: int | None = None,
+                    attrs: dict[str, Any] | None = None, progress: bool | None = None) -> tuple[Surface, dict[str, float]]:
+    """Compute the suite's eigen-ratio map into ``path`` and its summary numbers."""
+    import dataclasses
+
+    from .metrics import eig_ratio_summary
+    from .pipeline import eig_map_file
+
+    spec = eig_map_spec(scale)
+    if eval_batch:
+        spec = dataclasses.replace(spec, eval_batch=eval_batch)
+    surface = eig_map_file(path, model, data, spec, max_iter=scale.eig_max_iter, tol=CURVATURE["tol"],
+                           overwrite=True, attrs=attrs, progress=progress)
+    return surface, eig_ratio_summary(surface.values["min_eig"], surface.values["max_eig"])
+
+
+def _max_deviation(base: dict[str, float], variants: dict[str, dict[str, float]]) -> dict[str, float]:
+    jitter: dict[str, float] = {}
+    for name, value in base.items():
+        worst = 0.0
+        for m in variants.values():
+            if name not in m:  # a variant that does not touch this metric
+                continue
+            other = m[name]
+            if np.isnan(value) and np.isnan(other):
+                continue
+            worst = max(worst, abs(other - value) if not (np.isnan(value) or np.isnan(other)) else float("inf"))
+        jitter[name] = worst
+    return jitter
+
+
+def eig_map_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: ImageData, results_dir: str | Path,
+                   base_threads: int = 1) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
+    """The eigen-ratio map summary recomputed with 2 threads, a split Hessian batch and once more:
+    (base summary, largest deviations, variant -> summary)."""
+    path = Path(results_dir) / config.config_id / "eig-map-jitter.h5"
+    with _with_threads(base_threads):
+        base = eig_map_summary(path, model, data, scale)[1]
+    variants = {}
+    with _with_threads(2):
+        variants["threads=2"] = eig_map_summary(path, model, data, scale)[1]
+    with _with_threads(base_threads):
+        variants["hessian_batch=48"] = eig_map_summary(path, model, data, scale, eval_batch=48)[1]
+        variants["repeat"] = eig_map_summary(path, model, data, scale)[1]
+    return base, _max_deviation(base, variants), variants
 
 
 SPREAD_METHOD = (

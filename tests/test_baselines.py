@@ -3,7 +3,8 @@ import json
 import pytest
 
 from lossbench.baselines import (
-    check, compare, default_tolerance, make_baseline, metric_kind, round_sig, spread_tolerances,
+    BASELINE_FORMAT, SAFETY_FACTOR, BaselineFileError, check, compare, floor_tolerance, make_baseline, metric_kind,
+    recompute_tolerances, round_sig, spread_stats,
 )
 
 SOURCE = {"commit": "abc1234", "torch": "2.x", "device": "cpu", "date": "2026-01-01"}
@@ -14,27 +15,39 @@ def run(tmp_path, obtained, **kw):
     return check(tmp_path / "ci" / "cfg.json", obtained, config_id="cfg", scale="ci", source=SOURCE, **kw)
 
 
+def write(tmp_path, doc):
+    path = tmp_path / "ci" / "cfg.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return path
+
+
 def test_missing_baseline_is_created_and_reported(tmp_path):
-    out = run(tmp_path, METRICS)
+    out = run(tmp_path, METRICS, config_hash="h1", weights_sha256="w1")
     assert out.status == "created" and "review and commit" in out.message
     doc = json.loads((tmp_path / "ci" / "cfg.json").read_text())
-    assert doc["metrics"]["curv_max"] == {"value": 2.0, **default_tolerance("curv_max"), "source": SOURCE}
+    assert doc["format"] == BASELINE_FORMAT and doc["config_hash"] == "h1"
+    entry = doc["metrics"]["curv_max"]
+    assert entry["value"] == 2.0 and floor_tolerance("curv_max", 2.0) <= entry["tol"] <= 1.01 * floor_tolerance("curv_max", 2.0)
+    assert doc["source"] == {**SOURCE, "weights_sha256": "w1"}
     text = (tmp_path / "ci" / "cfg.json").read_text()
     assert text.endswith("}\n") and text == json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-def test_within_tolerance_passes(tmp_path):
+def test_within_tolerance_passes_and_one_percent_fails(tmp_path):
     run(tmp_path, METRICS)
-    assert run(tmp_path, {**METRICS, "curv_max": 2.0 + 0.5 * (1e-4 + 2e-3)}).status == "passed"
+    tol = floor_tolerance("curv_max", 2.0)
+    assert run(tmp_path, {**METRICS, "curv_max": 2.0 + 0.5 * tol}).status == "passed"
+    assert run(tmp_path, {**METRICS, "curv_max": 2.0 * 1.01}).status == "failed"
 
 
 def test_every_metric_is_compared_before_failing(tmp_path):
     run(tmp_path, METRICS)
     out = run(tmp_path, {**METRICS, "curv_max": 3.0, "local_minima": 2.0})
     assert out.status == "failed"
-    assert "2 of 4 metrics differ" in out.message
+    assert "2 of 4 metrics differ" in out.message and "tier: tol" in out.message
     lines = out.message.splitlines()
-    assert any(l.strip().startswith("FAIL curv_max") and "expected 2 ± 0.0021" in l and "obtained 3" in l
+    assert any(l.strip().startswith("FAIL curv_max") and "expected 2 ± 2.0" in l and "obtained 3" in l
                and "rel diff 5.00e-01" in l for l in lines)
     assert any(l.strip().startswith("FAIL local_minima") for l in lines)
     assert any(l.strip().startswith("ok   loss_center") for l in lines)
@@ -42,16 +55,17 @@ def test_every_metric_is_compared_before_failing(tmp_path):
     assert obtained["metrics"]["curv_max"]["value"] == 3.0
 
 
-def test_regen_rewrites_keeps_tolerances_and_still_fails(tmp_path):
+def test_regen_rewrites_keeps_tolerances_and_spread_and_still_fails(tmp_path):
     run(tmp_path, METRICS)
     path = tmp_path / "ci" / "cfg.json"
     doc = json.loads(path.read_text())
-    doc["metrics"]["curv_max"]["atol"] = 0.123  # a hand-tuned tolerance survives regeneration
+    doc["metrics"]["curv_max"]["tol"] = 0.123  # a measured tolerance survives regeneration
+    doc["spread"] = {"curv_max": {"sd": 1.0, "n": 3, "min": 1.0, "max": 3.0}}
     path.write_text(json.dumps(doc))
     out = run(tmp_path, {**METRICS, "curv_max": 9.0}, regen=True)
     assert out.status == "updated"
     new = json.loads(path.read_text())
-    assert new["metrics"]["curv_max"]["value"] == 9.0 and new["metrics"]["curv_max"]["atol"] == 0.123
+    assert new["metrics"]["curv_max"] == {"value": 9.0, "tol": 0.123} and new["spread"] == doc["spread"]
     assert run(tmp_path, {**METRICS, "curv_max": 9.0}).status == "passed"
     assert run(tmp_path, {**METRICS, "curv_max": 1.0}, regen_all=True).status == "passed"
 
@@ -65,21 +79,90 @@ def test_new_or_missing_metrics_fail(tmp_path):
     assert run(tmp_path, less).status == "failed"
 
 
+def test_a_changed_recipe_fails_and_says_regenerate(tmp_path):
+    run(tmp_path, METRICS, config_hash="a" * 64)
+    out = run(tmp_path, METRICS, config_hash="b" * 64)
+    assert out.status == "failed" and "the recipe of cfg changed since its baseline" in out.message
+    assert "regenerate" in out.message
+    assert run(tmp_path, METRICS, config_hash="b" * 64, regen_all=True).status == "passed"
+    assert json.loads((tmp_path / "ci" / "cfg.json").read_text())["config_hash"] == "b" * 64
+
+
+HERE = {"cpu_isa": "avx512", "torch": "2.x"}
+THERE = {"cpu_isa": "avx2", "torch": "2.x"}
+
+
+def test_other_weights_are_compared_at_the_spread_band(tmp_path):
+    run(tmp_path, METRICS, weights_sha256="same")
+    path = tmp_path / "ci" / "cfg.json"
+    doc = json.loads(path.read_text())
+    doc["spread"] = {"curv_max": {"sd": 0.5, "n": 3, "min": 1.5, "max": 2.5}}
+    doc["source"]["platform"] = HERE
+    path.write_text(json.dumps(doc))
+    moved = {**METRICS, "curv_max": 3.9}  # inside [1.5 - 1.5, 2.5 + 1.5], far outside tol
+    assert run(tmp_path, moved, weights_sha256="same", platform=THERE).status == "failed"
+    out = run(tmp_path, moved, weights_sha256="other", platform=THERE)
+    assert out.status == "passed" and out.tier == "spread" and "another platform or torch version" in out.message
+    out = run(tmp_path, {**METRICS, "curv_max": 4.1}, weights_sha256="other", platform=THERE)
+    assert out.status == "failed" and "tier: spread" in out.message
+
+
+def test_other_weights_on_the_same_platform_stay_at_tol(tmp_path):
+    """Same platform and torch, other weights: the training changed, which the spread would hide."""
+    run(tmp_path, METRICS, weights_sha256="same")
+    path = tmp_path / "ci" / "cfg.json"
+    doc = json.loads(path.read_text())
+    doc["spread"] = {"curv_max": {"sd": 0.5, "n": 3, "min": 1.5, "max": 2.5}}
+    doc["source"]["platform"] = HERE
+    path.write_text(json.dumps(doc))
+    out = run(tmp_path, {**METRICS, "curv_max": 3.9}, weights_sha256="other", platform=HERE)
+    assert out.status == "failed" and out.tier == "tol" and "the training code or recipe changed" in out.message
+
+
+@pytest.mark.parametrize("doc, field", [
+    ([1, 2], "top level"),
+    ({"format": "lossbench-baseline/1", "metrics": {}}, "format"),
+    ({"format": BASELINE_FORMAT, "metrics": {"curv_max": {"value": "abc", "tol": 0.1}}}, "metrics.curv_max.value"),
+    ({"format": BASELINE_FORMAT, "metrics": {"curv_max": {"value": "8.7", "tol": 0.1}}}, "metrics.curv_max.value"),
+    ({"format": BASELINE_FORMAT, "metrics": {"curv_max": {"value": 8.7}}}, "metrics.curv_max.tol"),
+    ({"format": BASELINE_FORMAT, "metrics": {"curv_max": {"value": 8.7, "tol": -1}}}, "metrics.curv_max.tol"),
+    ({"format": BASELINE_FORMAT, "metrics": []}, "'metrics'"),
+])
+def test_malformed_baselines_name_file_and_field(tmp_path, doc, field):
+    path = write(tmp_path, doc)
+    with pytest.raises(BaselineFileError) as err:
+        run(tmp_path, METRICS)
+    assert str(path) in str(err.value) and field in str(err.value)
+
+
 def test_corrupt_baseline_is_named(tmp_path):
-    (tmp_path / "ci").mkdir()
+    write(tmp_path, {})
     (tmp_path / "ci" / "cfg.json").write_text("{not json")
-    with pytest.raises(AssertionError, match="cfg.json is not valid JSON"):
+    with pytest.raises(BaselineFileError, match="cfg.json is not valid JSON"):
         run(tmp_path, METRICS)
 
 
-def test_spread_tolerances_add_three_sd_to_the_floor():
-    tol = spread_tolerances({"curv_max": [1.0, 2.0, 3.0], "local_minima": [0.0, 0.0, 0.0]})
-    assert tol["curv_max"]["atol"] == pytest.approx(1e-4 + 3.0)
-    assert tol["local_minima"] == {"rtol": 0.0, "atol": 0.0}
+def test_recompute_tolerance_is_ten_times_the_jitter_with_a_floor():
+    tol = recompute_tolerances({"curv_max": 2.0, "local_minima": 1.0}, {"curv_max": 1e-4, "local_minima": 0.0})
+    assert tol["curv_max"] == pytest.approx(SAFETY_FACTOR * 1e-4)
+    assert tol["local_minima"] == 0.0
+    assert recompute_tolerances({"curv_max": 2.0}, {"curv_max": 0.0})["curv_max"] == floor_tolerance("curv_max", 2.0)
+
+
+def test_stored_tolerance_is_never_rounded_below_the_measured_one(tmp_path):
+    doc = make_baseline("x", "ci", {"curv_max": 2.0}, source=SOURCE, tolerances={"curv_max": 1.23449e-5})
+    assert doc["metrics"]["curv_max"]["tol"] >= 1.23449e-5
+
+
+def test_spread_stats():
+    s = spread_stats({"curv_max": [1.0, 2.0, 3.0], "lam_min": [float("nan"), 1.0]})
+    assert s["curv_max"] == {"sd": 1.0, "n": 3, "min": 1.0, "max": 3.0}
+    assert s["lam_min"]["n"] == 1 and s["lam_min"]["sd"] == 0.0
 
 
 def test_kinds_and_rounding():
     assert metric_kind("sharpness_0.5") == "sharpness" and metric_kind("acc_center") == "acc"
+    assert metric_kind("eig_ratio_mean") == "eig" and metric_kind("eig_converged_fraction") == "fraction"
     assert round_sig(1.23456789) == 1.23457 and round_sig(0.0) == 0.0
     rows = compare({"a": 1.0}, make_baseline("x", "ci", {"a": 1.0}, source=SOURCE))
     assert rows[0].ok and rows[0].rel_diff == 0.0

@@ -122,3 +122,29 @@ def test_corrupt_checkpoint_is_named(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="cannot read checkpoint .*epoch-0001.pt"):
         load_checkpoint(bad)
+
+
+def test_trained_weights_do_not_depend_on_the_callers_thread_count(tmp_path):
+    """Training pins its intra-op threads (TRAIN_THREADS), so the weights are a function of the config:
+    the same config trained from a 1-thread and a 2-thread caller hashes the same, and the caller's
+    setting is restored afterwards."""
+    import torch
+
+    from lossbench.config import SCALES
+    from lossbench.reference_nets import state_sha256
+    from lossbench.train import TRAIN_THREADS, train
+
+    config = SCALES["ci"].configs[0].replace(epochs=1, n_train=256, n_test=64)
+    before = torch.get_num_threads()
+    hashes = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            result = train(config, cache_dir=tmp_path / f"t{threads}")
+            assert torch.get_num_threads() == threads
+            hashes.append(state_sha256(result.model.state_dict()))
+            final = (tmp_path / f"t{threads}" / config.config_hash / "final.json").read_text()
+            assert f'"threads": {TRAIN_THREADS}' in final and '"cpu_isa"' in final
+    finally:
+        torch.set_num_threads(before)
+    assert hashes[0] == hashes[1]

@@ -1,0 +1,220 @@
+"""Mutation tests of the regression check: each mutant of the method, applied with monkeypatch, must
+make the baseline comparison at the recompute tolerance fail (DESIGN.md, "Checks that can fail").
+
+The mutants run on the ci ResNet-20 at batch 128 (the ci net that reached a minimum). Each compares
+its metrics against the unmutated metrics of the same weights, computed in this session, at the
+tolerances stored in ``baselines/ci/resnet20-bs128-s0.json``: so the test says whether the stored
+``tol`` catches the mutant on any platform, whatever the retrained weights there.
+
+The swap tests compare stored baselines with each other: the values of one config must fail every
+other config's baseline, and the two eigen-ratio maps must fail each other's.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import lossbench.directions as directions_mod
+import lossbench.engine as engine_mod
+import lossbench.hessian as hessian_mod
+import lossbench.pipeline as pipeline_mod
+from lossbench.baselines import compare, load_baseline
+from lossbench.config import find_config
+from lossbench.data import load_dataset
+from lossbench.evaluate import Evaluation
+from lossbench.reproduce import compute_config_surface, config_metrics, curvature_metrics
+from lossbench.train import train
+
+BASELINES = Path(__file__).parent.parent / "baselines"
+SUBJECT = "resnet20-bs128-s0"
+
+
+@pytest.fixture(scope="module")
+def subject(lossbench_cache_dir, tmp_path_factory):
+    """(trained result, data, stored baseline, results folder) of the ci ResNet-20 at batch 128."""
+    config = find_config("ci", depth=20, shortcut=True, batch_size=128)
+    assert config.config_id == SUBJECT
+    result = train(config, cache_dir=lossbench_cache_dir)
+    data = load_dataset(config)
+    return result, data, load_baseline(BASELINES / "ci" / f"{SUBJECT}.json"), tmp_path_factory.mktemp("mutants")
+
+
+def _metrics(subject, parts=("surface", "curvature")) -> dict[str, float]:
+    """The suite's metrics of the subject: the surface's and/or the curvature at the minimum (each
+    mutant recomputes only the part it breaks, to keep the suite fast)."""
+    result, data, _, folder = subject
+    model = copy.deepcopy(result.model)  # a train-mode mutant moves BN statistics: never touch the cached net
+    scale = _ci_scale()
+    out: dict[str, float] = {}
+    if "surface" in parts:
+        out.update(config_metrics(compute_config_surface(folder / "surface.h5", model, data, result.config, scale)))
+    if "curvature" in parts:
+        out.update(curvature_metrics(model, data)[0])
+    return out
+
+
+def _ci_scale():
+    from lossbench.config import get_scale
+
+    return get_scale("ci")
+
+
+@pytest.fixture(scope="module")
+def clean_metrics(subject) -> dict[str, float]:
+    return _metrics(subject)
+
+
+def _session_baseline(subject, clean: dict[str, float]) -> dict:
+    """The stored tolerances around this session's unmutated values (same weights, same platform)."""
+    stored = subject[2]
+    metrics = {k: {"value": clean[k], "tol": v["tol"]} for k, v in stored["metrics"].items() if k in clean}
+    return {"metrics": metrics}
+
+
+def _failing(subject, clean, mutated) -> list[str]:
+    baseline = _session_baseline(subject, clean)
+    baseline["metrics"] = {k: v for k, v in baseline["metrics"].items() if k in mutated}
+    rows = compare(mutated, baseline)
+    return [r.line() for r in rows if not r.ok]
+
+
+def test_unmutated_recompute_passes_at_tol(subject, clean_metrics):
+    """The control: the same computation again stays inside the stored tolerances."""
+    again = _metrics(subject)
+    assert not _failing(subject, clean_metrics, again)
+
+
+def _layer_instead_of_filter(original):
+    def normalize_tensor(d, t, norm):
+        return original(d, t, "layer" if norm == "filter" else norm)
+
+    return normalize_tensor
+
+
+def _scaled_directions(original):
+    def make_directions(model, spec, **kw):
+        delta, eta = original(model, spec, **kw)
+        scale = lambda d: None if d is None else {k: v * 1.01 for k, v in d.items()}  # noqa: E731
+        return scale(delta), scale(eta)
+
+    return make_directions
+
+
+def _train_mode_evaluate(model, loss_fn, batches):
+    model.train()
+    total, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in batches:
+            out = model(x)
+            total += float(loss_fn(out, y)) * len(y)
+            correct += int((out.argmax(1) == y).sum())
+            n += len(y)
+    model.eval()
+    return Evaluation(loss=total / n, acc=correct / n, n=n)
+
+
+def _mean_of_batch_means(model, loss_fn, batches):
+    model.eval()
+    losses, accs = [], []
+    for x, y in batches:
+        out = model(x)
+        losses.append(float(loss_fn(out, y)))
+        accs.append(float((out.argmax(1) == y).float().mean()))
+    n = sum(len(y) for _, y in batches)
+    return Evaluation(loss=sum(losses) / len(losses), acc=sum(accs) / len(accs), n=n)
+
+
+def _hvp_of_the_sum(model, loss_fn, batches, v, *, ignore="biasbn"):
+    params = hessian_mod.hessian_params(model, ignore)
+    names = list(params)
+    tensors = [params[n] for n in names]
+    vs = [v[n].to(params[n]) for n in names]
+    out = [torch.zeros_like(p) for p in tensors]
+    model.eval()
+    for x, y in batches:
+        loss = loss_fn(model(x), y)  # each batch's mean, summed: not weighted by its size / N
+        grads = torch.autograd.grad(loss, tensors, create_graph=True)
+        hv = torch.autograd.grad(sum((g * u).sum() for g, u in zip(grads, vs)), tensors)
+        for acc, h in zip(out, hv):
+            acc.add_(h.detach())
+    return dict(zip(names, out))
+
+
+MUTANTS = {  # name: (module, attribute, make(original) -> mutant, the part of the metrics it breaks)
+    "layer-normalisation": (directions_mod, "normalize_tensor", _layer_instead_of_filter, "surface"),
+    "perturbation-x1.01": (pipeline_mod, "make_directions", _scaled_directions, "surface"),
+    "train-mode-evaluation": (engine_mod, "evaluate", lambda original: _train_mode_evaluate, "surface"),
+    "mean-of-batch-means": (engine_mod, "evaluate", lambda original: _mean_of_batch_means, "surface"),
+    "hessian-of-the-sum": (hessian_mod, "hvp", lambda original: _hvp_of_the_sum, "curvature"),
+}
+
+
+@pytest.mark.parametrize("mutant", list(MUTANTS))
+def test_mutant_fails_the_baseline_check(mutant, subject, clean_metrics, monkeypatch):
+    module, name, make, part = MUTANTS[mutant]
+    monkeypatch.setattr(module, name, make(getattr(module, name)))
+    mutated = _metrics(subject, parts=(part,))
+    failing = _failing(subject, clean_metrics, mutated)
+    assert failing, f"mutant {mutant} survived: every metric stayed within its stored tol"
+
+
+def test_mean_of_batch_means_mutant_is_exercised():
+    """The ci surface evaluates 512 images in batches of 500: an unequal last batch, so a mean of
+    batch means differs from the sum / N rule (else that mutant could not be caught)."""
+    scale = _ci_scale()
+    assert scale.eval_samples % 500 != 0
+
+
+def _ci_baselines() -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((BASELINES / "ci").glob("*.json"))
+            if not p.name.endswith(".obtained.json")}
+
+
+def _differs(a: dict, b: dict) -> bool:
+    rows = compare({k: v["value"] for k, v in a["metrics"].items()}, b)
+    return any(not r.ok for r in rows)
+
+
+@pytest.mark.parametrize("pair", list(itertools.permutations(sorted(_ci_baselines()), 2)),
+                         ids=lambda p: f"{p[0]}-vs-{p[1]}")
+def test_swapped_baselines_fail(pair):
+    """Every pair of ci configs differs in shortcut, depth or batch size: the values of one must fail
+    the other's baseline at tol (the old seed-spread bands accepted ResNet-56 as ResNet-56-noshort)."""
+    docs = _ci_baselines()
+    assert _differs(docs[pair[0]], docs[pair[1]])
+
+
+def test_swapped_eigen_ratio_maps_fail():
+    a, b = (json.loads((BASELINES / "ci" / "eigmap" / f"{n}.json").read_text())
+            for n in ("resnet56-bs128-s0", "resnet56-noshort-bs128-s0"))
+    assert _differs(a, b) and _differs(b, a)
+
+
+def test_stored_tolerances_are_at_most_one_percent():
+    """Issue "Baselines that catch a regression": every tol <= 1 % of its value where the value is not
+    near zero, and <= 1e-3 absolute where it is; the exceptions are listed with their measured jitter."""
+    exceptions = []
+    for path in sorted((BASELINES / "ci").rglob("*.json")):
+        if path.name.endswith(".obtained.json"):
+            continue
+        doc = json.loads(path.read_text())
+        for name, entry in doc["metrics"].items():
+            value, tol = entry["value"], entry["tol"]
+            limit = 0.01 * abs(value) if abs(value) > 0.1 else 1e-3
+            if math.isfinite(value) and tol > limit:
+                jitter = doc.get("jitter", {}).get(name)
+                exceptions.append(f"{path.relative_to(BASELINES)} {name}: tol {tol:.3g} vs value {value:.4g} "
+                                  f"(measured jitter {jitter})")
+    assert len(exceptions) <= ALLOWED_WIDE_TOLERANCES, "\n".join(exceptions)
+
+
+#: Metrics whose measured recompute jitter exceeds the 1 % goal (see README, "Baselines"); a new one
+#: fails this test until it is explained there.
+ALLOWED_WIDE_TOLERANCES = 0

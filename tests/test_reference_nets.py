@@ -1,0 +1,112 @@
+"""Reference nets: shipping writes weights, provenance and the PCA of the path; loading verifies them;
+every net shipped in baselines/ is intact and still scores what its provenance says."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lossbench.config import SCALES, get_scale
+from lossbench.data import load_dataset
+from lossbench.errors import CheckpointError
+from lossbench.evaluate import cross_entropy, evaluate, make_batches
+from lossbench.reference_nets import (
+    evenly_spaced_epochs, load_reference, sha256_of, ship, shipped_ids, state_sha256,
+)
+from lossbench.reproduce import converged
+from lossbench.train import TRAIN_THREADS, _intra_op_threads, train
+
+BASELINES = Path(__file__).parent.parent / "baselines"
+
+
+def test_evenly_spaced_epochs():
+    assert evenly_spaced_epochs(60) == list(range(0, 61, 3)) and len(evenly_spaced_epochs(60)) == 21
+    assert evenly_spaced_epochs(3) == [0, 1, 2, 3]
+    assert evenly_spaced_epochs(45)[-1] == 45 and len(evenly_spaced_epochs(45)) >= 20
+    with pytest.raises(ValueError, match="epochs=0"):
+        evenly_spaced_epochs(0)
+
+
+def test_state_sha256_sees_one_changed_bit():
+    state = {"w": torch.ones(3, 3), "n": torch.tensor(7)}
+    other = {"w": torch.ones(3, 3), "n": torch.tensor(7)}
+    assert state_sha256(state) == state_sha256(other)
+    other["w"][1, 1] = torch.nextafter(torch.tensor(1.0), torch.tensor(2.0))
+    assert state_sha256(state) != state_sha256(other)
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    cache, root = tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("baselines")
+    config = SCALES["ci"].configs[0].replace(epochs=3, n_train=256, n_test=64)
+    result = train(config, cache_dir=cache)
+    ship(result, root, "ci", recipe="seed", commit="test", converged=converged(result.final))
+    return config, result, root
+
+
+def test_ship_then_load_round_trips(shipped):
+    config, result, root = shipped
+    assert shipped_ids(root, "ci") == [config.config_id]
+    ref = load_reference(config.config_id, root, "ci")
+    assert ref.config == config and ref.final == result.final
+    assert state_sha256(ref.model.state_dict()) == state_sha256(result.model.state_dict()) == ref.state_sha256
+    prov = json.loads(ref.path.read_text())
+    assert prov["threads"] == 1 and prov["platform"]["cpu_isa"] and prov["config_hash"] == config.config_hash
+    assert prov["weights_sha256"] == sha256_of(ref.path.with_name(prov["weights_file"]))
+
+
+def test_shipped_pca_matches_the_checkpoints(shipped):
+    from lossbench.trajectory import load_path, pca_directions
+
+    config, result, root = shipped
+    pca = load_reference(config.config_id, root, "ci").pca()
+    names = [n for n, _ in result.model.named_parameters()]
+    thetas, _ = load_path(result.checkpoints, names)
+    full = pca_directions(thetas, {n: p.detach() for n, p in result.model.named_parameters()})
+    assert pca.epochs == (0, 1, 2, 3)
+    torch.testing.assert_close(torch.tensor(pca.explained_variance_ratio), torch.tensor(full.explained_variance_ratio))
+    for name, d in full.delta.items():  # float16 storage: ~1e-3 of each tensor's largest entry
+        torch.testing.assert_close(pca.delta[name], d.float(), atol=1e-3 * float(d.abs().max()) + 1e-12, rtol=0)
+    assert 0 <= pca.random_share < 0.01
+
+
+def test_a_tampered_weights_file_is_refused(shipped, tmp_path):
+    import shutil
+
+    config, _, root = shipped
+    copy = tmp_path / "b"
+    shutil.copytree(root, copy)
+    weights = copy / "ci" / "nets" / f"{config.config_id}.pt"
+    state = torch.load(weights, weights_only=True)
+    state["linear.bias"] = state["linear.bias"] + 1e-3
+    torch.save(state, weights)
+    with pytest.raises(CheckpointError, match="the shipped file was changed"):
+        load_reference(config.config_id, copy, "ci")
+
+
+def test_an_unknown_net_names_what_is_shipped(shipped):
+    config, _, root = shipped
+    with pytest.raises(CheckpointError, match=f"shipped: {config.config_id}"):
+        load_reference("resnet999-bs1-s0", root, "ci")
+
+
+SHIPPED_SMALL = shipped_ids(BASELINES, "small")
+
+
+@pytest.mark.skipif(not SHIPPED_SMALL, reason="no reference nets shipped in baselines/small/nets yet")
+@pytest.mark.parametrize("config_id", SHIPPED_SMALL)
+def test_shipped_net_is_intact_and_scores_its_provenance(config_id):
+    """sha256 verified on load; the final train and test accuracy recomputed on the small data equal
+    the provenance's (counts of correct images: exact), the losses to float tolerance."""
+    ref = load_reference(config_id, BASELINES, "small")
+    scale = get_scale("small")
+    assert ref.config in scale.all_configs, f"{config_id}'s recipe is no longer the small scale's: retrain and ship"
+    data = load_dataset(ref.config)
+    for split in ("train", "test"):
+        x, y = data.split(split)
+        with _intra_op_threads(TRAIN_THREADS):  # as when training ended
+            got = evaluate(ref.model, cross_entropy(), make_batches(x, y, 500))
+        assert got.acc == ref.final[f"{split}_acc"]
+        assert got.loss == pytest.approx(ref.final[f"{split}_loss"], rel=1e-5)
+    assert ref.converged == converged(ref.final)
