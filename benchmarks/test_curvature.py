@@ -27,7 +27,7 @@ def net_at(lossbench_scale, lossbench_net, pytestconfig):
 
 @pytest.mark.parametrize("shortcut", [True, False], ids=["resnet56", "resnet56-noshort"])
 def test_eigen_ratio_map(benchmark, shortcut, net_at, lossbench_scale, lossbench_results_dir, lossbench_baseline,
-                         lossbench_records):
+                         lossbench_records, lossbench_progress):
     net, data = net_at(56, shortcut)
     config = net.config
     path = lossbench_results_dir / config.config_id / "eig-map.h5"
@@ -38,6 +38,7 @@ def test_eigen_ratio_map(benchmark, shortcut, net_at, lossbench_scale, lossbench
         rounds=1, iterations=1, warmup_rounds=0,
     )
     lossbench_records["eig_maps"][config.config_id] = summary
+    lossbench_progress(f"{config.config_id}: eigen-ratio map {lossbench_scale.eig_map} x {lossbench_scale.eig_map}")
     points = int(surface.done.size)
     benchmark.extra_info.update(
         kind="eig-map", config_id=config.config_id, config=config.to_dict(), scale=lossbench_scale.name,

@@ -18,7 +18,7 @@ from _timing import mean_seconds
 
 
 def test_reproduction(benchmark, run_config, trained, lossbench_data, lossbench_scale, lossbench_results_dir,
-                      lossbench_baseline, lossbench_device, lossbench_records):
+                      lossbench_baseline, lossbench_device, lossbench_records, lossbench_progress):
     path = lossbench_results_dir / run_config.config_id / "surface-2d-p0.h5"
     benchmark.group = f"reproduction:{lossbench_scale.name}"
 
@@ -26,8 +26,9 @@ def test_reproduction(benchmark, run_config, trained, lossbench_data, lossbench_
         compute_config_surface, args=(path, trained.model, lossbench_data, run_config, lossbench_scale),
         rounds=1, iterations=1, warmup_rounds=0,
     )
+    lossbench_progress(f"{run_config.config_id}: surface, direction pair 1 ({mean_seconds(benchmark):.0f} s)")
     record, metrics = study_net(run_config, lossbench_scale, net=trained, data=lossbench_data,
-                                results_dir=lossbench_results_dir, first_surface=surface)
+                                results_dir=lossbench_results_dir, first_surface=surface, log=lossbench_progress)
     root = lossbench_results_dir.parent.parent
     if "lines" in record:
         record["line_paths"] = {norm: [str((lossbench_results_dir / run_config.config_id / f"line-{norm}-p{k}.h5")

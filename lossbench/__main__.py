@@ -17,8 +17,13 @@ from .config import add_run_options, find_config, get_scale, parse_model_name
 
 EPILOG_TRAIN = """examples:
   python -m lossbench train --arch resnet56 --no-shortcut --batch-size 2000 --scale ci
-  python -m lossbench train --all --scale ci          # the whole ci matrix
+  python -m lossbench train --all --scale ci --jobs 2    # the whole ci matrix, one process per core
   python -m lossbench train --arch resnet20 --seed 3 --epochs 2
+  # the small reference nets, resumable, one background process per core with its own list:
+  nohup python -m lossbench train --scale small --all --only resnet56-bs128-s0 resnet20-bs128-s0 &
+
+Training runs with one intra-op thread (the weights are then a function of the config on a given
+platform and torch); an interrupted run resumes from its last finished epoch.
 """
 
 
@@ -37,6 +42,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", nargs="+", default=None, metavar="CONFIG_ID",
                    help="with --all: just these config ids (e.g. resnet56-noshort-bs128-s0), in the order given; "
                         "run one process per core, each with its own list")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="with --all: train this many configs at once, one single-threaded process each (the "
+                        "weights are the same as one by one); default 1")
     p.set_defaults(func=cmd_train)
 
 
@@ -72,6 +80,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         configs = [c.replace(seed=args.seed) for c in configs]
     if args.all and args.epochs is not None:
         configs = [c.replace(epochs=args.epochs) for c in configs]
+    if args.jobs > 1:
+        from .train import train_many
+
+        train_many(configs, cache_dir=args.cache_dir, device=args.device, data_dir=args.data_dir, workers=args.jobs)
     print(f"{'config':<36} {'train loss':>10} {'train acc':>9} {'test acc':>8}  checkpoint")
     for config in configs:
         result = train(config, device=args.device, cache_dir=args.cache_dir, data_dir=args.data_dir)

@@ -293,15 +293,21 @@ def write_baseline(path: Path, data: Mapping[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+#: Significant digits of a stored value: its rounding error (5e-12 relative) must stay far below the
+#: recompute tolerance (1e-6 relative and up), or rounding alone would fail the check.
+VALUE_DIGITS = 12
+
+
 def make_baseline(config_id: str, scale: str, metrics: Mapping[str, float], *, source: Mapping[str, Any],
                   tolerances: Mapping[str, float] | None = None,
                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A baseline document with rounded values and a ``tol`` per metric (the floor where not given)."""
+    """A baseline document with values to :data:`VALUE_DIGITS` digits and a ``tol`` per metric (the
+    floor where not given), rounded up to 3 digits."""
     entries = {}
     for name, value in metrics.items():
         value = float(value)
         tol = float(tolerances[name]) if tolerances and name in tolerances else floor_tolerance(name, value)
-        entries[name] = {"value": round_sig(value), "tol": _round_up_sig(tol)}
+        entries[name] = {"value": round_sig(value, VALUE_DIGITS), "tol": _round_up_sig(tol)}
     doc = {"format": BASELINE_FORMAT, "config_id": config_id, "scale": scale, "metrics": entries,
            "source": dict(source)}
     doc.update(extra or {})

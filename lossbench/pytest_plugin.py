@@ -27,6 +27,7 @@ MARKERS = {
 }
 
 _STATS_KEY = pytest.StashKey[dict[str, Any]]()
+_CONFIGS_KEY = pytest.StashKey[set]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -128,7 +129,9 @@ def lossbench_net(lossbench_scale, lossbench_device, lossbench_cache_dir, lossbe
     where the scale ships them, else the cached training result (trained on first use)."""
     from .errors import CheckpointError
     from .reference_nets import load_reference, shipped_ids
-    from .train import train
+    from .train import train, train_many
+
+    pretrained = []
 
     def get(config):
         if lossbench_scale.shipped:
@@ -143,8 +146,15 @@ def lossbench_net(lossbench_scale, lossbench_device, lossbench_cache_dir, lossbe
                     f"the recipe of {config.config_id} changed since it was shipped ({net.config.config_hash[:12]} "
                     f"shipped, {config.config_hash[:12]} now): retrain it and run `python -m lossbench ship`")
             return net
-        return train(config, device=lossbench_device, cache_dir=lossbench_cache_dir,
-                     data_dir=pytestconfig.getoption("lossbench_data_dir"))
+        data_dir = pytestconfig.getoption("lossbench_data_dir")
+        if not pretrained:
+            # the first net asked for: train every config this session's tests use now, one process per
+            # core, each single-threaded (the weights do not depend on it); later calls find them cached
+            pretrained.append(True)
+            wanted = pytestconfig.stash.get(_CONFIGS_KEY, set()) | {config.config_id}
+            train_many([c for c in lossbench_scale.all_configs if c.config_id in wanted] or [config],
+                       cache_dir=lossbench_cache_dir, device=str(lossbench_device), data_dir=data_dir)
+        return train(config, device=lossbench_device, cache_dir=lossbench_cache_dir, data_dir=data_dir)
 
     return get
 
@@ -161,6 +171,25 @@ def lossbench_data(run_config, pytestconfig):
     from .data import load_dataset
 
     return load_dataset(run_config, data_dir=pytestconfig.getoption("lossbench_data_dir"))
+
+
+@pytest.fixture(scope="session")
+def lossbench_progress(pytestconfig: pytest.Config):
+    """``say(message)``: one line on the terminal now, past output capture, so a long run shows each
+    finished net and step; silent with ``-q -q`` or without a terminal reporter."""
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+
+    def say(message: str) -> None:
+        if reporter is None or pytestconfig.get_verbosity() < -1:
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"[lossbench] {message}")
+        else:
+            reporter.write_line(f"[lossbench] {message}")
+
+    return say
 
 
 @pytest.fixture(scope="session")
@@ -205,6 +234,16 @@ def lossbench_baseline(pytestconfig: pytest.Config, lossbench_scale, lossbench_b
         return outcome
 
     return _check
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Remember which configs the selected tests use (the trainer trains them together)."""
+    ids = set()
+    for item in session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "run_config" in params:
+            ids.add(params["run_config"].config_id)
+    session.config.stash[_CONFIGS_KEY] = ids
 
 
 def pytest_deselected(items) -> None:

@@ -7,6 +7,7 @@ tolerance derivation (``python -m lossbench baselines``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,8 @@ def interpolation_file(path: str | Path, small: nn.Module, large: nn.Module, dat
 
 def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_dir: str | Path,
               first_surface: Surface | None = None, lines: bool | None = None,
-              progress: bool | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+              progress: bool | None = None, log: Callable[[str], None] | None = None
+              ) -> tuple[dict[str, Any], dict[str, float]]:
     """Everything the claims need from one net, and the flat metrics its baseline checks.
 
     Args:
@@ -220,12 +222,19 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
         first_surface: pair 0's surface if the caller computed it already (the benchmark times it).
         lines: compute the 1D ``filter`` and ``none`` lines (default: for the SGD nets of the
             filter-normalisation experiment).
+        log: called with one line after each finished step (e.g. the pytest terminal).
 
     Returns:
         (record for :func:`lossbench.claims.evaluate_claims`, flat metrics: pair k's surface metrics
         with :func:`pair_suffix`, the curvature at the minimum, the PCA shares and the lines' metrics).
     """
     from .metrics import line_metrics
+
+    say = log or (lambda message: None)
+    t0 = time.perf_counter()
+
+    def done(step: str) -> None:
+        say(f"{config.config_id}: {step} ({time.perf_counter() - t0:.0f} s)")
 
     folder = Path(results_dir) / config.config_id
     model = net.model
@@ -240,8 +249,10 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
         m = config_metrics(surface)
         pairs.append(m)
         flat.update({f"{name}{pair_suffix(k)}": v for name, v in m.items()})
+        done(f"surface, direction pair {k + 1} of {scale.dir_pairs}")
     curvature, details = curvature_metrics(model, data)
     flat.update(curvature)
+    done("Hessian at the minimum")
     record: dict[str, Any] = {"config_id": config.config_id, "config": config.to_dict(), "scale": scale.name,
                               "final": dict(net.final), "converged": converged(net.final), "pairs": pairs,
                               "curvature": curvature, "curvature_details": details}
@@ -265,6 +276,7 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
                 flat.update({f"line_{norm}_{name}{pair_suffix(k)}": v for name, v in lm.items()
                              if name in ("curv", "loss_center", "sharpness_0.5")})
             record["lines"][norm] = per
+            done(f"1D lines, norm={norm}")
     return record, flat
 
 

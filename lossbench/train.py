@@ -277,6 +277,37 @@ def _intra_op_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _train_in_worker(args: tuple[dict[str, Any], str, str, str | None]) -> str:
+    config, cache_dir, device, data_dir = args
+    torch.set_num_threads(TRAIN_THREADS)
+    result = train(RunConfig.from_dict(config), device=device, cache_dir=cache_dir, data_dir=data_dir, progress=False)
+    return result.config.config_id
+
+
+def train_many(configs: list[RunConfig], *, cache_dir: str | Path | None = None, device: str = "cpu",
+               data_dir: str | Path | None = None, workers: int | None = None) -> list[str]:
+    """Train every config that is not cached yet, ``workers`` processes at a time (default: one per
+    core), each single-threaded: the same weights as one after the other, in less time.
+
+    Returns the config ids that were trained here (the others were cached already).
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    todo = [c for c in configs if not (root / c.config_hash / "final.json").exists()]
+    todo.sort(key=lambda c: -c.depth * c.epochs)  # the longest first, so the workers finish together
+    workers = min(workers or os.cpu_count() or 1, len(todo))
+    if workers <= 1 or torch.device(device).type != "cpu":
+        for c in todo:
+            train(c, device=device, cache_dir=root, data_dir=data_dir)
+        return [c.config_id for c in todo]
+    jobs = [(c.to_dict(), str(root), str(device), None if data_dir is None else str(data_dir)) for c in todo]
+    # spawn, not fork: the parent has torch's thread pools running
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_train_in_worker, jobs))
+
+
 def load_trained(config: RunConfig, *, cache_dir: str | Path | None = None,
                  device: torch.device | str = "cpu") -> TrainResult:
     """The cached result of ``config``; a clear error when it has not been trained."""

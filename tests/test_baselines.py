@@ -149,6 +149,14 @@ def test_recompute_tolerance_is_ten_times_the_jitter_with_a_floor():
     assert recompute_tolerances({"curv_max": 2.0}, {"curv_max": 0.0})["curv_max"] == floor_tolerance("curv_max", 2.0)
 
 
+def test_stored_values_keep_enough_digits_for_their_tolerance(tmp_path):
+    """A value rounded to 6 digits moves by up to 5e-6 of itself: more than a 1e-6 tolerance."""
+    value = 1.0031824999
+    doc = make_baseline("x", "ci", {"roughness": value}, source=SOURCE)
+    entry = doc["metrics"]["roughness"]
+    assert abs(entry["value"] - value) < 1e-3 * entry["tol"]
+
+
 def test_stored_tolerance_is_never_rounded_below_the_measured_one(tmp_path):
     doc = make_baseline("x", "ci", {"curv_max": 2.0}, source=SOURCE, tolerances={"curv_max": 1.23449e-5})
     assert doc["metrics"]["curv_max"]["tol"] >= 1.23449e-5

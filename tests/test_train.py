@@ -148,3 +148,19 @@ def test_trained_weights_do_not_depend_on_the_callers_thread_count(tmp_path):
     finally:
         torch.set_num_threads(before)
     assert hashes[0] == hashes[1]
+
+
+def test_training_several_configs_in_parallel_gives_the_same_weights(tmp_path):
+    """train_many: one single-threaded process per core; the weights equal those trained one by one."""
+    from lossbench.config import SCALES
+    from lossbench.reference_nets import state_sha256
+    from lossbench.train import load_trained, train, train_many
+
+    configs = [c.replace(epochs=1, n_train=256, n_test=64) for c in SCALES["ci"].configs[:2]]
+    trained = train_many(configs, cache_dir=tmp_path / "parallel", workers=2)
+    assert sorted(trained) == sorted(c.config_id for c in configs)
+    assert train_many(configs, cache_dir=tmp_path / "parallel", workers=2) == []  # all cached now
+    for c in configs:
+        alone = train(c, cache_dir=tmp_path / "serial")
+        together = load_trained(c, cache_dir=tmp_path / "parallel")
+        assert state_sha256(together.model.state_dict()) == state_sha256(alone.model.state_dict())
