@@ -286,7 +286,7 @@ SCALES: dict[str, Scale] = {
         dir_pairs=3,
         engine="fast",
         eig_samples=64,
-        eig_max_iter=30,
+        eig_max_iter=20,
         description="CPU, synthetic 16x16, 8000 images, 60 epochs (3 780 steps at batch 128); shipped nets",
         # The authors' SGD recipe (Nesterov 0.9, lr 0.1, same milestones) at batch 128 and 2000, with
         # and without weight decay; no augmentation (the synthetic shapes need none to be learnt, and

@@ -244,8 +244,8 @@ def line_metrics(alphas: np.ndarray, loss: np.ndarray, acc: np.ndarray | None = 
     return out
 
 
-def eig_ratio_summary(min_eig: np.ndarray, max_eig: np.ndarray, loss: np.ndarray | None = None, *,
-                      tau: float = TAU) -> dict[str, float]:
+def eig_ratio_summary(alphas: np.ndarray, betas: np.ndarray, min_eig: np.ndarray, max_eig: np.ndarray,
+                      loss: np.ndarray | None = None, *, tau: float = TAU) -> dict[str, float]:
     """Summaries of the convexity map r = |lambda_min / lambda_max| (points where the solve did not
     converge are NaN and left out): ``eig_ratio_mean``, ``eig_ratio_above_0.1`` (share of points with
     r > 0.1, i.e. markedly non-convex), ``eig_ratio_center``, and with ``loss`` the mean of r inside the
@@ -256,7 +256,7 @@ def eig_ratio_summary(min_eig: np.ndarray, max_eig: np.ndarray, loss: np.ndarray
     ok = np.isfinite(r)
     if not ok.any():
         raise ValueError("no grid point has a converged eigenvalue pair")
-    c = tuple(int(np.argmin(np.abs(np.arange(n) - (n - 1) / 2))) for n in r.shape)
+    c = center_index(np.asarray(alphas, float), np.asarray(betas, float))  # the grid point nearest (0, 0)
     out = {
         "eig_ratio_mean": float(np.nanmean(r)),
         "eig_ratio_above_0.1": float(np.mean(r[ok] > 0.1)),

@@ -387,7 +387,8 @@ def eig_map_summary(path: str | Path, model: nn.Module, data: ImageData, scale: 
         spec = dataclasses.replace(spec, eval_batch=eval_batch)
     surface = eig_map_file(path, model, data, spec, max_iter=scale.eig_max_iter, tol=CURVATURE["tol"],
                            overwrite=True, attrs=attrs, progress=progress)
-    return surface, eig_ratio_summary(surface.values["min_eig"], surface.values["max_eig"])
+    return surface, eig_ratio_summary(surface.alphas, surface.betas, surface.values["min_eig"],
+                                      surface.values["max_eig"])
 
 
 def _max_deviation(base: dict[str, float], variants: dict[str, dict[str, float]]) -> dict[str, float]:

@@ -146,3 +146,16 @@ def test_hessian_cli_point_and_map(tmp_path, capsys):
     s = load_surface(path)
     assert {"max_eig", "min_eig", "eig_converged"} <= set(s.values) and s.complete
     assert (tmp_path / "eig-ratio.png").exists()
+
+
+def test_a_lambda_min_near_zero_converges_against_the_spectrum_scale():
+    """lambda_min = 1e-6 lambda_max: judged against its own |lambda| (1e-9 here) it would stay
+    unconverged and the convexity map would get NaN exactly where the surface is convex."""
+    rng = np.random.default_rng(1)
+    evals = np.concatenate([[1e-6], np.linspace(2e-3, 0.5, 198), [1.0]])
+    q, _ = np.linalg.qr(rng.normal(size=(200, 200)))
+    A = torch.tensor(q @ np.diag(evals) @ q.T)
+    r = lanczos(lambda v: A @ v, 200, max_iter=40, tol=1e-3)
+    assert r.converged_min and r.converged_max and not math.isnan(r.eig_ratio)
+    assert abs(r.eig_min - 1e-6) <= 1e-3 * 1.0 and r.eig_max == pytest.approx(1.0, rel=1e-3)
+    assert r.residual_min <= 1e-3 * max(abs(r.eig_max), abs(r.eig_min))

@@ -97,3 +97,16 @@ def test_bad_inputs_are_named():
 def test_roughness_of_unimodal_lines_is_one():
     assert roughness(np.array([3.0, 1.0, 0.0, 0.5, 4.0])) == 1.0
     assert roughness(np.array([3.0, 1.0, 2.0, 0.0, 4.0])) > 1.0
+
+
+def test_eig_ratio_centre_is_the_grid_point_nearest_the_origin_on_an_asymmetric_grid():
+    """The middle index of [-1, 0, 1, 2, 3] is alpha = 1; the centre is alpha = 0 (index 1)."""
+    from lossbench.metrics import eig_ratio_summary
+
+    alphas = np.array([-1.0, 0.0, 1.0, 2.0, 3.0])
+    betas = np.array([-2.0, -1.0, 0.0])
+    max_eig = np.ones((5, 3))
+    min_eig = np.full((5, 3), -0.5)
+    min_eig[1, 2] = -0.01  # the origin
+    out = eig_ratio_summary(alphas, betas, min_eig, max_eig)
+    assert out["eig_ratio_center"] == pytest.approx(0.01)
