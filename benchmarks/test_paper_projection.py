@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_grid_speed import cuda_peak_gflops
 
 from lossbench.directions import create_random_direction, get_theta
 from lossbench.engine import make_measure, model_flops
@@ -23,7 +24,6 @@ from lossbench.models import CifarResNet
 from lossbench.surface import perturbation
 
 from _timing import mean_seconds
-from test_grid_speed import cuda_peak_gflops
 
 IMAGES = 50_000
 POINTS = 51 * 51

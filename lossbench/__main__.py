@@ -138,6 +138,13 @@ def _load_model(args: argparse.Namespace, device):
         config, model = model_from_checkpoint(args.checkpoint, device=device)
         return config, model, {"checkpoint": str(Path(args.checkpoint).resolve())}, None
     config = _config_from_args(argparse.Namespace(**{**vars(args), "seed": args.train_seed, "epochs": None}))
+    if get_scale(args.scale).shipped:
+        from .reference_nets import load_reference, shipped_ids
+
+        if config.config_id in shipped_ids("baselines", args.scale):
+            ref = load_reference(config.config_id, "baselines", args.scale, device=device)
+            if ref.config == config:  # the shipped reference net: no training
+                return config, ref.model, {"reference_net": str(ref.path)}, None
     result = train(config, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir)
     return config, result.model, {}, result
 
@@ -377,8 +384,13 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     only = set(args.only.split(",")) if args.only else None
     if args.eig_maps:
         return _eigmap_baselines(args, scale, device, results)
-    for config in scale.configs:
+    from .reference_nets import shipped_ids
+
+    for config in scale.all_configs:
         if only and config.config_id not in only:
+            continue
+        if scale.shipped and not args.spread and config.config_id not in shipped_ids(args.out, scale.name):
+            print(f"skip {config.config_id}: not shipped in {args.out}/{scale.name}/nets yet", flush=True)
             continue
         path = Path(args.out) / scale.name / f"{config.config_id}.json"
         old = bl.load_baseline(path) if path.exists() else {}
@@ -615,11 +627,15 @@ def _eigmap_baselines(args: argparse.Namespace, scale, device, results) -> int:
     from . import baselines as bl
     from .config import find_config
     from .data import load_dataset
-    from .reproduce import TOL_METHOD, CURVATURE, eig_map_jitter, eig_map_summary
+    from .reference_nets import shipped_ids
+    from .reproduce import CURVATURE, TOL_METHOD, eig_map_jitter, eig_map_summary
     from .train import train
 
     for shortcut in (True, False):
         base_cfg = find_config(scale.name, depth=56, shortcut=shortcut, batch_size=128)
+        if scale.shipped and not args.spread and base_cfg.config_id not in shipped_ids(args.out, scale.name):
+            print(f"skip the eigen-ratio map of {base_cfg.config_id}: not shipped yet", flush=True)
+            continue
         path = Path(args.out) / scale.name / "eigmap" / f"{base_cfg.config_id}.json"
         old = bl.load_baseline(path) if path.exists() else {}
         data = load_dataset(base_cfg, data_dir=args.data_dir)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .directions import Direction, check_choice, IGNORES
+from .directions import IGNORES, Direction, check_choice
 from .evaluate import Batch, LossFn
 from .models import is_biasbn
 from .surface import Surface, compute_grid

@@ -20,8 +20,17 @@ from torch import nn
 
 from .data import ImageData
 from .directions import (
-    DIR_TYPES, IGNORES, NORMS, Direction, check_choice, cosine_similarity, get_theta, normalize_direction,
-    orthogonalize, random_direction, target_direction,
+    DIR_TYPES,
+    IGNORES,
+    NORMS,
+    Direction,
+    check_choice,
+    cosine_similarity,
+    get_theta,
+    normalize_direction,
+    orthogonalize,
+    random_direction,
+    target_direction,
 )
 from .evaluate import cross_entropy, make_batches
 from .store import load_directions, load_surface, save_surface

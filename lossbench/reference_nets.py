@@ -117,7 +117,7 @@ def compute_path_pca(checkpoints: Sequence[Path], final: dict[str, Tensor], *, s
         final: the end point's weights (parameters only, float32).
         seed: seed of the two random directions of the contrast.
     """
-    from .directions import normalize_direction, norm_of, orthogonalize, random_direction
+    from .directions import norm_of, normalize_direction, orthogonalize, random_direction
     from .trajectory import load_path, pca_directions, project
 
     thetas, epochs = load_path(checkpoints, list(final))

@@ -31,7 +31,6 @@ import h5py
 import numpy as np
 import torch
 
-
 from . import __version__
 from ._io import atomic_path
 from .directions import Direction

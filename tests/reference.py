@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def filter_normalize_loop(direction: dict, theta: dict, ignore: str = "biasbn") -> dict:
     """The authors' net_plotter.normalize_directions_for_weights, filter by filter."""
     out = {}

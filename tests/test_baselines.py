@@ -3,8 +3,17 @@ import json
 import pytest
 
 from lossbench.baselines import (
-    BASELINE_FORMAT, SAFETY_FACTOR, BaselineFileError, check, compare, floor_tolerance, make_baseline, metric_kind,
-    recompute_tolerances, round_sig, spread_stats,
+    BASELINE_FORMAT,
+    SAFETY_FACTOR,
+    BaselineFileError,
+    check,
+    compare,
+    floor_tolerance,
+    make_baseline,
+    metric_kind,
+    recompute_tolerances,
+    round_sig,
+    spread_stats,
 )
 
 SOURCE = {"commit": "abc1234", "torch": "2.x", "device": "cpu", "date": "2026-01-01"}

@@ -3,7 +3,14 @@ import json
 import pytest
 
 from lossbench.config import (
-    PAPER_MILESTONES, SCALES, RunConfig, find_config, get_scale, paper_recipe, parse_model_name, seed_recipe,
+    PAPER_MILESTONES,
+    SCALES,
+    RunConfig,
+    find_config,
+    get_scale,
+    paper_recipe,
+    parse_model_name,
+    seed_recipe,
 )
 from lossbench.train import lr_at
 

@@ -4,11 +4,16 @@ import numpy as np
 import pytest
 import torch
 
+from lossbench.config import RunConfig
 from lossbench.data import (
-    CIFAR10_FOLDER, CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES, load_cifar10, load_dataset, make_synthetic,
+    CIFAR10_FOLDER,
+    CIFAR10_TEST_FILE,
+    CIFAR10_TRAIN_FILES,
+    load_cifar10,
+    load_dataset,
+    make_synthetic,
     synthetic_images,
 )
-from lossbench.config import RunConfig
 from lossbench.errors import DataError
 
 

@@ -3,8 +3,14 @@ import torch
 from scipy import stats
 
 from lossbench.directions import (
-    cosine_similarity, create_random_direction, get_theta, inner, normalize_direction, orthogonalize,
-    random_direction, target_direction,
+    cosine_similarity,
+    create_random_direction,
+    get_theta,
+    inner,
+    normalize_direction,
+    orthogonalize,
+    random_direction,
+    target_direction,
 )
 from lossbench.models import CifarResNet
 

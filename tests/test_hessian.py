@@ -11,7 +11,13 @@ from torch.func import functional_call
 from lossbench.directions import create_random_direction
 from lossbench.evaluate import cross_entropy, make_batches
 from lossbench.hessian import (
-    eig_ratio, eig_ratio_map, hessian_eigs, hessian_params, hutchinson_trace, hvp, lanczos,
+    eig_ratio,
+    eig_ratio_map,
+    hessian_eigs,
+    hessian_params,
+    hutchinson_trace,
+    hvp,
+    lanczos,
 )
 
 

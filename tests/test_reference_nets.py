@@ -12,7 +12,12 @@ from lossbench.data import load_dataset
 from lossbench.errors import CheckpointError
 from lossbench.evaluate import cross_entropy, evaluate, make_batches
 from lossbench.reference_nets import (
-    evenly_spaced_epochs, load_reference, sha256_of, ship, shipped_ids, state_sha256,
+    evenly_spaced_epochs,
+    load_reference,
+    sha256_of,
+    ship,
+    shipped_ids,
+    state_sha256,
 )
 from lossbench.reproduce import converged
 from lossbench.train import TRAIN_THREADS, _intra_op_threads, train
