@@ -79,7 +79,8 @@ def load_dataset(config: RunConfig, *, data_dir: str | Path | None = None, downl
         if config.image_size != 32:
             raise ValueError(f"cifar10 images are 32x32; got image_size={config.image_size}")
         if data_dir is None:
-            raise DataError("cifar10 needs a data directory: pass data_dir (CLI: --data-dir DIR [--download])")
+            raise DataError("cifar10 needs a data directory: pass data_dir (CLI: --data-dir DIR), the folder that "
+                            f"holds '{CIFAR10_FOLDER}'")
         return load_cifar10(data_dir, n_train=config.n_train, n_test=config.n_test, download=download)
     else:
         raise ValueError(f"unknown dataset {config.dataset!r}; expected synthetic or cifar10")
@@ -197,6 +198,10 @@ def normalize(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Ten
 # ----------------------------------------------------------------------------- CIFAR-10
 
 
+#: The command that fetches CIFAR-10 into a folder (torchvision's downloader; needs internet).
+_FETCH = "python -c \"import torchvision; torchvision.datasets.CIFAR10('{root}', download=True)\""
+
+
 def load_cifar10(
     root: str | Path, *, n_train: int = 50_000, n_test: int = 10_000, download: bool = False
 ) -> ImageData:
@@ -222,7 +227,7 @@ def load_cifar10(
     if missing:
         raise DataError(
             f"CIFAR-10 not found: looked in {folder} for {', '.join(expected)} and is missing "
-            f"{', '.join(missing)}. Pass --download (needs internet) to fetch it there, or point --data-dir "
+            f"{', '.join(missing)}. Fetch it there with `{_FETCH.format(root=root)}` (needs internet), or point --data-dir "
             f"at the directory that contains '{CIFAR10_FOLDER}'."
         )
     x_train, y_train = _read_cifar_files([folder / name for name in CIFAR10_TRAIN_FILES])
@@ -239,14 +244,36 @@ def load_cifar10(
     )
 
 
+#: The globals a CIFAR-10 python batch may name: numpy's array and scalar reconstruction, and the
+#: codec Python 2 pickles use for bytes. Anything else (os.system, eval, ...) is refused unrun.
+_CIFAR_PICKLE_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+})
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that admits only what the CIFAR-10 format holds (dicts, lists, strings, bytes,
+    numbers and numpy arrays): a crafted batch file cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _CIFAR_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refused to load the global {module}.{name}: a CIFAR-10 batch holds only dicts, lists, strings, "
+            "numbers and numpy arrays (the file may be crafted to run code)"
+        )
+
+
 def _read_cifar_files(paths: list[Path]) -> tuple[Tensor, Tensor]:
     """Read CIFAR-10 python batches: dicts with ``data`` (N, 3072) uint8 and ``labels`` (N,)."""
     xs, ys = [], []
     for path in paths:
-        fix = f"delete {path.parent} and fetch it again with --download"
+        fix = f"delete {path.parent} and fetch it again with `{_FETCH.format(root=path.parent.parent)}`"
         try:
             with open(path, "rb") as fh:
-                entry = pickle.load(fh, encoding="latin1")
+                entry = _CifarUnpickler(fh, encoding="latin1").load()
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
             raise DataError(f"corrupt CIFAR-10 file {path}: {type(exc).__name__}: {exc}; {fix}") from exc
         if isinstance(entry, dict):  # Python 3 pickles of the format may carry bytes keys

@@ -197,3 +197,23 @@ def test_published_numbers_are_stored_with_their_source():
     # the paper's own claim: removing shortcuts hurts more the deeper the net
     gaps = [errors[f"resnet{d}-noshort"] - errors[f"resnet{d}"] for d in (20, 56, 110)]
     assert gaps == sorted(gaps)
+
+
+def test_claim_verdicts_are_recorded_then_compared(tmp_path):
+    from lossbench.baselines import check_verdicts
+
+    path = tmp_path / "small" / "claims.json"
+    verdicts = {"large-batch-sharper[resnet20]": "holds", "pca-explains-path[resnet20-bs128-s0]": "fails"}
+    converged = {"resnet20-bs128-s0": True, "resnet20-bs2000-s0": True}
+    assert check_verdicts(path, verdicts, converged, source=SOURCE).status == "created"
+    assert check_verdicts(path, verdicts, converged, source=SOURCE).status == "passed"
+    flipped = {**verdicts, "large-batch-sharper[resnet20]": "fails"}
+    out = check_verdicts(path, flipped, converged, source=SOURCE)
+    assert out.status == "failed" and "large-batch-sharper[resnet20]: recorded holds, obtained fails" in out.message
+    out = check_verdicts(path, verdicts, {**converged, "resnet20-bs2000-s0": False}, source=SOURCE)
+    assert out.status == "failed" and "resnet20-bs2000-s0: converged recorded True, obtained False" in out.message
+    gone = dict(verdicts)
+    del gone["large-batch-sharper[resnet20]"]
+    assert check_verdicts(path, gone, converged, source=SOURCE).status == "failed"
+    assert check_verdicts(path, flipped, converged, source=SOURCE, regen_all=True).status == "passed"
+    assert json.loads(path.read_text())["verdicts"]["large-batch-sharper[resnet20]"] == "fails"

@@ -126,7 +126,8 @@ def test_missing_cifar10_says_where_it_looked(tmp_path):
     with pytest.raises(DataError) as info:
         load_cifar10(tmp_path / "nowhere")
     message = str(info.value)
-    assert str(tmp_path / "nowhere" / CIFAR10_FOLDER) in message and "--download" in message
+    assert str(tmp_path / "nowhere" / CIFAR10_FOLDER) in message
+    assert f"torchvision.datasets.CIFAR10('{tmp_path / 'nowhere'}', download=True)" in message
 
 
 def test_corrupt_cifar10_file_is_named(tmp_path):
@@ -142,3 +143,38 @@ def test_wrong_shape_cifar10_file_is_named(tmp_path):
         pickle.dump({"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]}, fh)
     with pytest.raises(DataError, match="expected uint8 \\(N, 3072\\)"):
         load_cifar10(tmp_path, n_train=8, n_test=2)
+
+
+class _Payload:
+    """Unpickling this runs a shell command that creates a marker file (the attack of a crafted batch)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_a_crafted_cifar10_batch_never_runs_code(tmp_path, protocol):
+    folder = _write_cifar(tmp_path)
+    marker = tmp_path / "pwned"
+    with open(folder / "data_batch_1", "wb") as fh:
+        pickle.dump({"data": _Payload(marker), "labels": [0]}, fh, protocol=protocol)
+    with pytest.raises(DataError, match="refused to load the global .*system"):
+        load_cifar10(tmp_path, n_train=8, n_test=2)
+    assert not marker.exists()
+
+
+def test_python2_style_cifar10_batches_still_load(tmp_path):
+    """The real files are protocol-2 pickles with bytes keys, a numpy array and lists."""
+    folder = _write_cifar(tmp_path)
+    rng = np.random.default_rng(1)
+    entry = {b"batch_label": b"testing batch 1 of 1", b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+             b"labels": [1, 2, 3, 4], b"filenames": [b"a.png", b"b.png", b"c.png", b"d.png"]}
+    with open(folder / CIFAR10_TEST_FILE, "wb") as fh:
+        pickle.dump(entry, fh, protocol=2)
+    d = load_cifar10(tmp_path, n_train=8, n_test=4)
+    assert d.y_test.tolist() == [1, 2, 3, 4]
