@@ -149,9 +149,20 @@ def _load_model(args: argparse.Namespace, device):
     return config, result.model, {}, result
 
 
+def _axis_arg(text: str):
+    """``--x``/``--y`` type: :func:`lossbench.surface.parse_axis`, its error shown in its own words
+    (argparse prints only "invalid value" for a plain ValueError)."""
+    from .surface import parse_axis
+
+    try:
+        return parse_axis(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_surface(sub: argparse._SubParsersAction) -> None:
     from .directions import DIR_TYPES, IGNORES, NORMS
-    from .surface import parse_axis
+    parse_axis = _axis_arg
 
     p = sub.add_parser("surface", help="compute a 1D line, a 2D surface or an interpolation into an HDF5 file",
                        description="Evaluate L(theta + alpha delta + beta eta) on a grid (Li et al. 2018).",
@@ -482,7 +493,7 @@ EPILOG_TRAJECTORY = """examples:
 
 
 def _add_hessian(sub: argparse._SubParsersAction) -> None:
-    from .surface import parse_axis
+    parse_axis = _axis_arg
 
     p = sub.add_parser("hessian", help="Hessian extreme eigenvalues and trace at a point, or an eigen-ratio map",
                        description="Lanczos extreme eigenvalues (and Hutchinson trace) of the loss Hessian at the "
@@ -521,6 +532,10 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     if (args.x is None) != (args.y is None):
         raise ValueError("give both --x and --y for a map, or neither for the values at the minimum")
     if args.x is None:
+        if not 1 <= n <= len(data.x_train):
+            raise ValueError(f"--eval-samples {n}: expected 1 to {len(data.x_train)} (the train split's size)")
+        if args.max_iter < 1:
+            raise ValueError(f"--max-iter {args.max_iter}: expected at least 1 Lanczos step")
         batches = make_batches(data.x_train[:n], data.y_train[:n], args.eval_batch, device=device)
         r = hessian_eigs(model, cross_entropy(), batches, ignore=args.ignore, max_iter=args.max_iter, tol=args.tol,
                          seed=args.seed)

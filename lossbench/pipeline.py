@@ -76,6 +76,10 @@ class SurfaceSpec:
             check_choice("split", split, SPLITS)
         if not self.splits:
             raise ValueError("splits is empty; expected train and/or test")
+        if self.eval_samples is not None and (isinstance(self.eval_samples, bool) or self.eval_samples < 1):
+            raise ValueError(f"eval_samples={self.eval_samples!r}: expected a positive number of images (or None: all)")
+        if self.eval_batch < 1:
+            raise ValueError(f"eval_batch={self.eval_batch!r}: expected a positive number of images per forward pass")
         if self.interpolation and self.y is not None:
             raise ValueError("interpolation is a 1D line; drop y")
         if self.interpolation and self.dir_type != "states":
@@ -132,7 +136,10 @@ def _batches(data: ImageData, spec: SurfaceSpec, device: torch.device) -> dict[s
     out = {}
     for split in spec.splits:
         x, y = data.split(split)
-        n = len(x) if spec.eval_samples is None else min(spec.eval_samples, len(x))
+        if spec.eval_samples is not None and spec.eval_samples > len(x):
+            raise ValueError(f"eval_samples={spec.eval_samples} but the {split} split holds {len(x)} images; "
+                             f"expected 1 to {len(x)}")
+        n = len(x) if spec.eval_samples is None else spec.eval_samples
         out[split] = make_batches(x[:n], y[:n], spec.eval_batch, device=device)
     return out
 

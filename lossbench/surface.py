@@ -33,6 +33,10 @@ from .evaluate import Batch, LossFn
 log = logging.getLogger(__name__)
 
 
+#: Points per axis at most: 10 001 x 10 001 float64 bookkeeping arrays already take ~4 GB.
+MAX_AXIS_POINTS = 10_001
+
+
 @dataclass(frozen=True)
 class Axis:
     """``num`` evenly spaced coordinates from ``lo`` to ``hi`` (the authors' ``lo:hi:num``)."""
@@ -42,8 +46,12 @@ class Axis:
     num: int
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
+            raise ValueError(f"bad axis {self}: min and max must be finite numbers (e.g. -1:1:51)")
         if self.num < 1 or (self.num > 1 and not self.hi > self.lo):
-            raise ValueError(f"bad axis {self}: need num >= 1 and hi > lo (e.g. -1:1:51)")
+            raise ValueError(f"bad axis {self}: need num >= 1 and max > min (e.g. -1:1:51)")
+        if self.num > MAX_AXIS_POINTS:
+            raise ValueError(f"bad axis {self}: at most {MAX_AXIS_POINTS} points per axis (the paper uses 51)")
 
     def coords(self) -> np.ndarray:
         """(num,) float64. With an odd ``num`` the middle value is exactly (lo + hi) / 2 (0 for -a:a)."""
