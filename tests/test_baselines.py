@@ -101,13 +101,18 @@ HERE = {"cpu_isa": "avx512", "torch": "2.x"}
 THERE = {"cpu_isa": "avx2", "torch": "2.x"}
 
 
-def test_other_weights_are_compared_at_the_spread_band(tmp_path):
+def _baseline_with_spread_made_here(tmp_path):
+    """A baseline of weights "same" made on platform HERE, with curv_max's spread 2 +- 0.5 (1.5 to 2.5)."""
     run(tmp_path, METRICS, weights_sha256="same")
     path = tmp_path / "ci" / "cfg.json"
     doc = json.loads(path.read_text())
     doc["spread"] = {"curv_max": {"sd": 0.5, "n": 3, "min": 1.5, "max": 2.5}}
     doc["source"]["platform"] = HERE
     path.write_text(json.dumps(doc))
+
+
+def test_other_weights_are_compared_at_the_spread_band(tmp_path):
+    _baseline_with_spread_made_here(tmp_path)
     moved = {**METRICS, "curv_max": 3.9}  # inside [1.5 - 1.5, 2.5 + 1.5], far outside tol
     assert run(tmp_path, moved, weights_sha256="same", platform=THERE).status == "failed"
     out = run(tmp_path, moved, weights_sha256="other", platform=THERE)
@@ -118,12 +123,7 @@ def test_other_weights_are_compared_at_the_spread_band(tmp_path):
 
 def test_other_weights_on_the_same_platform_stay_at_tol(tmp_path):
     """Same platform and torch, other weights: the training changed, which the spread would hide."""
-    run(tmp_path, METRICS, weights_sha256="same")
-    path = tmp_path / "ci" / "cfg.json"
-    doc = json.loads(path.read_text())
-    doc["spread"] = {"curv_max": {"sd": 0.5, "n": 3, "min": 1.5, "max": 2.5}}
-    doc["source"]["platform"] = HERE
-    path.write_text(json.dumps(doc))
+    _baseline_with_spread_made_here(tmp_path)
     out = run(tmp_path, {**METRICS, "curv_max": 3.9}, weights_sha256="other", platform=HERE)
     assert out.status == "failed" and out.tier == "tol" and "the training code or recipe changed" in out.message
 
