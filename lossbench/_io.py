@@ -38,7 +38,13 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def torch_save_atomic(obj: object, path: str | Path) -> None:
+    """``torch.save`` through a buffer: the zip then names its root folder ``archive`` rather than
+    after the random temporary file, so the same object always gives the same bytes (and sha256)."""
+    import io
+
     import torch
 
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getvalue())

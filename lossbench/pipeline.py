@@ -325,6 +325,9 @@ def pca_plane_file(path: str | Path, model: nn.Module, pca, data: ImageData, *, 
     the path, the explained variance and the random-plane path go into the file's metadata."""
     from .trajectory import path_extent
 
+    if pca.delta is None or pca.eta is None:
+        raise ValueError("this PCA was stored without its directions (only batch-128 seed-recipe nets ship them); "
+                         "recompute it from the checkpoints with `python -m lossbench trajectory`")
     device = next(model.parameters()).device
     (x_lo, x_hi), (y_lo, y_hi) = path_extent(pca.coords)
     spec = SurfaceSpec(x=Axis(x_lo, x_hi, grid), y=Axis(y_lo, y_hi, grid), norm="none", eval_samples=eval_samples)

@@ -7,12 +7,14 @@ The ``small`` scale's nets take hours to train on a CPU, so they are trained onc
     <config_id>.json      provenance: config and its hash, recipe, commit, torch, platform, threads,
                           wall time, final train/test loss and accuracy, converged, sha256 of the files
     <config_id>.pca.pt    the PCA of the training path (paper section 7), computed once from evenly
-                          spaced checkpoints: the two directions (float16, scaled per tensor), the
-                          projected path, the explained variance, the share that two random
-                          filter-normalised directions capture, and the sha256 of every checkpoint used
+                          spaced checkpoints: the projected path, the explained variance, the share
+                          that two random filter-normalised directions capture, the sha256 of every
+                          checkpoint used, and for the batch-128 nets of the seed recipe the two
+                          directions themselves (float16, scaled per tensor)
 
-Checkpoints themselves are not shipped (61 per net would not fit the size budget); the PCA
-directions are, so the path's plane can be evaluated without them.
+Checkpoints themselves are not shipped (61 per net would not fit the size budget). The PCA directions
+are as large as the weights, so only the nets whose PCA plane the suite draws (batch 128, seed
+recipe: the paper's Figure 9 kind) carry them; every net carries what the PCA claim needs.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class ShippedPCA:
 
     Attributes:
         delta, eta: unit-norm principal directions (float32, restored from float16 storage); 1-D
-            tensors (biases, BN) zero, as in the authors' code.
+            tensors (biases, BN) zero, as in the authors' code. None where they were not shipped.
         explained_variance_ratio: (k,) share of the path's variance along each principal component.
         coords: (E, 2) the path projected on (delta, eta), in units of the unit directions.
         epochs: (E,) the epochs of the checkpoints used.
@@ -87,8 +89,8 @@ class ShippedPCA:
         random_coords: (E, 2) the path projected on those random unit directions.
     """
 
-    delta: Direction
-    eta: Direction
+    delta: Direction | None
+    eta: Direction | None
     explained_variance_ratio: np.ndarray
     coords: np.ndarray
     epochs: tuple[int, ...]
@@ -144,6 +146,11 @@ def nets_dir(baselines_dir: str | Path, scale: str) -> Path:
     return Path(baselines_dir) / scale / "nets"
 
 
+def ships_pca_directions(config: RunConfig) -> bool:
+    """Whether a net's PCA directions are shipped: batch 128 with the seed recipe (Adam)."""
+    return config.batch_size == 128 and config.optimizer == "adam"
+
+
 def ship(result, baselines_dir: str | Path, scale: str, *, recipe: str, commit: str,
          converged: bool) -> Path:
     """Write a finished :class:`~lossbench.train.TrainResult` to ``baselines/<scale>/nets/``.
@@ -176,7 +183,7 @@ def ship(result, baselines_dir: str | Path, scale: str, *, recipe: str, commit: 
     pca_path = folder / f"{config.config_id}.pca.pt"
     torch_save_atomic({
         "format": PCA_FORMAT, "config_id": config.config_id, "config_hash": config.config_hash,
-        "delta": _to_f16(pca.delta), "eta": _to_f16(pca.eta),
+        **({"delta": _to_f16(pca.delta), "eta": _to_f16(pca.eta)} if ships_pca_directions(config) else {}),
         "explained_variance_ratio": torch.from_numpy(np.asarray(pca.explained_variance_ratio, dtype=np.float64)),
         "coords": torch.from_numpy(np.asarray(pca.coords, dtype=np.float64)),
         "epochs": list(pca.epochs), "random_share": pca.random_share,
@@ -243,7 +250,8 @@ class ReferenceNet:
         data = torch.load(file, map_location="cpu", weights_only=True)
         if data.get("format") != PCA_FORMAT:
             raise CheckpointError(f"{file} is not a lossbench PCA file (format {PCA_FORMAT!r} expected)")
-        return ShippedPCA(delta=_from_f16(data["delta"]), eta=_from_f16(data["eta"]),
+        return ShippedPCA(delta=_from_f16(data["delta"]) if "delta" in data else None,
+                          eta=_from_f16(data["eta"]) if "eta" in data else None,
                           explained_variance_ratio=data["explained_variance_ratio"].numpy(),
                           coords=data["coords"].numpy(), epochs=tuple(data["epochs"]),
                           random_share=float(data["random_share"]), random_coords=data["random_coords"].numpy())

@@ -115,3 +115,22 @@ def test_shipped_net_is_intact_and_scores_its_provenance(config_id):
         assert got.acc == ref.final[f"{split}_acc"]
         assert got.loss == pytest.approx(ref.final[f"{split}_loss"], rel=1e-5)
     assert ref.converged == converged(ref.final)
+
+
+def test_only_batch_128_seed_nets_ship_pca_directions(tmp_path):
+    """The PCA directions weigh as much as the weights: the large-batch nets keep only what the PCA
+    claim needs (shares, path, hashes), and drawing their plane says how to get it."""
+    from lossbench.pipeline import pca_plane_file
+    from lossbench.reference_nets import ships_pca_directions
+
+    config = SCALES["ci"].configs[1].replace(epochs=2, n_train=256, n_test=64)
+    assert config.batch_size == 2000 and not ships_pca_directions(config)
+    result = train(config, cache_dir=tmp_path / "cache")
+    ship(result, tmp_path, "ci", recipe="seed", commit="test", converged=False)
+    ref = load_reference(config.config_id, tmp_path, "ci")
+    pca = ref.pca()
+    assert pca.delta is None and pca.eta is None and len(pca.epochs) == 3 and pca.explained_variance_ratio.sum() > 0
+    with pytest.raises(ValueError, match="stored without its directions"):
+        pca_plane_file(tmp_path / "plane.h5", ref.model, pca, load_dataset(config), grid=3)
+    assert ships_pca_directions(SCALES["small"].configs[0])
+    assert not any(ships_pca_directions(c) for c in SCALES["small"].normalization_configs)
