@@ -149,6 +149,18 @@ def _load_model(args: argparse.Namespace, device):
     return config, result.model, {}, result
 
 
+def _eval_samples(asked: int | None, scale, data, splits) -> int | None:
+    """``--eval-samples`` as given (checked later against each split), else the scale's default: all
+    of each split when the default covers them, else the default capped at the smallest split (a default
+    is no request for more images than a checkpoint's data holds)."""
+    if asked is not None:
+        return asked
+    known = [len(data.split(s)[0]) for s in splits if s in ("train", "test")]
+    if known and scale.eval_samples >= max(known):
+        return None
+    return min([scale.eval_samples, *known])
+
+
 def _axis_arg(text: str):
     """``--x``/``--y`` type: :func:`lossbench.surface.parse_axis`, its error shown in its own words
     (argparse prints only "invalid value" for a plain ValueError)."""
@@ -255,16 +267,16 @@ def cmd_surface(args: argparse.Namespace) -> int:
         source["target"] = other.to_dict()
     x = args.x or (Axis(-0.5, 1.5, 41) if interpolation else Axis(-1.0, 1.0, 51))
     scale = get_scale(args.scale)
+    data = load_dataset(config, data_dir=args.data_dir)
+    splits = tuple(s.strip() for s in args.dataset.split(",") if s.strip())
     spec = SurfaceSpec(
         x=x, y=args.y, norm=args.norm, ignore=args.ignore,
         dir_type="states" if interpolation else args.dir_type, seed=args.seed, orthogonalize=args.orthogonalize,
-        splits=tuple(s.strip() for s in args.dataset.split(",") if s.strip()),
-        eval_samples=args.eval_samples if args.eval_samples is not None else scale.eval_samples,
+        splits=splits, eval_samples=_eval_samples(args.eval_samples, scale, data, splits),
         eval_batch=args.eval_batch, interpolation=interpolation,
     )
     kind = "interpolation" if interpolation else ("surface-2d" if args.y else "line-1d")
     out = Path(args.output or Path("results") / config.config_id / f"{kind}.h5")
-    data = load_dataset(config, data_dir=args.data_dir)
     attrs = {"config": config.to_dict(), "config_id": config.config_id, "kind": kind, **source}
     if args.precision != "float32":  # not float-identical: a file is resumed only in its own precision
         attrs["precision"] = args.precision
@@ -528,9 +540,10 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     device = device_of(args.device)
     config, model, source, _ = _load_model(args, device)
     data = load_dataset(config, data_dir=args.data_dir)
-    n = args.eval_samples if args.eval_samples is not None else get_scale(args.scale).eval_samples
+    n = _eval_samples(args.eval_samples, get_scale(args.scale), data, ("train",))
     if (args.x is None) != (args.y is None):
         raise ValueError("give both --x and --y for a map, or neither for the values at the minimum")
+    n = len(data.x_train) if n is None else n
     if args.x is None:
         if not 1 <= n <= len(data.x_train):
             raise ValueError(f"--eval-samples {n}: expected 1 to {len(data.x_train)} (the train split's size)")
@@ -605,9 +618,9 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
 
     device = device_of(args.device)
     config, _, source, result = _load_model(args, device)
-    n = args.eval_samples if args.eval_samples is not None else get_scale(args.scale).eval_samples
     out = Path(args.output or Path("results") / config.config_id / "trajectory.h5")
     data = load_dataset(config, data_dir=args.data_dir)
+    n = _eval_samples(args.eval_samples, get_scale(args.scale), data, ("train",))
     s = trajectory_file(out, result, data, grid=args.grid, eval_samples=n, seed=args.seed, attrs=source,
                         overwrite=args.overwrite)
     ev = s.attrs["explained_variance_ratio"]
