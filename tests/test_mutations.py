@@ -120,6 +120,7 @@ def _train_mode_evaluate(model, loss_fn, batches):
     return Evaluation(loss=total / n, acc=correct / n, n=n)
 
 
+@torch.no_grad()
 def _mean_of_batch_means(model, loss_fn, batches):
     model.eval()
     losses, accs = [], []
