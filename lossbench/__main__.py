@@ -387,6 +387,8 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="baselines", help="baselines root (default baselines)")
     p.add_argument("--results-dir", default=None, help="where the surfaces go (default .benchmarks/surfaces/<scale>-spread)")
     p.add_argument("--only", default=None, help="comma-separated config_ids to do (default: the whole matrix)")
+    p.add_argument("--eig-variants", nargs="+", default=["threads=2", "hessian_batch=48", "repeat"],
+                   help="with --eig-maps: the recompute variants measured (default all three; each costs a map)")
     p.add_argument("--eig-maps", action="store_true",
                    help="instead: the eigen-ratio map summaries of the ResNet-56 pair at batch 128 (eigmap/<id>.json)")
     p.set_defaults(func=cmd_baselines)
@@ -683,13 +685,15 @@ def _eigmap_baselines(args: argparse.Namespace, scale, device, results) -> int:
             print(f"wrote the spread of {path}", flush=True)
             continue
         model, final, _, sha = _baseline_net(base_cfg, scale, args, device)
-        summary, jitter, _ = eig_map_jitter(base_cfg, scale, model=model, data=data, results_dir=results)
+        summary, jitter, measured = eig_map_jitter(base_cfg, scale, model=model, data=data, results_dir=results,
+                                                   variants=tuple(args.eig_variants))
         doc = bl.make_baseline(
             f"eigmap/{base_cfg.config_id}", scale.name, summary,
             source=bl.provenance(str(device), weights_sha256=sha), tolerances=bl.recompute_tolerances(summary, jitter),
             extra={"config_hash": base_cfg.config_hash, "spread": old.get("spread", {}),
                    **({"spread_seeds": old["spread_seeds"]} if "spread_seeds" in old else {}),
-                   "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()}, "map": scale.eig_map,
+                   "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()}, "jitter_variants": sorted(measured),
+                   "map": scale.eig_map,
                    "hessian": CURVATURE, "tolerance_method": TOL_METHOD.format(factor=bl.SAFETY_FACTOR)},
         )
         bl.write_baseline(path, doc)

@@ -406,20 +406,27 @@ def _max_deviation(base: dict[str, float], variants: dict[str, dict[str, float]]
     return jitter
 
 
+EIG_MAP_VARIANTS = ("threads=2", "hessian_batch=48", "repeat")
+
+
 def eig_map_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: ImageData, results_dir: str | Path,
-                   base_threads: int = 1) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
-    """The eigen-ratio map summary recomputed with 2 threads, a split Hessian batch and once more:
-    (base summary, largest deviations, variant -> summary)."""
+                   base_threads: int = 1, variants: tuple[str, ...] = EIG_MAP_VARIANTS
+                   ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
+    """The eigen-ratio map summary recomputed with 2 threads, a split Hessian batch and once more (or
+    the ``variants`` named): (base summary, largest deviations, variant -> summary)."""
+    unknown = set(variants) - set(EIG_MAP_VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown eigen-map variant(s) {sorted(unknown)}; expected some of {EIG_MAP_VARIANTS}")
     path = Path(results_dir) / config.config_id / "eig-map-jitter.h5"
     with _with_threads(base_threads):
         base = eig_map_summary(path, model, data, scale)[1]
-    variants = {}
-    with _with_threads(2):
-        variants["threads=2"] = eig_map_summary(path, model, data, scale)[1]
-    with _with_threads(base_threads):
-        variants["hessian_batch=48"] = eig_map_summary(path, model, data, scale, eval_batch=48)[1]
-        variants["repeat"] = eig_map_summary(path, model, data, scale)[1]
-    return base, _max_deviation(base, variants), variants
+    runs = {"threads=2": (2, None), "hessian_batch=48": (base_threads, 48), "repeat": (base_threads, None)}
+    out = {}
+    for name in variants:
+        threads, batch = runs[name]
+        with _with_threads(threads):
+            out[name] = eig_map_summary(path, model, data, scale, eval_batch=batch)[1]
+    return base, _max_deviation(base, out), out
 
 
 SPREAD_METHOD = (
