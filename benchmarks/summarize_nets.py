@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent / "baselines"
 def main(scale: str) -> None:
     if scale == "small":
         print("| net | recipe | final train loss | train acc | test acc | reached a minimum | PCA top-2 share | "
-              "training (1 thread) |")
+              "training (wall) |")
         print("|---|---|---|---|---|---|---|---|")
         for path in sorted((ROOT / scale / "nets").glob("*.json")):
             p = json.loads(path.read_text())
