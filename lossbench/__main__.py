@@ -41,7 +41,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="train every config of the scale: the matrix, then the filter-normalisation experiment")
     p.add_argument("--only", nargs="+", default=None, metavar="CONFIG_ID",
                    help="with --all: just these config ids (e.g. resnet56-noshort-bs128-s0), in the order given; "
-                        "run one process per core, each with its own list")
+                        "run one process per core, each with its own list. Also names the scale's GPU-only "
+                        "configs (small: resnet110[-noshort]-bs128-s0, resnet56-w2/-w4-bs128-s0)")
     p.add_argument("--jobs", type=int, default=1,
                    help="with --all: train this many configs at once, one single-threaded process each (the "
                         "weights are the same as one by one); default 1")
@@ -70,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.only:
         if not args.all:
             raise SystemExit("error: --only selects from the scale's configs; pass it with --all")
-        by_id = {c.config_id: c for c in configs}
+        by_id = {c.config_id: c for c in get_scale(args.scale).known_configs}
         unknown = [name for name in args.only if name not in by_id]
         if unknown:
             raise SystemExit(f"error: unknown config id(s) {', '.join(unknown)} in scale {args.scale!r}; "
@@ -720,6 +721,9 @@ def _add_ship(sub: argparse._SubParsersAction) -> None:
     add_run_options(p.add_argument)
     p.add_argument("--only", nargs="+", default=None, metavar="CONFIG_ID", help="just these config ids")
     p.add_argument("--baselines-dir", default="baselines", help="root of the baselines (default ./baselines)")
+    p.add_argument("--commit", default=None,
+                   help="the commit that trained the nets, recorded in the provenance (default: git's HEAD; "
+                        "give it where the tree was copied without its .git, e.g. on a lent GPU machine)")
     p.set_defaults(func=cmd_ship)
 
 
@@ -730,14 +734,14 @@ def cmd_ship(args: argparse.Namespace) -> int:
     from .reproduce import converged
     from .train import load_trained
 
-    configs = list(get_scale(args.scale).all_configs)
+    configs = list(get_scale(args.scale).known_configs)
     if args.only:
         by_id = {c.config_id: c for c in configs}
         unknown = [name for name in args.only if name not in by_id]
         if unknown:
             raise SystemExit(f"error: unknown config id(s) {', '.join(unknown)} in scale {args.scale!r}")
         configs = [by_id[name] for name in args.only]
-    commit = provenance()["commit"]
+    commit = args.commit or provenance()["commit"]
     shipped = 0
     for config in configs:
         try:
@@ -747,7 +751,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
             continue
         recipe = "paper-sgd" if config.optimizer == "sgd" else "seed"
         path = ship(result, args.baselines_dir, args.scale, recipe=recipe, commit=commit,
-                    converged=converged(result.final))
+                    converged=converged)
         f = result.final
         print(f"shipped {config.config_id:<34} train acc {f['train_acc']:.3f} test acc {f['test_acc']:.3f} -> {path}")
         shipped += 1

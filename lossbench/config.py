@@ -220,6 +220,9 @@ class Scale:
         interp_x: the 1D interpolation from the small- to the large-batch solution (``min:max:num``).
         eig_samples: training images of the Hessian in the eigen-ratio maps.
         eig_max_iter: Lanczos steps per eigen-ratio map point.
+        gpu_configs: nets trained only where a GPU is at hand (hours on the CPU): the paper's deepest
+            nets and its wider ones (Figure 6). Selected by id (``train --all --only``, ``ship``); not
+            part of :attr:`all_configs`, so nothing on the CPU path trains them unasked.
     """
 
     name: str
@@ -239,11 +242,17 @@ class Scale:
     interp_x: str = "-0.5:1.5:21"
     eig_samples: int = 128
     eig_max_iter: int = 60
+    gpu_configs: tuple[RunConfig, ...] = field(default=())
 
     @property
     def all_configs(self) -> tuple[RunConfig, ...]:
         """The matrix followed by the filter-normalisation experiment's nets."""
         return self.configs + self.normalization_configs
+
+    @property
+    def known_configs(self) -> tuple[RunConfig, ...]:
+        """Every config a config id of this scale may name: :attr:`all_configs` and :attr:`gpu_configs`."""
+        return self.all_configs + self.gpu_configs
 
 
 def _matrix(depths: tuple[int, ...], batch_sizes: tuple[int, ...], **common: Any) -> tuple[RunConfig, ...]:
@@ -296,6 +305,14 @@ SCALES: dict[str, Scale] = {
                          **_SMALL_DATA)
             for wd in (0.0, 5e-4)
             for bs in (128, 2000)
+        ),
+        # the paper's most chaotic case (ResNet-110 without shortcuts, Figure 5) and its wider nets
+        # (Figure 6: ResNet-56 at widths 2 and 4 is flatter and more convex), seed recipe, batch 128
+        gpu_configs=(
+            *(seed_recipe(depth=110, shortcut=s, batch_size=128, epochs=60, warmup=0.05, **_SMALL_DATA)
+              for s in (True, False)),
+            *(seed_recipe(depth=56, width=w, batch_size=128, epochs=60, warmup=0.05, **_SMALL_DATA)
+              for w in (2, 4)),
         ),
     ),
     "paper": Scale(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,19 +147,43 @@ def nets_dir(baselines_dir: str | Path, scale: str) -> Path:
 
 
 def ships_pca_directions(config: RunConfig) -> bool:
-    """Whether a net's PCA directions are shipped: batch 128 with the seed recipe (Adam)."""
-    return config.batch_size == 128 and config.optimizer == "adam"
+    """Whether a net's PCA directions are shipped: batch 128 with the seed recipe (Adam), width 1 and
+    depth at most 56 (ResNet-110 and the wide nets would double their weights' size on disk)."""
+    return config.batch_size == 128 and config.optimizer == "adam" and config.width == 1 and config.depth <= 56
+
+
+def final_on_cpu(config: RunConfig, model: nn.Module) -> dict[str, float]:
+    """Train and test loss and accuracy of ``model`` on the CPU, one intra-op thread, batches of 500.
+
+    What a shipped net's provenance records as ``final``, so that any machine can recompute it
+    exactly (accuracy) or to float tolerance (loss), whatever device trained the net.
+    """
+    import copy
+
+    from .data import load_dataset
+    from .evaluate import cross_entropy, evaluate, make_batches
+    from .train import EVAL_BATCH, TRAIN_THREADS, _intra_op_threads
+
+    cpu_model = copy.deepcopy(model).to("cpu", torch.float32).eval()
+    data = load_dataset(config)
+    final: dict[str, float] = {}
+    with _intra_op_threads(TRAIN_THREADS):
+        for split in ("train", "test"):
+            x, y = data.split(split)
+            got = evaluate(cpu_model, cross_entropy(), make_batches(x, y, EVAL_BATCH))
+            final[f"{split}_loss"], final[f"{split}_acc"] = got.loss, got.acc
+    return final
 
 
 def ship(result, baselines_dir: str | Path, scale: str, *, recipe: str, commit: str,
-         converged: bool) -> Path:
+         converged: Callable[[dict[str, float]], bool]) -> Path:
     """Write a finished :class:`~lossbench.train.TrainResult` to ``baselines/<scale>/nets/``.
 
     Args:
         result: the cached training result (its folder must still hold the per-epoch checkpoints).
         recipe: the recipe's name (``seed`` or ``paper-sgd``) for the provenance.
         commit: the commit of the code that trained it.
-        converged: whether it reached a minimum (the caller's criterion, stored as is).
+        converged: the caller's criterion of a minimum, applied to the recorded ``final``.
 
     Returns:
         The provenance file's path.
@@ -193,12 +217,16 @@ def ship(result, baselines_dir: str | Path, scale: str, *, recipe: str, commit: 
 
     history = [{k: row[k] for k in ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")}
                for row in meta["history"]]
+    # A net trained on a GPU is scored again on the CPU: that is where the suite checks it.
+    trained_on_cpu = str(meta.get("device", "cpu")).startswith("cpu")
+    final = meta["final"] if trained_on_cpu else final_on_cpu(config, result.model)
     provenance = {
         "format": PROVENANCE_FORMAT, "config_id": config.config_id, "config": config.to_dict(),
         "config_hash": config.config_hash, "recipe": recipe, "commit": commit,
         "torch": meta.get("torch"), "platform": meta.get("platform"), "threads": meta.get("threads"),
-        "device": meta.get("device"), "wall_seconds": meta.get("seconds"),
-        "final": meta["final"], "converged": bool(converged),
+        "device": meta.get("device"), "device_name": meta.get("device_name", "cpu"), "wall_seconds": meta.get("seconds"),
+        "final": final, "converged": bool(converged(final)),
+        **({} if trained_on_cpu else {"final_on_training_device": meta["final"]}),
         "weights_file": weights_path.name, "weights_sha256": sha256_of(weights_path),
         "state_sha256": state_sha256(state),
         "pca_file": pca_path.name, "pca_sha256": sha256_of(pca_path),

@@ -419,6 +419,7 @@ def _train_locked(
     final = dict(train_loss=train_eval.loss, train_acc=train_eval.acc, test_loss=test_eval.loss,
                  test_acc=test_eval.acc)
     meta = dict(final=final, history=history, seconds=time.perf_counter() - t_start, device=str(device),
+                device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                 torch=torch.__version__, lossbench=__version__, config_id=config.config_id,
                 threads=torch.get_num_threads(), platform=platform_id())
     write_text_atomic(folder / "final.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -17,6 +17,7 @@ from lossbench.reference_nets import (
     sha256_of,
     ship,
     shipped_ids,
+    ships_pca_directions,
     state_sha256,
 )
 from lossbench.reproduce import converged
@@ -46,7 +47,7 @@ def shipped(tmp_path_factory):
     cache, root = tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("baselines")
     config = SCALES["ci"].configs[0].replace(epochs=3, n_train=256, n_test=64)
     result = train(config, cache_dir=cache)
-    ship(result, root, "ci", recipe="seed", commit="test", converged=converged(result.final))
+    ship(result, root, "ci", recipe="seed", commit="test", converged=converged)
     return config, result, root
 
 
@@ -106,7 +107,7 @@ def test_shipped_net_is_intact_and_scores_its_provenance(config_id):
     the provenance's (counts of correct images: exact), the losses to float tolerance."""
     ref = load_reference(config_id, BASELINES, "small")
     scale = get_scale("small")
-    assert ref.config in scale.all_configs, f"{config_id}'s recipe is no longer the small scale's: retrain and ship"
+    assert ref.config in scale.known_configs, f"{config_id}'s recipe is no longer the small scale's: retrain and ship"
     data = load_dataset(ref.config)
     for split in ("train", "test"):
         x, y = data.split(split)
@@ -121,12 +122,12 @@ def test_only_batch_128_seed_nets_ship_pca_directions(tmp_path):
     """The PCA directions weigh as much as the weights: the large-batch nets keep only what the PCA
     claim needs (shares, path, hashes), and drawing their plane says how to get it."""
     from lossbench.pipeline import pca_plane_file
-    from lossbench.reference_nets import ships_pca_directions
+
 
     config = SCALES["ci"].configs[1].replace(epochs=2, n_train=256, n_test=64)
     assert config.batch_size == 2000 and not ships_pca_directions(config)
     result = train(config, cache_dir=tmp_path / "cache")
-    ship(result, tmp_path, "ci", recipe="seed", commit="test", converged=False)
+    ship(result, tmp_path, "ci", recipe="seed", commit="test", converged=lambda final: False)
     ref = load_reference(config.config_id, tmp_path, "ci")
     pca = ref.pca()
     assert pca.delta is None and pca.eta is None and len(pca.epochs) == 3 and pca.explained_variance_ratio.sum() > 0
@@ -134,3 +135,32 @@ def test_only_batch_128_seed_nets_ship_pca_directions(tmp_path):
         pca_plane_file(tmp_path / "plane.h5", ref.model, pca, load_dataset(config), grid=3)
     assert ships_pca_directions(SCALES["small"].configs[0])
     assert not any(ships_pca_directions(c) for c in SCALES["small"].normalization_configs)
+
+
+def test_a_net_trained_on_another_device_is_scored_again_on_the_cpu(tmp_path):
+    """A GPU-trained net's provenance records the CPU's final numbers (what the suite recomputes),
+    keeps the training device's as ``final_on_training_device``, and judges convergence on the former."""
+    config = SCALES["ci"].configs[0].replace(epochs=2, n_train=256, n_test=64)
+    result = train(config, cache_dir=tmp_path / "cache")
+    meta_path = result.path / "final.json"
+    meta = json.loads(meta_path.read_text())
+    device_final = {k: v + 0.25 for k, v in meta["final"].items()}  # what another device might have said
+    meta.update(device="cuda:0", device_name="Some GPU", final=device_final)
+    meta_path.write_text(json.dumps(meta))
+    seen = []
+    ship(result, tmp_path, "ci", recipe="seed", commit="test", converged=lambda final: seen.append(final) or True)
+    prov = json.loads((tmp_path / "ci" / "nets" / f"{config.config_id}.json").read_text())
+    data = load_dataset(config)
+    with _intra_op_threads(TRAIN_THREADS):
+        want = evaluate(result.model, cross_entropy(), make_batches(*data.split("test"), 500))
+    assert prov["final"]["test_acc"] == want.acc and prov["final"]["test_loss"] == pytest.approx(want.loss, rel=1e-6)
+    assert prov["final_on_training_device"] == device_final and prov["device_name"] == "Some GPU"
+    assert seen == [prov["final"]] and prov["converged"] is True
+
+
+def test_gpu_only_configs_are_named_but_not_trained_unasked():
+    small = SCALES["small"]
+    ids = [c.config_id for c in small.gpu_configs]
+    assert ids == ["resnet110-bs128-s0", "resnet110-noshort-bs128-s0", "resnet56-w2-bs128-s0", "resnet56-w4-bs128-s0"]
+    assert not set(small.gpu_configs) & set(small.all_configs)
+    assert not any(ships_pca_directions(c) for c in small.gpu_configs)
