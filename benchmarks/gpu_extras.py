@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", required=True)
     args = p.parse_args(argv)
     scale = get_scale("small")
-    ids = args.ids or [c.config_id for c in scale.gpu_configs] + list(COMPARED)
+    # ResNet-110 and the nets it is compared with first: the depth finding matters most
+    ids = args.ids or [*(c.config_id for c in scale.gpu_configs if c.width == 1), *COMPARED,
+                       *(c.config_id for c in scale.gpu_configs if c.width != 1)]
     out: dict = {"format": "lossbench-gpu-extras/1", "scale": scale.name, "device": args.device,
                  "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
                  "torch": torch.__version__, "nets": {}, "eig_maps": {}}
