@@ -291,6 +291,8 @@ def cmd_surface(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k}={v[centre]:.4f}" for k, v in surface.values.items())
     print(f"wrote {out} ({kind}, grid {'x'.join(map(str, surface.shape))}); at the centre: {summary}")
     if args.plot:
+        from .figures import plot_file
+
         for path in plot_file(out):
             print(f"wrote {path}")
     return 0
@@ -313,48 +315,9 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_plot)
 
 
-def plot_file(path, *, key: str = "train_loss", vmin=None, vmax=None, vlevel=None, zmax=None,
-              loss_max=None, log: bool = False, vtp: bool = False, stem=None) -> list:
-    """Write the standard figures of a surface file; returns the written paths."""
-    from pathlib import Path
-
-    from . import plot
-    from .store import export_vtp, load_surface
-
-    surface = load_surface(path)
-    stem = Path(stem) if stem else Path(path).with_suffix("")
-    title = surface.attrs.get("config_id", Path(path).stem)
-    written = []
-    if surface.betas is None:
-        splits = sorted({k.rsplit("_", 1)[0] for k in surface.values})
-        losses = {s: surface.values[f"{s}_loss"] for s in splits if f"{s}_loss" in surface.values}
-        accs = {s: surface.values[f"{s}_acc"] for s in splits if f"{s}_acc" in surface.values}
-        xlabel = r"$\alpha$ (interpolation $\theta_1 \to \theta_2$)" if surface.attrs.get("kind") == "interpolation" else r"$\alpha$"
-        if loss_max is None and not log:  # resolve the basin, not the far walls: at most 10 nats above the minimum
-            finite = np.concatenate([v[np.isfinite(v)] for v in losses.values()])
-            loss_max = float(min(finite.max(), finite.min() + 10.0)) * 1.05 if finite.size else None
-        fig = plot.plot_1d(surface.alphas, losses, accs, title=title, xlabel=xlabel, loss_max=loss_max, log=log)
-        written += plot.save_figure(fig, f"{stem}-1d")
-        return written
-    if key not in surface.values:
-        raise ValueError(f"{path} has no {key!r}; it has {', '.join(surface.values)}")
-    z = surface.values[key]
-    levels = plot.contour_levels(z, vmin=vmin, vmax=vmax, vlevel=vlevel)
-    a, b = surface.alphas, surface.betas
-    written += plot.save_figure(plot.plot_contour(a, b, z, levels=levels, title=title, label=key), f"{stem}-{key}-contour")
-    written += plot.save_figure(plot.plot_contour(a, b, z, levels=levels, filled=True, title=title, label=key),
-                                f"{stem}-{key}-contourf")
-    top = float(levels[-1])  # the same clipping for the heat map and the 3D view unless asked otherwise
-    written += plot.save_figure(plot.plot_heatmap(a, b, z, vmin=vmin, vmax=vmax if vmax is not None else top,
-                                                  title=title, label=key), f"{stem}-{key}-heat")
-    written += plot.save_figure(plot.plot_surface_3d(a, b, z, zmax=zmax if zmax is not None else top, log=log,
-                                                     title=title, label=key), f"{stem}-{key}-3d")
-    if vtp:
-        written.append(export_vtp(f"{stem}-{key}.vtp", surface, key=key, log=log, zmax=zmax))
-    return written
-
-
 def cmd_plot(args: argparse.Namespace) -> int:
+    from .figures import plot_file
+
     for path in plot_file(args.file, key=args.key, vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel,
                           zmax=args.zmax, loss_max=args.loss_max, log=args.log, vtp=args.vtp, stem=args.output):
         print(f"wrote {path}")
@@ -398,100 +361,25 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
 def cmd_baselines(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import baselines as bl
-    from .data import load_dataset
     from .pipeline import device_of
-    from .reproduce import TOL_METHOD, derive_spread, recompute_jitter
-    from .train import train
+    from .regenerate import write_eigmap_baselines, write_recompute_baselines, write_spread
 
     scale = get_scale(args.scale)
-    device = device_of(args.device)
-    results = Path(args.results_dir or Path(".benchmarks") / "surfaces" / f"{scale.name}-baselines")
-    only = set(args.only.split(",")) if args.only else None
-    if args.eig_maps:
-        return _eigmap_baselines(args, scale, device, results)
-    from .reference_nets import shipped_ids
-
-    for config in scale.all_configs:
-        if only and config.config_id not in only:
-            continue
-        if scale.shipped and not args.spread and config.config_id not in shipped_ids(args.out, scale.name):
-            print(f"skip {config.config_id}: not shipped in {args.out}/{scale.name}/nets yet", flush=True)
-            continue
-        path = Path(args.out) / scale.name / f"{config.config_id}.json"
-        old = bl.load_baseline(path) if path.exists() else {}
-        data = load_dataset(config, data_dir=args.data_dir)
-        if args.spread:
-            _, samples = derive_spread(
-                config, scale, seeds=tuple(args.seeds), dir_seeds=tuple(args.dir_seeds), data=data,
-                results_dir=results / "spread",
-                train_fn=lambda c: train(c, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir),
-            )
-            if not old:
-                raise SystemExit(f"error: {path} does not exist; write it first with `python -m lossbench "
-                                 f"baselines --scale {scale.name}` (the recompute tolerances), then --spread")
-            old["spread"] = bl.spread_stats(samples)
-            old["spread_seeds"] = {"training": list(args.seeds), "direction": list(args.dir_seeds)}
-            bl.write_baseline(path, old)
-            print(f"wrote the spread of {path}", flush=True)
-            continue
-        model, final, checkpoints, sha = _baseline_net(config, scale, args, device)
-        base, jitter, _ = recompute_jitter(config, scale, model=model, data=data, results_dir=results,
-                                           checkpoints=checkpoints)
-        if scale.shipped:
-            base, jitter = _all_pairs(config, scale, args, device, data, results, base, jitter)
-        doc = bl.make_baseline(
-            config.config_id, scale.name, base, source=bl.provenance(str(device), weights_sha256=sha),
-            tolerances=bl.recompute_tolerances(base, jitter),
-            extra={"config_hash": config.config_hash, "final": {k: bl.round_sig(v) for k, v in final.items()},
-                   "converged": converged(final), "spread": old.get("spread", {}),
-                   **({"spread_seeds": old["spread_seeds"]} if "spread_seeds" in old else {}),
-                   "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()},
-                   "tolerance_method": TOL_METHOD.format(factor=bl.SAFETY_FACTOR)},
-        )
-        bl.write_baseline(path, doc)
-        print(f"wrote {path}", flush=True)
-    return 0
-
-
-def _all_pairs(config, scale, args, device, data, results, base, jitter):
-    """A shipped net's baseline covers every direction pair, the PCA and the 1D lines (what the main job
-    checks). The jitter is measured on pair 0; a later pair's metric gets pair 0's relative jitter; the
-    stored PCA is exact (jitter 0); the lines get their kind's floor."""
-    from .reference_nets import load_reference
-    from .reproduce import study_net
-
-    ref = load_reference(config.config_id, args.out, scale.name, device=device)
-    _, flat = study_net(config, scale, net=ref, data=data, results_dir=results / "study")
-    out_jitter = {}
-    for name, value in flat.items():
-        root = name.split("/")[0]
-        if name in jitter:
-            out_jitter[name] = jitter[name]
-        elif root in jitter and base.get(root):
-            out_jitter[name] = jitter[root] * abs(value) / abs(base[root])
+    common = dict(baselines_dir=args.out, device=device_of(args.device), cache_dir=args.cache_dir,
+                  data_dir=args.data_dir,
+                  results_dir=Path(args.results_dir or Path(".benchmarks") / "surfaces" / f"{scale.name}-baselines"))
+    only = args.only.split(",") if args.only else None
+    try:
+        if args.eig_maps:
+            write_eigmap_baselines(scale, variants=tuple(args.eig_variants),
+                                   spread_seeds=tuple(args.seeds) if args.spread else None, **common)
+        elif args.spread:
+            write_spread(scale, seeds=tuple(args.seeds), dir_seeds=tuple(args.dir_seeds), only=only, **common)
         else:
-            out_jitter[name] = 0.0
-    return {**flat, **{k: v for k, v in base.items() if k in flat}}, out_jitter
-
-
-def converged(final: dict) -> bool:
-    from .reproduce import converged as _converged
-
-    return _converged(final)
-
-
-def _baseline_net(config, scale, args, device):
-    """(model, final, checkpoints or None, weights sha256) of a config: the shipped reference net where
-    the scale ships them, else the cached (re)trained one."""
-    from .reference_nets import load_reference, shipped_ids, state_sha256
-    from .train import train
-
-    if config.config_id in shipped_ids(args.out, scale.name):
-        ref = load_reference(config.config_id, args.out, scale.name, device=device)
-        return ref.model, ref.final, None, ref.provenance["state_sha256"]
-    result = train(config, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir)
-    return result.model, result.final, result.checkpoints, state_sha256(result.model.state_dict())
+            write_recompute_baselines(scale, only=only, **common)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    return 0
 
 
 EPILOG_HESSIAN = """examples:
@@ -576,25 +464,11 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     print(f"wrote {out} (eigenvalue map {s.shape[0]}x{s.shape[1]}): "
           + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()))
     if args.plot:
+        from .figures import plot_eig_file
+
         for path in plot_eig_file(out):
             print(f"wrote {path}")
     return 0
-
-
-def plot_eig_file(path) -> list:
-    from pathlib import Path
-
-    from . import plot
-    from .hessian import eig_ratio
-    from .store import load_surface
-
-    s = load_surface(path)
-    ratio = eig_ratio(s.values["min_eig"], s.values["max_eig"])
-    stem = Path(path).with_suffix("")
-    title = s.attrs.get("config_id", stem.name)
-    fig = plot.plot_heatmap(s.alphas, s.betas, ratio, vmin=0.0, vmax=max(0.1, float(np.nanmax(ratio)) if np.isfinite(ratio).any() else 1.0),
-                            title=f"{title}: |min_eig / max_eig|", label="|lambda_min / lambda_max|")
-    return plot.save_figure(fig, f"{stem}-ratio")
 
 
 def _add_trajectory(sub: argparse._SubParsersAction) -> None:
@@ -632,73 +506,10 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
           f"path extent on the PCA plane {np.ptp(path, 0).round(4).tolist()}, on a random plane "
           f"{np.ptp(rand, 0).round(4).tolist()} (weight-space units)")
     if args.plot:
+        from .figures import plot_trajectory_file
+
         for p in plot_trajectory_file(out):
             print(f"wrote {p}")
-    return 0
-
-
-def plot_trajectory_file(path) -> list:
-    from pathlib import Path
-
-    from . import plot
-    from .store import load_surface
-
-    s = load_surface(path)
-    a = s.attrs
-    fig = plot.plot_trajectory(s.alphas, s.betas, s.values["train_loss"], np.asarray(a["path"]),
-                               explained=tuple(a["explained_variance_ratio"]), epochs=tuple(a["epochs"]),
-                               random_coords=np.asarray(a["random_path"]), title=a.get("config_id", ""))
-    return plot.save_figure(fig, Path(path).with_suffix(""))
-
-
-def _eigmap_baselines(args: argparse.Namespace, scale, device, results) -> int:
-    """Eigen-ratio map summaries of the ResNet-56 pair at batch 128 (the map's plane: direction seed 0)."""
-    from pathlib import Path
-
-    from . import baselines as bl
-    from .config import find_config
-    from .data import load_dataset
-    from .reference_nets import shipped_ids
-    from .reproduce import CURVATURE, TOL_METHOD, eig_map_jitter, eig_map_summary
-    from .train import train
-
-    for shortcut in (True, False):
-        base_cfg = find_config(scale.name, depth=56, shortcut=shortcut, batch_size=128)
-        if scale.shipped and not args.spread and base_cfg.config_id not in shipped_ids(args.out, scale.name):
-            print(f"skip the eigen-ratio map of {base_cfg.config_id}: not shipped yet", flush=True)
-            continue
-        path = Path(args.out) / scale.name / "eigmap" / f"{base_cfg.config_id}.json"
-        old = bl.load_baseline(path) if path.exists() else {}
-        data = load_dataset(base_cfg, data_dir=args.data_dir)
-        if args.spread:
-            samples: dict[str, list[float]] = {}
-            for seed in args.seeds:
-                result = train(base_cfg.replace(seed=seed), device=device, cache_dir=args.cache_dir,
-                               data_dir=args.data_dir)
-                map_path = results / "spread" / f"seed{seed}" / result.config.config_id / "eig-map.h5"
-                for k, v in eig_map_summary(map_path, result.model, data, scale)[1].items():
-                    samples.setdefault(k, []).append(v)
-            if not old:
-                raise SystemExit(f"error: {path} does not exist; write it first without --spread")
-            old["spread"] = bl.spread_stats(samples)
-            old["spread_seeds"] = {"training": list(args.seeds), "direction": [0]}
-            bl.write_baseline(path, old)
-            print(f"wrote the spread of {path}", flush=True)
-            continue
-        model, final, _, sha = _baseline_net(base_cfg, scale, args, device)
-        summary, jitter, measured = eig_map_jitter(base_cfg, scale, model=model, data=data, results_dir=results,
-                                                   variants=tuple(args.eig_variants))
-        doc = bl.make_baseline(
-            f"eigmap/{base_cfg.config_id}", scale.name, summary,
-            source=bl.provenance(str(device), weights_sha256=sha), tolerances=bl.recompute_tolerances(summary, jitter),
-            extra={"config_hash": base_cfg.config_hash, "spread": old.get("spread", {}),
-                   **({"spread_seeds": old["spread_seeds"]} if "spread_seeds" in old else {}),
-                   "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()}, "jitter_variants": sorted(measured),
-                   "map": scale.eig_map,
-                   "hessian": CURVATURE, "tolerance_method": TOL_METHOD.format(factor=bl.SAFETY_FACTOR)},
-        )
-        bl.write_baseline(path, doc)
-        print(f"wrote {path}", flush=True)
     return 0
 
 

@@ -378,7 +378,7 @@ def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, sc
         return Outcome("failed", path, rows,
                        f"the recipe of {config_id} changed since its baseline {path} (config_hash "
                        f"{str(baseline.get('config_hash'))[:12]} stored, {config_hash[:12]} now): regenerate it "
-                       f"(pytest --lossbench-regen-all, then python -m lossbench baselines --measure-tol)", tier)
+                       f"(pytest --lossbench-regen-all, then python -m lossbench baselines --scale {scale})", tier)
     header = f"{n_bad} of {len(rows)} metrics differ from {path} (obtained values in {obtained_path.name})"
     if tier == TIER_SPREAD:
         header += f"\ntier: spread — {SPREAD_REASON} (stored {stored_sha[:12]}, obtained {weights_sha256[:12]})"

@@ -217,3 +217,41 @@ def test_claim_verdicts_are_recorded_then_compared(tmp_path):
     assert check_verdicts(path, gone, converged, source=SOURCE).status == "failed"
     assert check_verdicts(path, flipped, converged, source=SOURCE, regen_all=True).status == "passed"
     assert json.loads(path.read_text())["verdicts"]["large-batch-sharper[resnet20]"] == "fails"
+
+
+def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_needs_it(tmp_path):
+    """`python -m lossbench baselines` on a tiny retrained scale: the file validates, names its tier
+    inputs, and the same computation passes the check at tol; --spread without the file says what to run."""
+    import dataclasses
+
+    import torch
+
+    from lossbench.baselines import check, load_baseline
+    from lossbench.config import SCALES
+    from lossbench.data import load_dataset
+    from lossbench.regenerate import write_recompute_baselines, write_spread
+    from lossbench.reproduce import recompute_jitter
+    from lossbench.train import train
+
+    ci = SCALES["ci"]
+    config = ci.configs[0].replace(epochs=2, n_train=256, n_test=64)
+    tiny = dataclasses.replace(ci, configs=(config,), surface_x="-0.5:0.5:5", surface_y="-0.5:0.5:5", eval_samples=64)
+    kw = dict(baselines_dir=tmp_path / "b", results_dir=tmp_path / "r", device=torch.device("cpu"),
+              cache_dir=tmp_path / "cache", say=lambda line: None)
+    [path] = write_recompute_baselines(tiny, **kw)
+    doc = load_baseline(path)
+    assert doc["config_hash"] == config.config_hash and doc["source"]["weights_sha256"]
+    assert all(entry["tol"] > 0 for name, entry in doc["metrics"].items() if name != "local_minima")  # a count: exact
+    result = train(config, cache_dir=tmp_path / "cache")
+    obtained, _, _ = recompute_jitter(config, tiny, model=result.model, data=load_dataset(config),
+                                      results_dir=tmp_path / "again", checkpoints=result.checkpoints)
+    outcome = check(path, obtained, config_id=config.config_id, scale="ci", source=doc["source"],
+                    config_hash=config.config_hash, weights_sha256=doc["source"]["weights_sha256"],
+                    platform=doc["source"]["platform"])
+    assert outcome.status == "passed" and len(outcome.rows) == len(doc["metrics"]), outcome.message
+    moved = {k: v + 50 * doc["metrics"][k]["tol"] for k, v in obtained.items()}  # a change of the code
+    assert check(path, moved, config_id=config.config_id, scale="ci", source=doc["source"],
+                 config_hash=config.config_hash).status == "failed"
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="write it first with `python -m lossbench baselines --scale ci`"):
+        write_spread(tiny, seeds=(0,), dir_seeds=(0,), **kw)
