@@ -426,6 +426,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .evaluate import cross_entropy, make_batches
     from .hessian import hessian_eigs, hutchinson_trace
+    from .metrics import eig_ratio
     from .pipeline import SurfaceSpec, device_of, eig_map_file
 
     device = device_of(args.device)
@@ -445,7 +446,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
                          seed=args.seed)
         state = "converged" if r.converged else "NOT converged (raise --max-iter or --tol)"
         print(f"{config.config_id}: lambda_max {r.eig_max:.6g}  lambda_min {r.eig_min:.6g}  "
-              f"|min/max| {abs(r.eig_min / r.eig_max):.4g}  ({r.iterations} Lanczos steps, {state}; "
+              f"|min/max| {float(eig_ratio(r.eig_min, r.eig_max)):.4g}  ({r.iterations} Lanczos steps, {state}; "
               f"residuals {r.residual_max:.2g}, {r.residual_min:.2g})")
         if args.trace_probes:
             t = hutchinson_trace(model, cross_entropy(), batches, probes=args.trace_probes, ignore=args.ignore,
@@ -605,10 +606,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(_join_axis_values(sys.argv[1:] if argv is None else argv))
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from ._malloc import keep_freed_memory
+    from ._malloc import keep_freed_memory_once
     from .errors import LossbenchError
 
-    keep_freed_memory()
+    keep_freed_memory_once()
 
     try:
         return args.func(args)

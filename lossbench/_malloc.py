@@ -19,10 +19,12 @@ MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit
 TRIM_THRESHOLD = 1 << 30
 
 
+_applied: bool | None = None
+
+
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process; True if applied, False where the C
-    library is not glibc (nothing changes there). The entry points call it (the CLI, the pytest plugin);
-    library users may call it once at start."""
+    library is not glibc (nothing changes there)."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)
@@ -30,3 +32,15 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError, TypeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def keep_freed_memory_once() -> bool:
+    """:func:`keep_freed_memory` the first time a grid is evaluated in this process, so the library
+    path is as fast as the command line whatever the entry point; ``LOSSBENCH_KEEP_FREED_MEMORY=0``
+    leaves the allocator alone (e.g. in a host process with its own settings)."""
+    import os
+
+    global _applied
+    if _applied is None:
+        _applied = os.environ.get("LOSSBENCH_KEEP_FREED_MEMORY", "1") != "0" and keep_freed_memory()
+    return _applied

@@ -87,7 +87,7 @@ def metric_kind(name: str) -> str:
         return "fraction"
     if name.startswith("eig_ratio"):
         return "eig"
-    if name.startswith(("curv", "lam_", "trace")):
+    if name in ("eig_max", "eig_min") or name.startswith(("curv", "trace")):
         return "curv"
     if name.startswith("sharpness"):
         return "sharpness"

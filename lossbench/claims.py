@@ -303,7 +303,7 @@ def _correlation_claims(records) -> list[Claim]:
         numbers["nets"] = float(len(nets))
         numbers["holds"] = float(numbers["spearman curv_max"] > 0)
         per.append(numbers)
-    curv = [curvature_of(r).get("eig_max", curvature_of(r).get("lam_max", math.nan)) for r in nets]
+    curv = [curvature_of(r).get("eig_max", math.nan) for r in nets]
     trace = [curvature_of(r).get("trace", math.nan) for r in nets]
     for p in per:
         p["spearman eig_max"] = spearman(curv, err)

@@ -20,6 +20,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .errors import check_choice
+
 Arch = Literal["resnet", "vgg"]
 Optimizer = Literal["adam", "sgd"]
 Init = Literal["he_normal", "normal", "default"]
@@ -93,10 +95,10 @@ class RunConfig:
     data_seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice("arch", self.arch, ARCHS)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("init", self.init, INITS)
-        _check_choice("dataset", self.dataset, DATASETS)
+        check_choice("arch", self.arch, ARCHS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("init", self.init, INITS)
+        check_choice("dataset", self.dataset, DATASETS)
         if self.arch == "resnet" and (self.depth < 8 or (self.depth - 2) % 6 != 0):
             raise ValueError(f"resnet depth {self.depth} is not of the form 6n+2 with n >= 1 (e.g. 20, 56, 110)")
         if self.arch == "vgg" and self.depth != 9:
@@ -160,11 +162,6 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
 
 
 def seed_recipe(

@@ -31,6 +31,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from .errors import check_choice
 from .models import is_biasbn
 
 Direction = dict[str, Tensor]
@@ -42,12 +43,6 @@ NORMS: tuple[str, ...] = ("filter", "layer", "weight", "dfilter", "dlayer", "non
 IGNORES: tuple[str, ...] = ("biasbn", "none")
 DIR_TYPES: tuple[str, ...] = ("weights", "states")
 EPS = 1e-10
-
-
-def check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
-    """Raise ``ValueError("unknown norm 'fliter'; expected one of ...")`` for an unknown option."""
-    if value not in choices:
-        raise ValueError(f"unknown {kind} {value!r}; expected one of {', '.join(choices)}")
 
 
 def model_tensors(model: nn.Module, dir_type: str = "weights") -> dict[str, Tensor]:

@@ -7,6 +7,12 @@ class LossbenchError(Exception):
     """Base class of every error lossbench raises on purpose."""
 
 
+def check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise ``ValueError("unknown norm 'fliter'; expected one of ...")`` for an unknown option."""
+    if value not in choices:
+        raise ValueError(f"unknown {kind} {value!r}; expected one of {', '.join(choices)}")
+
+
 class DataError(LossbenchError, FileNotFoundError):
     """A data set could not be found or read."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import plot
-from .hessian import eig_ratio
+from .metrics import eig_ratio
 from .store import export_vtp, load_surface
 
 

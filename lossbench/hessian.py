@@ -28,8 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .directions import IGNORES, Direction, check_choice
+from .directions import IGNORES, Direction
+from .errors import check_choice
 from .evaluate import Batch, LossFn
+from .metrics import eig_ratio
 from .models import is_biasbn
 from .surface import Surface, compute_grid
 
@@ -44,7 +46,9 @@ def hvp(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], v: Mapping[
         ignore: str = "biasbn") -> Direction:
     """H v, the Hessian of the mean loss over ``batches`` times ``v`` (keyed like :func:`hessian_params`).
 
-    Eval mode (restored afterwards); batches weighted by size / N.
+    Eval mode (restored afterwards); batches weighted by size / N. Each batch's product is computed in
+    the model's dtype and the sum over batches is accumulated, and returned, in float64 (as the loss
+    is): summed in float32 over hundreds of batches the rounding grew with their number.
     """
     params = hessian_params(model, ignore)
     missing = [n for n in params if n not in v]
@@ -56,7 +60,7 @@ def hvp(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], v: Mapping[
     n_total = sum(len(t) for _, t in batches)
     if n_total == 0:
         raise ValueError("batches are empty")
-    out = [torch.zeros_like(p) for p in tensors]
+    out = [torch.zeros_like(p, dtype=torch.float64) for p in tensors]
     was_training = model.training
     model.eval()
     try:
@@ -66,7 +70,7 @@ def hvp(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], v: Mapping[
             dot = sum((g * u).sum() for g, u in zip(grads, vs))
             hv = torch.autograd.grad(dot, tensors)
             for acc, h in zip(out, hv):
-                acc.add_(h.detach())
+                acc.add_(h.detach().to(torch.float64))
     finally:
         model.train(was_training)
     return dict(zip(names, out))
@@ -98,9 +102,7 @@ class EigenResult:
     @property
     def eig_ratio(self) -> float:
         """|lambda_min / lambda_max| (the paper's convexity measure), NaN unless both ends converged."""
-        if not self.converged or self.eig_max == 0:
-            return math.nan
-        return abs(self.eig_min / self.eig_max)
+        return float(eig_ratio(self.eig_min, self.eig_max)) if self.converged else math.nan
 
 
 def lanczos(matvec: Callable[[Tensor], Tensor], dim: int, *, max_iter: int = 100, tol: float = 1e-3,
@@ -229,8 +231,3 @@ def eig_ratio_map(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *
                         checkpoint_seconds=checkpoint_seconds, progress=progress, desc="hessian")
 
 
-def eig_ratio(min_eig: np.ndarray, max_eig: np.ndarray) -> np.ndarray:
-    """|lambda_min / lambda_max| elementwise (NaN where either is NaN or lambda_max is 0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.abs(np.asarray(min_eig) / np.asarray(max_eig))
-    return np.where(np.isfinite(r), r, np.nan)

@@ -144,12 +144,12 @@ def finite_difference_hessians(alphas: np.ndarray, betas: np.ndarray, loss: np.n
 def nonconvex_fraction(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, *, radius: float = RADIUS) -> float:
     """Share of interior points within ``radius`` whose local Hessian has a significantly negative eigenvalue."""
     eig = np.linalg.eigvalsh(finite_difference_hessians(alphas, betas, loss))  # ascending
-    lam_min, lam_max = eig[..., 0], eig[..., 1]
+    eig_min, eig_max = eig[..., 0], eig[..., 1]
     aa, bb = np.meshgrid(alphas[1:-1], betas[1:-1], indexing="ij")
     inside = np.hypot(aa, bb) <= radius + 1e-12
     if not inside.any():
         raise ValueError(f"no interior grid point lies within radius {radius}")
-    bad = (lam_min < -NONCONVEX_REL * np.abs(lam_max)) & (lam_min < -NONCONVEX_ABS)
+    bad = (eig_min < -NONCONVEX_REL * np.abs(eig_max)) & (eig_min < -NONCONVEX_ABS)
     return float(bad[inside].mean())
 
 
@@ -244,15 +244,21 @@ def line_metrics(alphas: np.ndarray, loss: np.ndarray, acc: np.ndarray | None = 
     return out
 
 
+def eig_ratio(min_eig: np.ndarray | float, max_eig: np.ndarray | float) -> np.ndarray:
+    """|lambda_min / lambda_max| elementwise, the paper's convexity measure (NaN where either is NaN or
+    lambda_max is 0). Shapes broadcast; a 0-d array for scalars."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.abs(np.asarray(min_eig, float) / np.asarray(max_eig, float))
+    return np.where(np.isfinite(r), r, np.nan)
+
+
 def eig_ratio_summary(alphas: np.ndarray, betas: np.ndarray, min_eig: np.ndarray, max_eig: np.ndarray,
                       loss: np.ndarray | None = None, *, tau: float = TAU) -> dict[str, float]:
     """Summaries of the convexity map r = |lambda_min / lambda_max| (points where the solve did not
     converge are NaN and left out): ``eig_ratio_mean``, ``eig_ratio_above_0.1`` (share of points with
     r > 0.1, i.e. markedly non-convex), ``eig_ratio_center``, and with ``loss`` the mean of r inside the
     0.1-level basin (``eig_ratio_basin``)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.abs(np.asarray(min_eig, float) / np.asarray(max_eig, float))
-    r = np.where(np.isfinite(r), r, np.nan)
+    r = eig_ratio(min_eig, max_eig)
     ok = np.isfinite(r)
     if not ok.any():
         raise ValueError("no grid point has a converged eigenvalue pair")

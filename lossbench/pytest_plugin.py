@@ -53,9 +53,6 @@ def _default_scale(config: pytest.Config) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("lossbench_scale", None) is None:
         config.option.lossbench_scale = _default_scale(config)
-    from ._malloc import keep_freed_memory
-
-    keep_freed_memory()  # the timings and the CLI then run under the same allocator settings
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.stash[_STATS_KEY] = {"passed": 0, "failed": 0, "created": 0, "updated": 0, "used": set(),

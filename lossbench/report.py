@@ -15,6 +15,7 @@ import io
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,77 +109,76 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, s
     return h, md
 
 
-def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_dir: Path,
-                 history: list[Path], speed_run: Path | None = None) -> tuple[Path, Path]:
-    """Write ``index.html`` and ``summary.md`` into ``out_dir``; returns both paths. ``speed_run``: the
-    run whose grid-speed benchmarks are tabulated (default: ``run_path`` itself)."""
-    from . import plot
-    from .store import load_surface
+@dataclass
+class _Page:
+    """What every section builder reads (the run, its records and surfaces) and where figures go."""
 
-    run = load_run(run_path)
-    speed_run = run_path if speed_run is None else speed_run
-    records = reproduction_records(run)
-    if not records:
-        raise ReportError(f"{run_path} holds no reproduction results (extra_info with config_id and metrics); "
-                          "was it saved by `pytest benchmarks --benchmark-autosave`?")
-    scale = records[0].get("scale", "ci")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures: list[tuple[str, bytes]] = []
-    html_parts: list[str] = []
-    md_parts: list[str] = [f"# lossbench report: {scale} scale\n",
-                           f"Run `{run_path.name}` ({run.get('datetime', '?')}), "
-                           f"commit {run.get('commit_info', {}).get('id', '?')[:10]}.\n"]
+    run: dict[str, Any]
+    run_path: Path
+    records: list[dict[str, Any]]
+    surfaces: dict[str, Any]
+    eig_records: list[dict[str, Any]]
+    scale: str
+    bench_dir: Path
+    baselines_dir: Path
+    out_dir: Path
+    figures: list[tuple[str, bytes]] = field(default_factory=list)
 
-    def section(title: str, html_body: str, md_body: str) -> None:
-        html_parts.append(f"<h2>{html.escape(title)}</h2>\n{html_body}")
-        md_parts.append(f"\n## {title}\n\n{md_body}\n")
-
-    def figure(name: str, fig, caption: str) -> tuple[str, str]:
+    def figure(self, name: str, fig, caption: str) -> tuple[str, str]:
+        """Save ``fig`` as ``name.png`` beside the summary; (HTML with it embedded, Markdown link)."""
         data = _png(fig)
-        (out_dir / f"{name}.png").write_bytes(data)
-        figures.append((name, data))
+        (self.out_dir / f"{name}.png").write_bytes(data)
+        self.figures.append((name, data))
         b64 = base64.b64encode(data).decode()
         return (f'<figure><img src="data:image/png;base64,{b64}" alt="{html.escape(name)}">'
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>", f"![{caption}]({name}.png)\n")
 
-    surfaces = {}
-    for r in records:
-        path = bench_dir / r["surface_path"]
-        surfaces[r["config_id"]] = load_surface(path) if path.exists() else None
+    @property
+    def batch_sizes(self) -> list[int]:
+        return sorted({r["config"]["batch_size"] for r in self.records})
 
-    # --- what a reader came for first: the verdicts, then the Figure-5 grid
-    study = [r.get("record") or r for r in records]
-    eig_records = kind_records(run, "eig-map")
-    claims = evaluate_claims(study, eig_maps={r["config_id"]: r["eig_summary"] for r in eig_records})
-    claims_path = baselines_dir / scale / "claims.json"
+
+#: A section: (title, HTML body, Markdown body), or None when the run has nothing for it.
+Section = tuple[str, str, str] | None
+
+
+def verdicts_section(page: _Page) -> Section:
+    """The claims' verdicts with their deciding numbers per direction pair, beside the recorded ones."""
+    study = [r.get("record") or r for r in page.records]
+    claims = evaluate_claims(study, eig_maps={r["config_id"]: r["eig_summary"] for r in page.eig_records})
+    claims_path = page.baselines_dir / page.scale / "claims.json"
     recorded = json.loads(claims_path.read_text()).get("verdicts", {}) if claims_path.exists() else {}
-    verdict_rows = []
+    rows = []
     for c in claims:
         per_pair = " | ".join("; ".join(f"{k} {v:.3g}" for k, v in p.items() if k != "holds") for p in c.per_pair)
-        verdict_rows.append([c.name, c.group, c.verdict, recorded.get(c.key, "not recorded"), per_pair])
+        rows.append([c.name, c.group, c.verdict, recorded.get(c.key, "not recorded"), per_pair])
     h, m = _table(["claim", "slice", "verdict", "recorded verdict", "deciding numbers (direction pair 1 | 2 | ...)"],
-                  verdict_rows)
+                  rows)
     n_hold = sum(c.verdict == "holds" for c in claims)
     n_fail = sum(c.verdict == "fails" for c in claims)
     summary = (f"{n_hold} hold, {n_fail} fail, {len(claims) - n_hold - n_fail} inconclusive "
                f"(a net not at a minimum). A claim holds only if it holds on every direction pair.")
     statements = "".join(f"<li><b>{html.escape(c.name)}</b>: {html.escape(c.statement)}</li>"
                          for c in {c.name: c for c in claims}.values())
-    section("Verdicts", f"<p>{html.escape(summary)}</p>{h}<details><summary>what each claim tests</summary>"
+    return ("Verdicts", f"<p>{html.escape(summary)}</p>{h}<details><summary>what each claim tests</summary>"
             f"<ul>{statements}</ul></details>", f"{summary}\n\n{m}")
 
-    seed_records = [r for r in records if r["config"].get("optimizer", "adam") == "adam" and r["config"].get("width", 1) == 1]
-    depths = sorted({r["config"]["depth"] for r in seed_records})
-    batch_sizes = sorted({r["config"]["batch_size"] for r in seed_records})
-    grid_html, grid_md = "", ""
-    for bs in batch_sizes:
+
+def landscape_grid_section(page: _Page) -> Section:
+    """Every seed-recipe net's contours at the same levels, by depth and shortcut (paper Figure 5)."""
+    from . import plot
+
+    seed = [r for r in page.records if r["config"].get("optimizer", "adam") == "adam" and r["config"].get("width", 1) == 1]
+    depths = sorted({r["config"]["depth"] for r in seed})
+    h, m = "", ""
+    for bs in sorted({r["config"]["batch_size"] for r in seed}):
         panels = []
         for shortcut in (True, False):
             row = []
             for d in depths:
-                rec = next((r for r in seed_records if (r["config"]["depth"], r["config"]["shortcut"],
-                                                        r["config"]["batch_size"]) == (d, shortcut, bs)), None)
-                srf = surfaces.get(rec["config_id"]) if rec else None
+                rec = next((r for r in seed if (r["config"]["depth"], r["config"]["shortcut"],
+                                                r["config"]["batch_size"]) == (d, shortcut, bs)), None)
+                srf = page.surfaces.get(rec["config_id"]) if rec else None
                 row.append(None if srf is None else {"alphas": srf.alphas, "betas": srf.betas,
                                                      "z": srf.values["train_loss"], "title": rec["config_id"]})
             panels.append(row)
@@ -186,54 +186,68 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
                                      col_labels=[f"ResNet-{d}" for d in depths],
                                      suptitle=f"train loss on filter-normalised directions (pair 1), batch size {bs}; "
                                               "the same levels in every panel, 0.25 nats apart")
-        a, b = figure(f"contours-bs{bs}", fig, f"Contours by depth and shortcut, batch size {bs} (paper Figure 5)")
-        grid_html, grid_md = grid_html + a, grid_md + b
-    section("The landscapes side by side", grid_html, grid_md)
+        a, b = page.figure(f"contours-bs{bs}", fig, f"Contours by depth and shortcut, batch size {bs} (paper Figure 5)")
+        h, m = h + a, m + b
+    return "The landscapes side by side", h, m
 
-    conv_rows = [[r["config_id"], r["final"]["train_loss"], r["final"]["train_acc"], r["final"].get("test_acc"),
-                  r["converged"]] for r in records]
-    h, m = _table(["net", "final train loss", "train acc", "test acc", "reached a minimum"], conv_rows)
-    section("Nets", h + "<p>Reached a minimum: train accuracy at least 0.9 (eval mode).</p>",
-            m + "\nReached a minimum: train accuracy at least 0.9 (eval mode).\n")
 
-    # --- metrics against baselines
-    metric_rows = []
+def nets_section(page: _Page) -> Section:
+    """Final loss and accuracy of every net, and whether it reached a minimum."""
+    rows = [[r["config_id"], r["final"]["train_loss"], r["final"]["train_acc"], r["final"].get("test_acc"),
+             r["converged"]] for r in page.records]
+    h, m = _table(["net", "final train loss", "train acc", "test acc", "reached a minimum"], rows)
+    note = "Reached a minimum: train accuracy at least 0.9 (eval mode)."
+    return "Nets", f"{h}<p>{note}</p>", f"{m}\n{note}\n"
+
+
+def metrics_section(page: _Page) -> Section:
+    """Every metric of every net against its baseline (folded: long)."""
+    rows = []
     n_pass = n_fail = 0
-    for r in records:
-        base_path = baselines_dir / scale / f"{r['config_id']}.json"
+    for r in page.records:
+        base_path = page.baselines_dir / page.scale / f"{r['config_id']}.json"
         try:
             base = load_baseline(base_path) if base_path.exists() else {"metrics": {}}
         except BaselineFileError as exc:
-            metric_rows.append([r["config_id"], "(file)", None, None, None, f"INVALID: {exc}"])
+            rows.append([r["config_id"], "(file)", None, None, None, f"INVALID: {exc}"])
             n_fail += 1
             continue
         for row in compare(r["metrics"], base):
-            metric_rows.append([r["config_id"], row.name, row.obtained, row.expected, row.tol,
-                                "pass" if row.ok else "FAIL"])
+            rows.append([r["config_id"], row.name, row.obtained, row.expected, row.tol, "pass" if row.ok else "FAIL"])
             n_pass += row.ok
             n_fail += not row.ok
-    h, m = _table(["config", "metric", "obtained", "baseline", "± tol", "check"], metric_rows)
+    h, m = _table(["config", "metric", "obtained", "baseline", "± tol", "check"], rows)
     doc = html.escape(metrics_module.__doc__ or "")
-    section(f"Metrics against baselines ({n_pass} pass, {n_fail} fail)",
+    return (f"Metrics against baselines ({n_pass} pass, {n_fail} fail)",
             f"<details><summary>definitions</summary><pre>{doc}</pre></details>"
-            f"<details><summary>every metric of every net ({len(metric_rows)} rows)</summary>{h}</details>", m)
+            f"<details><summary>every metric of every net ({len(rows)} rows)</summary>{h}</details>", m)
 
-    views_html, views_md = "", ""
-    for r in records:
-        s = surfaces.get(r["config_id"])
+
+def views_section(page: _Page) -> Section:
+    """A 3D view of each net's surface, clipped 5 nats above its minimum."""
+    from . import plot
+
+    h, m = "", ""
+    for r in page.records:
+        s = page.surfaces.get(r["config_id"])
         if s is None:
             continue
         z = s.values["train_loss"]
         fig = plot.plot_surface_3d(s.alphas, s.betas, z, zmax=float(np.nanmin(z)) + 5.0, title=r["config_id"])
-        a, b = figure(f"3d-{r['config_id']}", fig, f"{r['config_id']}: 3D view (clipped 5 nats above the minimum)")
-        views_html, views_md = views_html + a, views_md + b
-    section("3D views", f'<div class="grid">{views_html}</div>', views_md)
+        a, b = page.figure(f"3d-{r['config_id']}", fig, f"{r['config_id']}: 3D view (clipped 5 nats above the minimum)")
+        h, m = h + a, m + b
+    return "3D views", f'<div class="grid">{h}</div>', m
 
-    slices_html, slices_md = "", ""
-    for bs in batch_sizes:
+
+def curves_section(page: _Page) -> Section:
+    """The beta = 0 slice of every surface, one figure per batch size."""
+    from . import plot
+
+    h, m = "", ""
+    for bs in page.batch_sizes:
         curves = {}
-        for r in records:
-            s = surfaces.get(r["config_id"])
+        for r in page.records:
+            s = page.surfaces.get(r["config_id"])
             if s is None or r["config"]["batch_size"] != bs:
                 continue
             j = int(np.argmin(np.abs(s.betas)))
@@ -241,88 +255,98 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
         if curves:
             fig = plot.plot_slices(curves, title=f"beta = 0 slice, batch size {bs}",
                                    loss_max=min(10.0, max(float(np.nanmax(c[1])) for c in curves.values())))
-            a, b = figure(f"slices-bs{bs}", fig, f"1D slices through the minimum along delta, batch size {bs}")
-            slices_html, slices_md = slices_html + a, slices_md + b
-    section("1D curves", slices_html, slices_md)
+            a, b = page.figure(f"slices-bs{bs}", fig, f"1D slices through the minimum along delta, batch size {bs}")
+            h, m = h + a, m + b
+    return "1D curves", h, m
 
-    # --- the filter-normalisation experiment: 1D random lines with and without normalisation, and the
-    # interpolation from the small- to the large-batch solution (paper section 4, Figures 2-3)
-    fn_html, fn_md = "", ""
+
+def filter_normalisation_section(page: _Page) -> Section:
+    """The SGD nets' 1D random lines with and without normalisation, and the interpolation from the
+    small- to the large-batch solution (paper section 4, Figures 2-3)."""
+    from . import plot
+    from .store import load_surface
+
+    h, m = "", ""
     for norm in ("filter", "none"):
         curves = {}
-        for r in records:
-            for k, p in enumerate((r.get("record") or {}).get("line_paths", {}).get(norm, [])[:1]):
-                path = bench_dir / p
+        for r in page.records:
+            for p in (r.get("record") or {}).get("line_paths", {}).get(norm, [])[:1]:
+                path = page.bench_dir / p
                 if path.exists():
                     line = load_surface(path)
                     curves[r["config_id"]] = (line.alphas, line.values["train_loss"])
         if curves:
             fig = plot.plot_slices(curves, title=f"1D random lines, norm={norm} (direction seed 0)",
                                    loss_max=min(10.0, max(float(np.nanmax(c[1])) for c in curves.values())))
-            a, b = figure(f"lines-{norm}", fig, f"The SGD nets along a random {norm}-normalised direction")
-            fn_html, fn_md = fn_html + a, fn_md + b
-    for r in kind_records(run, "interpolation"):
-        path = bench_dir / r["surface_path"]
+            a, b = page.figure(f"lines-{norm}", fig, f"The SGD nets along a random {norm}-normalised direction")
+            h, m = h + a, m + b
+    for r in kind_records(page.run, "interpolation"):
+        path = page.bench_dir / r["surface_path"]
         if path.exists():
             line = load_surface(path)
             fig = plot.plot_1d(line.alphas, {k: line.values[f"{k}_loss"] for k in ("train", "test")},
                                {k: line.values[f"{k}_acc"] for k in ("train", "test")},
                                title=f"{r['from']} (alpha 0) to {r['to']} (alpha 1)")
-            a, b = figure(f"interpolation-wd{r['weight_decay']:g}", fig,
-                          f"Linear interpolation between the batch-size solutions, weight decay {r['weight_decay']:g}")
-            fn_html, fn_md = fn_html + a, fn_md + b
-    if fn_html:
-        section("Filter normalisation", fn_html, fn_md)
+            a, b = page.figure(f"interpolation-wd{r['weight_decay']:g}", fig,
+                               f"Linear interpolation between the batch-size solutions, weight decay {r['weight_decay']:g}")
+            h, m = h + a, m + b
+    return ("Filter normalisation", h, m) if h else None
 
-    # --- curvature: Hessian at the minimum, eigen-ratio maps beside their loss contours, the PCA path
-    from .hessian import eig_ratio
 
-    curv_rows = [[r["config_id"], r["metrics"].get("lam_max"), r["metrics"].get("lam_min"),
-                  r["metrics"].get("eig_ratio_center"), r["metrics"].get("trace"),
-                  (r.get("curvature") or {}).get("trace_stderr"), r["metrics"].get("pca_var_1"),
-                  r["metrics"].get("pca_var_2")] for r in records]
+def curvature_section(page: _Page) -> Section:
+    """The Hessian at each minimum, the eigen-ratio maps beside their loss contours, the PCA paths."""
+    from . import plot
+    from .metrics import eig_ratio
+    from .store import load_surface
+
+    rows = [[r["config_id"], r["metrics"].get("eig_max"), r["metrics"].get("eig_min"),
+             r["metrics"].get("eig_ratio_center"), r["metrics"].get("trace"),
+             (r.get("curvature") or {}).get("trace_stderr"), r["metrics"].get("pca_var_1"),
+             r["metrics"].get("pca_var_2")] for r in page.records]
     h, m = _table(["config", "lambda_max", "lambda_min", "|min/max|", "trace", "trace s.e.", "PCA var 1",
-                   "PCA var 2"], curv_rows)
+                   "PCA var 2"], rows)
     eig_html, eig_md = "", ""
-    for r in eig_records:
-        path = bench_dir / r["surface_path"]
+    for r in page.eig_records:
+        path = page.bench_dir / r["surface_path"]
         if not path.exists():
             continue
         em = load_surface(path)
         ratio = eig_ratio(em.values["min_eig"], em.values["max_eig"])
-        a, b = figure(f"eig-{r['config_id']}", plot.plot_heatmap(
+        a, b = page.figure(f"eig-{r['config_id']}", plot.plot_heatmap(
             em.alphas, em.betas, ratio, vmin=0.0, vmax=1.0, title=f"{r['config_id']}: |min_eig / max_eig|",
             label="|lambda_min / lambda_max|"), f"{r['config_id']}: eigen-ratio map (blue: convex)")
         eig_html, eig_md = eig_html + a, eig_md + b
-        s = surfaces.get(r["config_id"])
+        s = page.surfaces.get(r["config_id"])
         if s is not None:
-            a, b = figure(f"eig-contour-{r['config_id']}", plot.plot_contour(
+            a, b = page.figure(f"eig-contour-{r['config_id']}", plot.plot_contour(
                 s.alphas, s.betas, s.values["train_loss"], title=f"{r['config_id']}: train loss"),
                 f"{r['config_id']}: the loss contours on the same plane")
             eig_html, eig_md = eig_html + a, eig_md + b
     eig_rows = [[r["config_id"], "x".join(map(str, r["grid"])), *[r["eig_summary"].get(k) for k in (
         "eig_ratio_mean", "eig_ratio_above_0.1", "eig_ratio_center", "eig_converged_fraction")],
-        r["seconds_per_point"]] for r in eig_records]
+        r["seconds_per_point"]] for r in page.eig_records]
     h2, m2 = _table(["config", "grid", "mean ratio", "share > 0.1", "centre", "converged", "s / point"], eig_rows)
     traj_html, traj_md = "", ""
-    for r in kind_records(run, "trajectory"):
-        path = bench_dir / r["surface_path"]
+    for r in kind_records(page.run, "trajectory"):
+        path = page.bench_dir / r["surface_path"]
         if path.exists():
             t = load_surface(path)
             fig = plot.plot_trajectory(t.alphas, t.betas, t.values["train_loss"], np.asarray(t.attrs["path"]),
                                        explained=tuple(t.attrs["explained_variance_ratio"]),
                                        epochs=tuple(t.attrs["epochs"]), random_coords=np.asarray(t.attrs["random_path"]),
                                        title=r["config_id"])
-            a, b = figure(f"trajectory-{r['config_id']}", fig,
-                          f"{r['config_id']}: training path on its PCA plane (left) and on a random plane (right)")
+            a, b = page.figure(f"trajectory-{r['config_id']}", fig,
+                               f"{r['config_id']}: training path on its PCA plane (left) and on a random plane (right)")
             traj_html, traj_md = traj_html + a, traj_md + b
-    section("Curvature and paths", h + "<h3>Eigen-ratio maps</h3>" + h2 + eig_html + traj_html,
+    return ("Curvature and paths", h + "<h3>Eigen-ratio maps</h3>" + h2 + eig_html + traj_html,
             m + "\n### Eigen-ratio maps\n\n" + m2 + "\n" + eig_md + traj_md)
 
-    # --- timings and their history
-    time_rows = [[r["config_id"], "x".join(map(str, r["grid"])), r["eval_samples"], r["seconds"],
-                  r["seconds_per_point"], r["images_per_second"]] for r in records]
-    h, m = _table(["config", "grid", "images per point", "grid seconds", "s / point", "images / s"], time_rows)
+
+def timings_section(page: _Page, history: list[Path], speed_run: Path) -> Section:
+    """Grid times of this run, the grid-speed benchmarks of ``speed_run``, and earlier runs' times."""
+    rows = [[r["config_id"], "x".join(map(str, r["grid"])), r["eval_samples"], r["seconds"],
+             r["seconds_per_point"], r["images_per_second"]] for r in page.records]
+    h, m = _table(["config", "grid", "images per point", "grid seconds", "s / point", "images / s"], rows)
     hist_rows = []
     for p in history:
         try:
@@ -333,51 +357,88 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
             hist_rows.append([p.name, r["config_id"], r["seconds"], r.get("seconds_per_point", float("nan"))])
     h2, m2 = _table(["run", "config", "grid seconds", "s / point"], hist_rows)
     speed_html, speed_md = "", ""
-    rows = grid_speed_rows(run if speed_run == run_path else load_run(speed_run))
-    if rows:
+    speed_rows = grid_speed_rows(page.run if speed_run == page.run_path else load_run(speed_run))
+    if speed_rows:
         a, b = _table(["model", "engine", "device", "s / point", "vs authors' loop", "GFLOP/s", "share of peak",
-                       "rel. diff vs reference"], rows)
+                       "rel. diff vs reference"], speed_rows)
         note = f"from run {speed_run.name}"
         speed_html = f"<h3>Grid evaluation speed</h3><p>{html.escape(note)}</p>{a}"
         speed_md = f"\n### Grid evaluation speed\n\n{note}\n\n{b}"
-    section("Timings", h + speed_html + "<h3>History</h3>" + h2, m + speed_md + "\n### History\n\n" + m2)
+    return "Timings", h + speed_html + "<h3>History</h3>" + h2, m + speed_md + "\n### History\n\n" + m2
 
-    paper_path = baselines_dir / "paper" / "published.json"
-    if paper_path.exists():
-        paper = json.loads(paper_path.read_text())
-        rows = [[k, v] for k, v in paper["test_error_percent"].items()]
-        h, m = _table(["network", "test error (%)"], rows)
-        section("The paper's published numbers", f"<p>{html.escape(paper['source'])}</p>{h}",
-                f"{paper['source']}\n\n{m}")
 
-    machine = run.get("machine_info", {})
+def paper_section(page: _Page) -> Section:
+    """The paper's published test errors, for comparison (baselines/paper/published.json)."""
+    path = page.baselines_dir / "paper" / "published.json"
+    if not path.exists():
+        return None
+    paper = json.loads(path.read_text())
+    h, m = _table(["network", "test error (%)"], [[k, v] for k, v in paper["test_error_percent"].items()])
+    return "The paper's published numbers", f"<p>{html.escape(paper['source'])}</p>{h}", f"{paper['source']}\n\n{m}"
+
+
+def environment_section(page: _Page) -> Section:
+    """The machine the run was measured on, as pytest-benchmark recorded it."""
+    machine = page.run.get("machine_info", {})
     env = [[k, machine.get(k)] for k in ("node", "processor", "cpu", "python_version", "torch", "torch_threads",
                                           "cuda", "gpu", "system", "release") if k in machine]
     env = [[k, (v.get("brand_raw") if isinstance(v, dict) else v)] for k, v in env]
     h, m = _table(["", "value"], env)
-    section("Environment", h, m)
+    return "Environment", h, m
 
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>lossbench report ({scale})</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; font-size: 13px; margin: 0.5em 0; }}
-td, th {{ border: 1px solid #ccc; padding: 3px 7px; text-align: left; }}
-th {{ background: #f3f3f3; }}
-figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
-.grid figure img {{ width: 280px; }} figcaption {{ font-size: 12px; color: #555; }}
-pre {{ white-space: pre-wrap; font-size: 12px; }}
-</style></head><body>
-<h1>lossbench report: {html.escape(scale)} scale</h1>
-<p>Run <code>{html.escape(run_path.name)}</code> ({html.escape(str(run.get('datetime', '?')))}); reproduces
-Li et al., <i>Visualizing the Loss Landscape of Neural Nets</i> (NeurIPS 2018).</p>
-{''.join(html_parts)}
-</body></html>
+
+PAGE_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0; }
+td, th { border: 1px solid #ccc; padding: 3px 7px; text-align: left; }
+th { background: #f3f3f3; }
+figure { display: inline-block; margin: 0.5em; } img { max-width: 100%; }
+.grid figure img { width: 280px; } figcaption { font-size: 12px; color: #555; }
+pre { white-space: pre-wrap; font-size: 12px; }
 """
+
+
+def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_dir: Path,
+                 history: list[Path], speed_run: Path | None = None) -> tuple[Path, Path]:
+    """Write ``index.html`` and ``summary.md`` into ``out_dir``; returns both paths. ``speed_run``: the
+    run whose grid-speed benchmarks are tabulated (default: ``run_path`` itself).
+
+    The page is the sections in reading order: what a reader came for first (the verdicts, then the
+    Figure-5 grid), then the nets, the metrics against baselines, the figures, timings and environment.
+    """
+    from .store import load_surface
+
+    run = load_run(run_path)
+    records = reproduction_records(run)
+    if not records:
+        raise ReportError(f"{run_path} holds no reproduction results (extra_info with config_id and metrics); "
+                          "was it saved by `pytest benchmarks --benchmark-autosave`?")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    surfaces = {}
+    for r in records:
+        path = bench_dir / r["surface_path"]
+        surfaces[r["config_id"]] = load_surface(path) if path.exists() else None
+    page = _Page(run=run, run_path=run_path, records=records, surfaces=surfaces,
+                 eig_records=kind_records(run, "eig-map"), scale=records[0].get("scale", "ci"),
+                 bench_dir=bench_dir, baselines_dir=baselines_dir, out_dir=out_dir)
+    sections = [verdicts_section(page), landscape_grid_section(page), nets_section(page), metrics_section(page),
+                views_section(page), curves_section(page), filter_normalisation_section(page),
+                curvature_section(page), timings_section(page, history, run_path if speed_run is None else speed_run),
+                paper_section(page), environment_section(page)]
+    sections = [s for s in sections if s is not None]
+    body = "".join(f"<h2>{html.escape(title)}</h2>\n{h}" for title, h, _ in sections)
+    head = (f"<p>Run <code>{html.escape(run_path.name)}</code> ({html.escape(str(run.get('datetime', '?')))}); "
+            "reproduces Li et al., <i>Visualizing the Loss Landscape of Neural Nets</i> (NeurIPS 2018).</p>")
+    title = f"lossbench report: {html.escape(page.scale)} scale"
+    html_page = (f'<!doctype html>\n<html><head><meta charset="utf-8"><title>{title}</title>\n'
+                 f"<style>{PAGE_STYLE}</style></head><body>\n<h1>{title}</h1>\n{head}\n{body}\n</body></html>\n")
+    md = (f"# lossbench report: {page.scale} scale\n\nRun `{run_path.name}` ({run.get('datetime', '?')}), "
+          f"commit {run.get('commit_info', {}).get('id', '?')[:10]}.\n"
+          + "".join(f"\n## {title}\n\n{m}\n" for title, _, m in sections))
     html_path = out_dir / "index.html"
     md_path = out_dir / "summary.md"
-    html_path.write_text(page)
-    md_path.write_text("".join(md_parts))
+    html_path.write_text(html_page)
+    md_path.write_text(md)
     return html_path, md_path
 
 

@@ -63,8 +63,8 @@ CURVATURE = {"samples": 128, "batch": 64, "max_iter": 60, "tol": 1e-2, "probes":
 
 def curvature_metrics(model: nn.Module, data: ImageData, *, seed: int = 0, hessian_batch: int | None = None
                       ) -> tuple[dict[str, float], dict[str, Any]]:
-    """(metrics, details): ``lam_max``, ``lam_min`` (NaN where Lanczos did not converge at that end),
-    ``eig_ratio_center`` = |lam_min / lam_max| and the Hutchinson ``trace``; details hold the
+    """(metrics, details): ``eig_max``, ``eig_min`` (NaN where Lanczos did not converge at that end),
+    ``eig_ratio_center`` = |eig_min / eig_max| and the Hutchinson ``trace``; details hold the
     iterations, residuals and the trace's standard error."""
     from .evaluate import cross_entropy, make_batches
     from .hessian import hessian_eigs, hutchinson_trace
@@ -75,8 +75,8 @@ def curvature_metrics(model: nn.Module, data: ImageData, *, seed: int = 0, hessi
     eig = hessian_eigs(model, cross_entropy(), batches, max_iter=CURVATURE["max_iter"], tol=CURVATURE["tol"], seed=seed)
     trace = hutchinson_trace(model, cross_entropy(), batches, probes=CURVATURE["probes"], seed=seed)
     metrics = {
-        "lam_max": eig.eig_max if eig.converged_max else float("nan"),
-        "lam_min": eig.eig_min if eig.converged_min else float("nan"),
+        "eig_max": eig.eig_max if eig.converged_max else float("nan"),
+        "eig_min": eig.eig_min if eig.converged_min else float("nan"),
         "eig_ratio_center": eig.eig_ratio,
         "trace": trace.trace,
     }

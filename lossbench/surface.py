@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._malloc import keep_freed_memory_once
 from ._progress import progress_bar
 from .directions import Direction, check_compatible, model_tensors
 from .engine import Measure, make_measure
@@ -251,6 +252,7 @@ def compute_grid(
     list on every rank, so the shards partition it)."""
     if (eta is None) != (betas is None):
         raise ValueError("pass eta and betas together for a 2D surface, or neither for a 1D line")
+    keep_freed_memory_once()  # a grid's per-point activations reuse the heap (see lossbench._malloc)
     alphas = np.asarray(alphas, dtype=np.float64)
     betas = None if betas is None else np.asarray(betas, dtype=np.float64)
     surface = _start(resume, alphas, betas, list(keys), attrs)

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .directions import IGNORES, Direction, check_choice, inner
+from .directions import IGNORES, Direction, inner
+from .errors import check_choice
 from .models import is_biasbn
 
 

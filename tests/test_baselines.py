@@ -172,9 +172,9 @@ def test_stored_tolerance_is_never_rounded_below_the_measured_one(tmp_path):
 
 
 def test_spread_stats():
-    s = spread_stats({"curv_max": [1.0, 2.0, 3.0], "lam_min": [float("nan"), 1.0]})
+    s = spread_stats({"curv_max": [1.0, 2.0, 3.0], "eig_min": [float("nan"), 1.0]})
     assert s["curv_max"] == {"sd": 1.0, "n": 3, "min": 1.0, "max": 3.0}
-    assert s["lam_min"]["n"] == 1 and s["lam_min"]["sd"] == 0.0
+    assert s["eig_min"]["n"] == 1 and s["eig_min"]["sd"] == 0.0
 
 
 def test_kinds_and_rounding():

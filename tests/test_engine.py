@@ -148,3 +148,33 @@ def test_keep_freed_memory_applies_on_glibc():
         assert applied
     else:
         assert not applied
+
+
+@pytest.mark.parametrize("env, expected", [("1", "True"), ("0", "False")])
+def test_the_library_path_sets_the_allocator_itself(env, expected):
+    """A plain compute_surface in a fresh process gets the allocator setting the CLI has (issue: the
+    library path as fast as the CLI); importing lossbench alone does not touch it; the variable opts out."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc" and env == "1":
+        pytest.skip("mallopt is glibc's; elsewhere nothing is applied")
+    code = (
+        "import numpy as np, torch\n"
+        "from lossbench import _malloc\n"
+        "from lossbench.surface import compute_surface\n"
+        "from lossbench.directions import random_direction\n"
+        "assert _malloc._applied is None\n"
+        "m = torch.nn.Sequential(torch.nn.Linear(3, 2))\n"
+        "x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))\n"
+        "d = random_direction(dict(m.named_parameters()), seed=0)\n"
+        "compute_surface(m, torch.nn.functional.cross_entropy, {'train': [(x, y)]}, delta=d,\n"
+        "                alphas=np.linspace(-1, 1, 3), progress=False)\n"
+        "print(_malloc._applied)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "LOSSBENCH_KEEP_FREED_MEMORY": env})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == expected

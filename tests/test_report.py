@@ -34,7 +34,7 @@ def fake_run(tmp_path):
                 "final": {"train_loss": 0.1, "train_acc": 0.97, "test_acc": 0.9}, "converged": True,
                 "metrics": {"nonconvex_fraction": 0.0 if shortcut else 0.3, "roughness": 1.0 if shortcut else 1.4,
                             "local_minima": 0.0, "basin_radius": 0.3, "curv_max": 2.0, "sharpness_0.5": 10.0,
-                            "lam_max": 50.0, "lam_min": -1.0, "pca_var_1": 0.8, "pca_var_2": 0.1},
+                            "eig_max": 50.0, "eig_min": -1.0, "pca_var_1": 0.8, "pca_var_2": 0.1},
             }})
     run = {"datetime": "2026-11-27T00:00:00", "commit_info": {"id": "abcdef1234"},
            "machine_info": {"node": "box", "torch": "2.x", "python_version": "3.11"}, "benchmarks": benchmarks}
