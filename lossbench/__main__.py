@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -201,6 +203,9 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--overwrite", action="store_true", help="start over even if the output exists")
     e.add_argument("--allow-nonfinite", action="store_true", help="record NaN/inf losses instead of stopping")
     e.add_argument("--plot", action="store_true", help="also write the plots next to the output")
+    e.add_argument("--checkpoint-seconds", type=float, default=10.0,
+                   help="write the finished points to the output at least this often (default 10); an "
+                        "interrupted run (Ctrl-C, SIGTERM, a crash) resumes from the last write")
     e.add_argument("--engine", default="reference", choices=["reference", "fast"],
                    help="reference (plain evaluation) or fast (BN folded, channels-last; same numbers to ~1e-6)")
     f = p.add_argument_group("fast engine options (with --engine fast)")
@@ -244,6 +249,7 @@ def _rank_device(name: str):
 def cmd_surface(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ._io import check_writable
     from .data import load_dataset
     from .pipeline import SurfaceSpec, device_of, surface_file
     from .surface import Axis
@@ -278,13 +284,14 @@ def cmd_surface(args: argparse.Namespace) -> int:
     )
     kind = "interpolation" if interpolation else ("surface-2d" if args.y else "line-1d")
     out = Path(args.output or Path("results") / config.config_id / f"{kind}.h5")
+    check_writable(out)
     attrs = {"config": config.to_dict(), "config_id": config.config_id, "kind": kind, **source}
     if args.precision != "float32":  # not float-identical: a file is resumed only in its own precision
         attrs["precision"] = args.precision
     shard, barrier = _distributed()
     surface = surface_file(out, model, data, spec, target=target, attrs=attrs, overwrite=args.overwrite,
                            allow_nonfinite=args.allow_nonfinite, engine=args.engine, engine_options=options,
-                           shard=shard, barrier=barrier)
+                           shard=shard, barrier=barrier, checkpoint_seconds=args.checkpoint_seconds)
     if shard[0] != 0:
         return 0  # rank 0 reports and plots
     centre = surface.center_index()
@@ -610,16 +617,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import LossbenchError
 
     keep_freed_memory_once()
+    terminated = []
 
+    def on_sigterm(signum, frame):  # what batch schedulers send: save and stop as on Ctrl-C
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    restore = None
+    if threading.current_thread() is threading.main_thread():
+        restore = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return args.func(args)
     except (LossbenchError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an unwritable output or a full disk: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("interrupted: finished points and epochs are saved; run the same command again to resume",
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        print(f"{what}: finished points and epochs are saved; run the same command again to resume",
               file=sys.stderr)
-        return 130
+        return 143 if terminated else 130
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGTERM, restore)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,38 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def check_writable(path: str | Path) -> None:
+    """Fail before any work if ``path`` cannot be written (a read-only folder, a parent that is a file,
+    a full disk): ``OSError`` with one line naming the path and the reason."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=f".{path.name}.", suffix=".probe", dir=path.parent) as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(f"cannot write {path}: {reason}; choose another output path (-o) or free the disk") from None
+
+
+def remove_stale_temporaries(path: str | Path, *, before: float) -> list[Path]:
+    """Remove the temporaries of ``path`` (from :func:`atomic_path`) last written before ``before``
+    (a ``time.time()``): what a run killed mid-write left behind. Returns what was removed."""
+    import glob
+
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            if tmp.stat().st_mtime < before:
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._io import remove_stale_temporaries
 from .data import ImageData
 from .directions import (
     DIR_TYPES,
@@ -207,6 +209,7 @@ def surface_file(
     file it finds before it splits the remaining work.
     """
     path = Path(path)
+    started = time.time()
     rank, world = shard
     device = next(model.parameters()).device
     meta = {"spec": spec.to_attrs(), **(attrs or {})}
@@ -240,6 +243,7 @@ def surface_file(
         shard=shard,
     )
     if world == 1:
+        remove_stale_temporaries(path, before=started)  # a finished file: a killed earlier write's leftovers go
         return surface
     flush(surface)
     barrier()

@@ -121,3 +121,74 @@ def test_a_file_is_resumed_only_in_its_own_precision(trained, tmp_path, capsys):
     rc = main(["surface", "--checkpoint", str(trained[0].checkpoint(2)), "--x", "-1:1:3", "--cuda-graph",
                "-o", str(tmp_path / "g.h5")])
     assert rc == 2 and "--cuda-graph apply to the fast engine only; add --engine fast" in capsys.readouterr().err
+
+
+def test_sigterm_saves_and_the_same_command_resumes(trained, tmp_path):
+    """What a batch scheduler sends: handled like Ctrl-C (points saved, exit 143, one line), and
+    the same command finishes the grid with the values of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ckpt = str(trained[0].checkpoint(2))
+    out = tmp_path / "s.h5"
+    cmd = [sys.executable, "-m", "lossbench", "surface", "--checkpoint", ckpt, "--x", "-1:1:25", "--y", "-1:1:25",
+           "--eval-samples", "64", "--checkpoint-seconds", "0.2", "-o", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("terminated (SIGTERM): finished points and epochs are saved")
+    partial = load_surface(out)
+    assert 0 < partial.done.sum() < partial.done.size
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    resumed = load_surface(out)
+    assert resumed.done.all()
+    assert main(["surface", "--checkpoint", ckpt, "--x", "-1:1:25", "--y", "-1:1:25", "--eval-samples", "64",
+                 "-o", str(tmp_path / "fresh.h5")]) == 0
+    np.testing.assert_array_equal(resumed.values["train_loss"], load_surface(tmp_path / "fresh.h5").values["train_loss"])
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only folder"])
+def test_an_unwritable_output_fails_before_any_point(trained, tmp_path, capsys, where):
+    import os
+
+    if where == "under a file":
+        (tmp_path / "plain").write_text("x")
+        out = tmp_path / "plain" / "s.h5"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders; the file-parent case covers the check")
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        out = ro / "s.h5"
+    ckpt = str(trained[0].checkpoint(2))
+    rc = main(["surface", "--checkpoint", ckpt, "--x", "-1:1:3", "--eval-samples", "64", "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith(f"error: cannot write {out}:"), err
+    assert not out.exists()
+
+
+def test_a_finished_run_removes_temporaries_a_killed_write_left(trained, tmp_path):
+    import os
+    import time
+
+    out = tmp_path / "s.h5"
+    stale = tmp_path / ".s.h5.abc123.tmp"
+    stale.write_bytes(b"half a file")
+    os.utime(stale, (time.time() - 60, time.time() - 60))
+    unrelated = tmp_path / ".other.h5.abc.tmp"
+    unrelated.write_bytes(b"")
+    os.utime(unrelated, (time.time() - 60, time.time() - 60))
+    ckpt = str(trained[0].checkpoint(2))
+    assert main(["surface", "--checkpoint", ckpt, "--x", "-1:1:3", "--eval-samples", "64", "-o", str(out)]) == 0
+    assert not stale.exists() and unrelated.exists()
