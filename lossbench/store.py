@@ -4,12 +4,18 @@ Layout of a surface file (dataset names as in the authors' ``plot_surface.py``):
 
     xcoordinates  (nx,) float64          alphas
     ycoordinates  (ny,) float64          betas (2D only)
-    train_loss, train_acc, test_loss, test_acc   (nx, ny) or (nx,) float64
+    train_loss, train_acc, test_loss, test_acc   (nx, ny) or (nx,) float64; loss in nats, accuracy in
+                                          percent (the authors' unit; attr accuracy_unit says so)
     max_eig, min_eig, eig_converged        the same, in Hessian eigenvalue maps
     lossbench_done                        same shape, bool: which points are computed
     xdirection/0..n-1, ydirection/0..n-1  the directions, one dataset per tensor in model order
     dir_file                              this file's own name (their tools read directions from it)
-    attrs: format, lossbench_version, torch_version, direction_names (JSON), metadata (JSON)
+    attrs: format, lossbench_version, torch_version, accuracy_unit, direction_names (JSON), metadata (JSON)
+
+**Accuracy unit.** In memory accuracy is a fraction (0..1). On disk it is percent, as the authors'
+``evaluation.eval_loss`` writes it, so their ``plot_1D.py`` draws ours right; ``accuracy_unit`` =
+``"percent"`` says so. Reading converts back: the authors' files (no ``format`` attribute) are percent,
+and lossbench files written before the attribute existed hold fractions.
 
 **Axis order.** The authors declare value arrays of shape (nx, ny) but fill them through
 ``np.meshgrid(x, y)`` (``"xy"`` order): flat index k holds x[k % nx], y[k // nx]. So their array is
@@ -41,6 +47,12 @@ FORMAT = "lossbench-surface/1"
 VALUE_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")
 DONE_KEY = "lossbench_done"
 AUTHORS_UNSET = -1.0
+ACCURACY_UNIT = "percent"
+
+
+def is_accuracy(key: str) -> bool:
+    """``train_acc``, ``test_acc`` and any other ``<split>_acc`` value."""
+    return key.endswith("_acc")
 
 
 def to_file_layout(a: np.ndarray, nx: int, ny: int) -> np.ndarray:
@@ -72,11 +84,12 @@ def save_surface(path: str | Path, surface: Surface, *, delta: Direction | None 
             f.attrs["lossbench_version"] = __version__
             f.attrs["torch_version"] = str(torch.__version__)
             f.attrs["metadata"] = json.dumps(surface.attrs, sort_keys=True, default=str)
+            f.attrs["accuracy_unit"] = ACCURACY_UNIT
             f["xcoordinates"] = surface.alphas
             if ny is not None:
                 f["ycoordinates"] = surface.betas
             for key, values in surface.values.items():
-                f[key] = layout(values)
+                f[key] = layout(100.0 * values if is_accuracy(key) else values)
             f[DONE_KEY] = layout(surface.done)
             f["dir_file"] = path.name
             if delta is not None:
@@ -118,6 +131,12 @@ def load_surface(path: str | Path) -> Surface:
             k not in skip and isinstance(f[k], h5py.Dataset) and f[k].dtype.kind in "fiu"
             and f[k].size == int(np.prod(shape)))]
         values = {k: read(k).astype(np.float64) for k in value_keys}
+        # percent on disk (ours now, the authors' always); a fraction in lossbench files from before the unit
+        percent = f.attrs.get("accuracy_unit") == ACCURACY_UNIT or "format" not in f.attrs
+        if percent:
+            for k in values:
+                if is_accuracy(k):
+                    values[k] = np.where(values[k] == AUTHORS_UNSET, AUTHORS_UNSET, values[k] / 100.0)
         if not values:
             raise SurfaceFileError(f"{path} has coordinates but no values (e.g. {', '.join(VALUE_KEYS)})")
         if DONE_KEY in f:

@@ -158,3 +158,39 @@ def test_vtp_export_is_valid_xml_with_a_quad_mesh(tmp_path):
     assert ET.parse(resampled).getroot().find("PolyData/Piece").get("NumberOfPoints") == "81"
     with pytest.raises(ValueError, match="needs a 2D surface"):
         export_vtp(tmp_path / "x.vtp", Surface.empty(np.zeros(3), None, ["train_loss"]))
+
+
+def test_accuracy_is_percent_on_disk_and_a_fraction_in_memory(tmp_path):
+    """The authors' unit on disk (their plot_1D.py reads ours right), a fraction in memory; their files
+    (percent) and ours from before the unit attribute (fraction) both read back as fractions."""
+    s = Surface.empty(np.linspace(-1, 1, 5), None, ["train_loss", "train_acc", "test_acc"])
+    s.values["train_loss"][:] = 0.5
+    s.values["train_acc"][:] = [0.1, 0.5, 0.975, 1.0, 0.0]
+    s.values["test_acc"][:] = 0.25
+    s.done[:] = True
+    path = save_surface(tmp_path / "line.h5", s)
+    with h5py.File(path, "r") as h:
+        assert h.attrs["accuracy_unit"] == "percent"
+        np.testing.assert_allclose(h["train_acc"][:], [10.0, 50.0, 97.5, 100.0, 0.0])
+        assert h["train_loss"][0] == 0.5
+    back = load_surface(path)
+    np.testing.assert_allclose(back.values["train_acc"], s.values["train_acc"], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(back.values["test_acc"], 0.25)
+
+    authors = tmp_path / "authors.h5"  # their 1D file: no format attribute, accuracy in percent, -1 unset
+    with h5py.File(authors, "w") as h:
+        h["xcoordinates"] = np.linspace(-1, 1, 3)
+        h["train_loss"] = np.array([1.0, 0.1, -1.0])
+        h["train_acc"] = np.array([60.0, 99.0, -1.0])
+    theirs = load_surface(authors)
+    np.testing.assert_allclose(theirs.values["train_acc"][:2], [0.6, 0.99])
+    assert not theirs.done[2]
+
+    old = tmp_path / "old.h5"  # lossbench before the unit attribute: fractions
+    with h5py.File(old, "w") as h:
+        h.attrs["format"] = "lossbench-surface/1"
+        h["xcoordinates"] = np.linspace(-1, 1, 2)
+        h["train_loss"] = np.array([1.0, 0.1])
+        h["train_acc"] = np.array([0.6, 0.99])
+        h["lossbench_done"] = np.array([True, True])
+    np.testing.assert_allclose(load_surface(old).values["train_acc"], [0.6, 0.99])
