@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +43,65 @@ def make_batches(x: Tensor, y: Tensor, batch_size: int, *, device: torch.device 
     if device is not None:
         x, y = x.to(device), y.to(device)
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, Mapping):
+        return f"a dict with keys {list(obj)[:4]}"
+    if isinstance(obj, (list, tuple)):
+        first = obj[0] if obj else None
+        inner = type(first).__name__ if first is not None else "nothing"
+        return f"a {type(obj).__name__} of {len(obj)} ({inner})"
+    return f"a {type(obj).__name__}"
+
+
+def _is_batch(obj: object) -> bool:
+    return isinstance(obj, (tuple, list)) and len(obj) == 2 and all(isinstance(t, Tensor) for t in obj)
+
+
+def as_batches(data: Iterable[Batch] | Mapping[str, Iterable[Batch]], *, what: str = "batches") -> list[Batch]:
+    """The reusable list of (inputs, targets) batches in ``data``: a list or tuple of batches, a
+    DataLoader, or a ``{split: batches}`` dict with one split (its batches are used). Anything else, or
+    a batch that is not a pair of tensors, is a ``ValueError`` saying what was passed and what is expected."""
+    expected = f"{what}: expected a list of (inputs, targets) tensor pairs or a DataLoader"
+    if isinstance(data, Mapping):
+        if len(data) != 1:
+            raise ValueError(f"{expected}; got {_describe(data)} (pass one split's batches, e.g. data['train'])")
+        data = next(iter(data.values()))
+    if _is_batch(data):
+        raise ValueError(f"{expected}; got one (inputs, targets) pair: wrap it in a list, [(x, y)]")
+    if isinstance(data, Tensor) or not isinstance(data, Iterable):
+        raise ValueError(f"{expected}; got {_describe(data)}")
+    batches = [tuple(b) if isinstance(b, list) else b for b in data]
+    bad = next((b for b in batches if not _is_batch(b)), None)
+    if bad is not None or not batches:
+        raise ValueError(f"{expected}; got {_describe(data) if batches else 'no batches'}"
+                         + (f" holding {_describe(bad)}" if bad is not None else ""))
+    x, y = batches[0]
+    if not (x.is_floating_point() or x.is_complex()):
+        raise ValueError(f"{what}: the inputs are {x.dtype}; convert them to float (and normalise) first, "
+                         "e.g. x.float() / 255")
+    if not y.is_floating_point() and y.dtype != torch.int64:
+        raise ValueError(f"{what}: the targets are {y.dtype}; class labels must be int64 (y.long()), "
+                         "regression targets float")
+    return batches
+
+
+def as_datasets(data: Mapping[str, Iterable[Batch]] | Iterable[Batch]) -> dict[str, list[Batch]]:
+    """``{split: batches}`` from a dict of splits, or from one split's batches (then called ``train``)."""
+    if isinstance(data, Mapping):
+        if not data:
+            raise ValueError("datasets is empty; pass e.g. {'train': batches}")
+        return {str(k): as_batches(v, what=f"datasets[{k!r}]") for k, v in data.items()}
+    return {"train": as_batches(data, what="datasets")}
+
+
+def check_loss_fn(loss_fn: LossFn) -> None:
+    """Refuse a loss that sums over the batch: the paper's loss (and every number here) is a batch mean."""
+    reduction = getattr(loss_fn, "reduction", "mean")
+    if reduction != "mean":
+        raise ValueError(f"the loss has reduction={reduction!r}; lossbench needs the mean over the batch "
+                         f"(e.g. nn.CrossEntropyLoss() or reduction='mean'): a sum is off by the batch size")
 
 
 def _tf32_flags() -> tuple[bool, bool]:

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .directions import IGNORES, Direction
 from .errors import check_choice
-from .evaluate import Batch, LossFn
+from .evaluate import Batch, LossFn, as_batches, check_loss_fn
 from .metrics import eig_ratio
 from .models import is_biasbn
 from .surface import Surface, compute_grid
@@ -50,6 +50,8 @@ def hvp(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], v: Mapping[
     the model's dtype and the sum over batches is accumulated, and returned, in float64 (as the loss
     is): summed in float32 over hundreds of batches the rounding grew with their number.
     """
+    batches = as_batches(batches)
+    check_loss_fn(loss_fn)
     params = hessian_params(model, ignore)
     missing = [n for n in params if n not in v]
     if missing:
@@ -168,6 +170,7 @@ def _unflatten(x: Tensor, like: Mapping[str, Tensor]) -> Direction:
 def hessian_eigs(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *, ignore: str = "biasbn",
                  max_iter: int = 100, tol: float = 1e-3, seed: int = 0) -> EigenResult:
     """lambda_max and lambda_min of the loss Hessian of ``model`` at its current weights."""
+    batches = as_batches(batches)
     params = hessian_params(model, ignore)
     like = {n: p.detach() for n, p in params.items()}
     dim = sum(p.numel() for p in like.values())
@@ -195,6 +198,7 @@ def hutchinson_trace(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch]
     """tr(H) ~ E[v^T H v] with v uniform on {-1, +1}^n (drawn from a seeded CPU generator)."""
     if probes < 2:
         raise ValueError(f"probes={probes}; need at least 2 for a standard error")
+    batches = as_batches(batches)
     params = hessian_params(model, ignore)
     g = torch.Generator().manual_seed(seed)
     samples = []
@@ -219,6 +223,8 @@ def eig_ratio_map(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *
     ``eig_converged`` (1.0 or 0.0); the convexity map is ``|min_eig / max_eig|``
     (:func:`eig_ratio`). Resumable like a loss surface.
     """
+    batches = as_batches(batches)
+    check_loss_fn(loss_fn)
 
     def measure(m: nn.Module) -> dict[str, float]:
         r = hessian_eigs(m, loss_fn, batches, ignore=ignore, max_iter=max_iter, tol=tol, seed=seed)

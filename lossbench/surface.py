@@ -29,7 +29,7 @@ from ._progress import progress_bar
 from .directions import Direction, check_compatible, model_tensors
 from .engine import Measure, make_measure
 from .errors import NonFiniteLossError
-from .evaluate import Batch, LossFn
+from .evaluate import Batch, LossFn, as_datasets, check_loss_fn
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,8 @@ def compute_surface(
         model: any module; its addressed tensors are restored afterwards.
         loss_fn: mean loss over a batch (``nn.CrossEntropyLoss()`` for the paper).
         datasets: split name -> reusable batches, e.g. ``{"train": ..., "test": ...}``; gives the keys
-            ``train_loss``, ``train_acc``, ...
+            ``train_loss``, ``train_acc``, ... One split's batches alone (a list or a DataLoader) are
+            the ``train`` split.
         delta, eta: directions (eta None for a 1D line).
         alphas, betas: (n_alpha,), (n_beta,) coordinates; betas None for 1D.
         theta: the centre; default the model's current tensors.
@@ -216,8 +217,8 @@ def compute_surface(
     Returns:
         The :class:`Surface`, indexed ``[i_alpha, j_beta]`` (complete unless sharded).
     """
-    if not datasets:
-        raise ValueError("datasets is empty; pass e.g. {'train': batches}")
+    datasets = as_datasets(datasets)
+    check_loss_fn(loss_fn)
     measure, keys = make_measure(engine, model, loss_fn, datasets, **dict(engine_options or {}))
     finite = () if allow_nonfinite else tuple(k for k in keys if k.endswith("_loss"))
     return compute_grid(model, measure, keys, delta=delta, alphas=alphas, eta=eta, betas=betas, theta=theta,

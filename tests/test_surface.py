@@ -146,5 +146,6 @@ def test_perturbation_sets_exact_points_from_theta():
 def test_eta_without_betas_is_an_error():
     model = mlp()
     d = create_random_direction(model, seed=0)
+    batches = [(torch.randn(4, *model[0].weight.shape[1:]), torch.zeros(4, dtype=torch.long))]
     with pytest.raises(ValueError, match="eta and betas together"):
-        compute_surface(model, cross_entropy(), {"train": []}, delta=d, eta=d, alphas=np.zeros(1))
+        compute_surface(model, cross_entropy(), {"train": batches}, delta=d, eta=d, alphas=np.zeros(1))
