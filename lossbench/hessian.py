@@ -20,6 +20,7 @@ rather than a number that is not an answer.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,9 +38,28 @@ from .surface import Surface, compute_grid
 
 
 def hessian_params(model: nn.Module, ignore: str = "biasbn") -> dict[str, nn.Parameter]:
-    """The parameters the Hessian is taken over, by name in model order."""
+    """The parameters the Hessian is taken over, by name in model order: the same set a ``weights``
+    direction with this ``ignore`` moves (frozen parameters included: the surface perturbs them too),
+    so the curvature and the surface describe the same space. An empty set is an error."""
     check_choice("ignore", ignore, IGNORES)
-    return {n: p for n, p in model.named_parameters() if p.requires_grad and not (ignore == "biasbn" and is_biasbn(p))}
+    params = {n: p for n, p in model.named_parameters() if not (ignore == "biasbn" and is_biasbn(p))}
+    if not params:
+        raise ValueError(f"the model has no parameters to take the Hessian over (ignore={ignore!r} leaves none"
+                         + ("; try ignore='none'" if ignore == "biasbn" else "") + ")")
+    return params
+
+
+@contextlib.contextmanager
+def _differentiable(tensors: Sequence[Tensor]):
+    """Let autograd differentiate frozen parameters for the block; restore their flags afterwards."""
+    frozen = [t for t in tensors if not t.requires_grad]
+    for t in frozen:
+        t.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for t in frozen:
+            t.requires_grad_(False)
 
 
 def hvp(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], v: Mapping[str, Tensor], *,
@@ -66,13 +86,14 @@ def hvp(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], v: Mapping[
     was_training = model.training
     model.eval()
     try:
-        for inputs, targets in batches:
-            loss = loss_fn(model(inputs), targets) * (len(targets) / n_total)
-            grads = torch.autograd.grad(loss, tensors, create_graph=True)
-            dot = sum((g * u).sum() for g, u in zip(grads, vs))
-            hv = torch.autograd.grad(dot, tensors)
-            for acc, h in zip(out, hv):
-                acc.add_(h.detach().to(torch.float64))
+        with _differentiable(tensors), torch.enable_grad():
+            for inputs, targets in batches:
+                loss = loss_fn(model(inputs), targets) * (len(targets) / n_total)
+                grads = torch.autograd.grad(loss, tensors, create_graph=True)
+                dot = sum((g * u).sum() for g, u in zip(grads, vs))
+                hv = torch.autograd.grad(dot, tensors)
+                for acc, h in zip(out, hv):
+                    acc.add_(h.detach().to(torch.float64))
     finally:
         model.train(was_training)
     return dict(zip(names, out))

@@ -196,3 +196,22 @@ def test_hvp_sums_its_batches_in_float64():
     err_new, err_old = float((new - exact).norm() / exact.norm()), float((old - exact).norm() / exact.norm())
     print(f"relative error vs the float64 dense Hessian: float64 sum {err_new:.3g}, float32 sum {err_old:.3g}")
     assert err_new < err_old
+
+
+def test_the_hessian_covers_frozen_parameters_as_the_surface_moves_them():
+    """A frozen layer (requires_grad=False) is perturbed by the surface's directions, so the Hessian
+    takes it too (it used to drop it silently: a smaller lambda_max); the flag is restored."""
+    net, data = tiny_net(), batches()
+    net[0].weight.requires_grad_(False)
+    assert set(hessian_params(net)) == {"0.weight", "5.weight"}
+    evals = torch.linalg.eigvalsh(dense_hessian(net, data))
+    r = hessian_eigs(net, cross_entropy(), data, max_iter=200, tol=1e-8)
+    assert r.eig_max == pytest.approx(float(evals[-1]), rel=1e-6)
+    assert r.eig_min == pytest.approx(float(evals[0]), rel=1e-6, abs=1e-9 * float(evals[-1]))
+    assert not net[0].weight.requires_grad
+
+
+def test_an_empty_parameter_set_is_a_clear_error():
+    net = nn.Sequential(nn.BatchNorm1d(3))
+    with pytest.raises(ValueError, match="no parameters to take the Hessian over .*try ignore='none'"):
+        hessian_params(net)
