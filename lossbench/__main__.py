@@ -125,10 +125,27 @@ def _add_model_source(p: argparse.ArgumentParser, *, checkpoint: bool = True) ->
     src = p.add_argument_group("model (a checkpoint, or a config of the scale's matrix, trained if not cached)")
     if checkpoint:
         src.add_argument("--checkpoint", default=None, help="an epoch-NNNN.pt written by lossbench train")
-    src.add_argument("--arch", default="resnet20", help="resnet20 | resnet56 | resnet110 | vgg9 (default resnet20)")
-    src.add_argument("--no-shortcut", dest="shortcut", action="store_false", help="the net without skip connections")
-    src.add_argument("--batch-size", type=int, default=128, help="training batch size of the config (default 128)")
-    src.add_argument("--train-seed", type=int, default=0, help="training seed of the config (default 0)")
+    # defaults are None so that a value given beside --checkpoint can be told apart (and refused if it conflicts)
+    src.add_argument("--arch", default=None, help="resnet20 | resnet56 | resnet110 | vgg9 (default resnet20)")
+    src.add_argument("--no-shortcut", dest="shortcut", action="store_const", const=False, default=None,
+                     help="the net without skip connections")
+    src.add_argument("--batch-size", type=int, default=None, help="training batch size of the config (default 128)")
+    src.add_argument("--train-seed", type=int, default=None, help="training seed of the config (default 0)")
+
+
+MODEL_DEFAULTS = {"arch": "resnet20", "shortcut": True, "batch_size": 128, "train_seed": 0}
+
+
+def _conflicts_with_checkpoint(args: argparse.Namespace, config) -> list[str]:
+    """The config options given beside --checkpoint that disagree with the checkpoint's own config."""
+    have = {"arch": (config.arch, config.depth), "shortcut": config.shortcut, "batch_size": config.batch_size,
+            "train_seed": config.seed}
+    given = {k: getattr(args, k, None) for k in have}
+    if given["arch"] is not None:
+        given["arch"] = parse_model_name(given["arch"])
+    flags = {"arch": "--arch", "shortcut": "--no-shortcut", "batch_size": "--batch-size", "train_seed": "--train-seed"}
+    return [flags[k] if k == "shortcut" else f"{flags[k]} {getattr(args, k)}"
+            for k in have if given[k] is not None and given[k] != have[k]]
 
 
 def _load_model(args: argparse.Namespace, device):
@@ -139,8 +156,15 @@ def _load_model(args: argparse.Namespace, device):
 
     if getattr(args, "checkpoint", None):
         config, model = model_from_checkpoint(args.checkpoint, device=device)
+        conflicts = _conflicts_with_checkpoint(args, config)
+        if conflicts:
+            raise ValueError(f"--checkpoint {args.checkpoint} holds {config.config_id}, which {', '.join(conflicts)} "
+                             "contradict(s): drop those options (the checkpoint says what the net is) or pick "
+                             "another checkpoint")
         return config, model, {"checkpoint": str(Path(args.checkpoint).resolve())}, None
-    config = _config_from_args(argparse.Namespace(**{**vars(args), "seed": args.train_seed, "epochs": None}))
+    filled = {k: (MODEL_DEFAULTS[k] if getattr(args, k, None) is None else getattr(args, k)) for k in MODEL_DEFAULTS}
+    config = _config_from_args(argparse.Namespace(**{**vars(args), **filled, "seed": filled["train_seed"],
+                                                     "epochs": None}))
     if get_scale(args.scale).shipped:
         from .reference_nets import load_reference, shipped_ids
 

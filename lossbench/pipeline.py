@@ -350,7 +350,10 @@ def pca_plane_file(path: str | Path, model: nn.Module, pca, data: ImageData, *, 
 
 def device_of(name: str) -> torch.device:
     """``torch.device(name)``, with an error that says what to do when CUDA is asked for but absent."""
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; expected cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
     return device

@@ -20,6 +20,8 @@ CASES = [
     (["surface", *SHIPPED, "--x", "1:2"], "expected min:max:num"),
     (["hessian", *SHIPPED, "--max-iter", "0"], "--max-iter 0: expected at least 1 Lanczos step"),
     (["hessian", *SHIPPED, "--eval-samples", "-3"], "--eval-samples -3: expected 1 to 8000"),
+    (["surface", *SHIPPED, "--x", "-1:1:3", "--device", "nonsense"],
+     "unknown device 'nonsense'; expected cpu, cuda or cuda:N"),
 ]
 
 

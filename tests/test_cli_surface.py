@@ -192,3 +192,16 @@ def test_a_finished_run_removes_temporaries_a_killed_write_left(trained, tmp_pat
     ckpt = str(trained[0].checkpoint(2))
     assert main(["surface", "--checkpoint", ckpt, "--x", "-1:1:3", "--eval-samples", "64", "-o", str(out)]) == 0
     assert not stale.exists() and unrelated.exists()
+
+
+def test_config_options_that_contradict_the_checkpoint_are_refused(trained, tmp_path, capsys):
+    """--checkpoint of one net with --arch/--no-shortcut/--batch-size of another silently computed the
+    checkpoint's net; now it is an error naming both, and options that agree are fine."""
+    ckpt = str(trained[0].checkpoint(2))  # resnet8, shortcut, batch 32
+    out = tmp_path / "s.h5"
+    base = ["surface", "--checkpoint", ckpt, "--x", "-1:1:3", "--eval-samples", "64", "-o", str(out)]
+    assert main([*base, "--arch", "resnet56", "--no-shortcut", "--batch-size", "2000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds resnet8-bs32-s0, which --arch resnet56, --no-shortcut, --batch-size 2000" in err[0]
+    assert not out.exists()
+    assert main([*base, "--arch", "resnet8", "--batch-size", "32"]) == 0 and out.exists()
