@@ -12,7 +12,7 @@ import pytest
 from lossbench.baselines import BaselineMismatch, check_verdicts, provenance
 from lossbench.claims import INCONCLUSIVE, evaluate_claims
 from lossbench.data import load_dataset
-from lossbench.metrics import line_metrics
+from lossbench.metrics import interpolation_summary
 from lossbench.reproduce import interpolation_file
 
 
@@ -44,7 +44,7 @@ def test_interpolation(benchmark, weight_decay, lossbench_scale, lossbench_net, 
         rounds=1, iterations=1, warmup_rounds=0,
     )
     summary = {"from": configs[0].config_id, "to": configs[-1].config_id,
-               "train": line_metrics(line.alphas, line.values["train_loss"]),
+               "train": interpolation_summary(line.alphas, line.values["train_loss"]),
                "path": str(path.relative_to(lossbench_results_dir.parent.parent))}
     lossbench_records["interpolations"][f"wd{weight_decay:g}"] = summary
     benchmark.extra_info.update(kind="interpolation", scale=lossbench_scale.name, weight_decay=weight_decay,

@@ -382,7 +382,7 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="baselines", help="baselines root (default baselines)")
     p.add_argument("--results-dir", default=None, help="where the surfaces go (default .benchmarks/surfaces/<scale>-spread)")
     p.add_argument("--only", default=None, help="comma-separated config_ids to do (default: the whole matrix)")
-    p.add_argument("--eig-variants", nargs="+", default=["threads=2", "hessian_batch=48", "repeat"],
+    p.add_argument("--eig-variants", nargs="+", default=["threads=2", "hessian_batch=half", "repeat"],
                    help="with --eig-maps: the recompute variants measured (default all three; each costs a map)")
     p.add_argument("--eig-maps", action="store_true",
                    help="instead: the eigen-ratio map summaries of the ResNet-56 pair at batch 128 (eigmap/<id>.json)")

@@ -209,6 +209,24 @@ def surface_metrics(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, acc
     return out
 
 
+def interpolation_summary(alphas: np.ndarray, loss: np.ndarray) -> dict[str, float]:
+    """The 1D interpolation theta(alpha) = theta_a + alpha (theta_b - theta_a) in numbers: the loss (nats)
+    at the two solutions (alpha 0 and 1), the barrier between them (the highest loss on [0, 1] above the
+    higher end) and how many points are not finite. Extrapolating the BatchNorm running variances
+    (alpha < 0 or > 1) can drive one below zero, so points outside [0, 1] may be NaN; they are counted,
+    not fatal, and the barrier uses [0, 1] only (there the variances are convex combinations)."""
+    alphas, loss = np.asarray(alphas, float), np.asarray(loss, float)
+    if alphas.shape != loss.shape or alphas.ndim != 1:
+        raise ValueError(f"alphas {alphas.shape} and loss {loss.shape} must be the same 1-D shape")
+    i0, i1 = int(np.argmin(np.abs(alphas))), int(np.argmin(np.abs(alphas - 1.0)))
+    inside = (alphas >= -1e-12) & (alphas <= 1 + 1e-12)
+    if not np.isfinite(loss[inside]).all():
+        raise ValueError("the loss is not finite between the two solutions (alpha in [0, 1])")
+    ends = max(loss[i0], loss[i1])
+    return {"loss_start": float(loss[i0]), "loss_end": float(loss[i1]),
+            "barrier": float(np.max(loss[inside]) - ends), "nonfinite_points": float((~np.isfinite(loss)).sum())}
+
+
 def line_metrics(alphas: np.ndarray, loss: np.ndarray, acc: np.ndarray | None = None, *, tau: float = TAU,
                  epsilons: tuple[float, ...] = EPSILONS, patch: float = PATCH) -> dict[str, float]:
     """The 1D analogues along one direction."""

@@ -369,9 +369,9 @@ TOL_METHOD = (
 
 def eig_map_spec(scale: Scale) -> SurfaceSpec:
     """The eigen-ratio map of the suite: the scale's ``eig_map`` axis on both directions (direction
-    seed 0), the Hessian over the first ``scale.eig_samples`` training images in two batches."""
+    seed 0), the Hessian over the first ``scale.eig_samples`` training images in one batch."""
     axis = parse_axis(scale.eig_map)
-    return SurfaceSpec(x=axis, y=axis, eval_samples=scale.eig_samples, eval_batch=max(1, scale.eig_samples // 2))
+    return SurfaceSpec(x=axis, y=axis, eval_samples=scale.eig_samples, eval_batch=scale.eig_samples)
 
 
 def eig_map_summary(path: str | Path, model: nn.Module, data: ImageData, scale: Scale, *, eval_batch: int | None = None,
@@ -406,13 +406,13 @@ def _max_deviation(base: dict[str, float], variants: dict[str, dict[str, float]]
     return jitter
 
 
-EIG_MAP_VARIANTS = ("threads=2", "hessian_batch=48", "repeat")
+EIG_MAP_VARIANTS = ("threads=2", "hessian_batch=half", "repeat")
 
 
 def eig_map_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: ImageData, results_dir: str | Path,
                    base_threads: int = 1, variants: tuple[str, ...] = EIG_MAP_VARIANTS
                    ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
-    """The eigen-ratio map summary recomputed with 2 threads, a split Hessian batch and once more (or
+    """The eigen-ratio map summary recomputed with 2 threads, the Hessian's batch split in two and once more (or
     the ``variants`` named): (base summary, largest deviations, variant -> summary)."""
     unknown = set(variants) - set(EIG_MAP_VARIANTS)
     if unknown:
@@ -420,7 +420,8 @@ def eig_map_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: I
     path = Path(results_dir) / config.config_id / "eig-map-jitter.h5"
     with _with_threads(base_threads):
         base = eig_map_summary(path, model, data, scale)[1]
-    runs = {"threads=2": (2, None), "hessian_batch=48": (base_threads, 48), "repeat": (base_threads, None)}
+    half = max(1, scale.eig_samples // 2)  # the base takes the Hessian's images in one batch
+    runs = {"threads=2": (2, None), "hessian_batch=half": (base_threads, half), "repeat": (base_threads, None)}
     out = {}
     for name in variants:
         threads, batch = runs[name]

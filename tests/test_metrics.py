@@ -110,3 +110,15 @@ def test_eig_ratio_centre_is_the_grid_point_nearest_the_origin_on_an_asymmetric_
     min_eig[1, 2] = -0.01  # the origin
     out = eig_ratio_summary(alphas, betas, min_eig, max_eig)
     assert out["eig_ratio_center"] == pytest.approx(0.01)
+
+
+def test_interpolation_summary_counts_extrapolated_nans_and_measures_the_barrier():
+    from lossbench.metrics import interpolation_summary
+
+    alphas = np.linspace(-0.5, 1.5, 9)  # -0.5, -0.25, 0, ..., 1.5
+    loss = np.array([np.nan, 0.4, 0.1, 0.5, 0.9, 0.6, 0.2, 0.7, np.nan])
+    s = interpolation_summary(alphas, loss)
+    assert s == {"loss_start": 0.1, "loss_end": 0.2, "barrier": pytest.approx(0.7), "nonfinite_points": 2.0}
+    loss[4] = np.nan  # between the solutions: a real failure
+    with pytest.raises(ValueError, match="not finite between the two solutions"):
+        interpolation_summary(alphas, loss)
