@@ -34,7 +34,7 @@ step agree 240 bash -c "set -e
   $S --device cuda --engine fast --precision bf16 --cuda-graph -o $work/cuda-fast-bf16-graph.h5 >/dev/null
   python3 benchmarks/compare_surfaces.py $work/cpu.h5 $work/cuda-*.h5
   if [ -f $ref_local ]; then python3 benchmarks/compare_surfaces.py $ref_local $work/cpu.h5 $work/cuda-fast.h5; fi"
-step grid_speed 240 python3 -m pytest -p no:cacheprovider -q benchmarks/test_grid_speed.py --lossbench-device cuda \
+step grid_speed 240 python3 -m pytest -p no:cacheprovider -q benchmarks/test_grid_speed.py --lossbench-device cuda --lossbench-speed \
     -k "not compile" --benchmark-json "$out/grid_speed.json" --benchmark-columns=mean,stddev,rounds
 step paper 150 python3 -m pytest -p no:cacheprovider -q benchmarks/test_paper_projection.py --lossbench-device cuda \
     -k "not compile" --benchmark-json "$out/paper.json" --benchmark-columns=mean,stddev,rounds

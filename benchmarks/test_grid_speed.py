@@ -34,6 +34,14 @@ IMAGES = 1000
 MODELS = [(20, True), (20, False), (56, True), (56, False)]
 
 
+@pytest.fixture(autouse=True)
+def _on_request(pytestconfig):
+    """Speed is measured when asked for: the main job (`pytest benchmarks`) is the reproduction and
+    must fit 15 minutes on 2 cores; these 16 benchmarks add ~45 s there."""
+    if not (pytestconfig.getoption("lossbench_speed") or "grid_speed" in (pytestconfig.getoption("keyword") or "")):
+        pytest.skip("grid speed runs on request: pytest benchmarks -k grid_speed (or --lossbench-speed)")
+
+
 def cpu_peak_gflops() -> float | None:
     """cores x float32 FLOP/cycle x the highest clock the kernel reports: 32 FLOP/cycle with AVX2 (two
     8-wide FMA units), 64 with AVX-512 (two 16-wide FMA units; a part with one 512-bit FMA unit has half)."""
