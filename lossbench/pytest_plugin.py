@@ -102,7 +102,7 @@ def lossbench_cache_dir(pytestconfig: pytest.Config) -> Path:
     chosen = pytestconfig.getoption("lossbench_cache_dir")
     if chosen:
         return Path(chosen)
-    if pytestconfig.cache is None:  # -p no:cacheprovider: the library's own default cache
+    if getattr(pytestconfig, "cache", None) is None:  # -p no:cacheprovider: the library's own default cache
         from .train import default_cache_dir
 
         return default_cache_dir()
