@@ -70,8 +70,13 @@ def hvp(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], v: Mapping[
     the model's dtype and the sum over batches is accumulated, and returned, in float64 (as the loss
     is): summed in float32 over hundreds of batches the rounding grew with their number.
     """
-    batches = as_batches(batches)
     check_loss_fn(loss_fn)
+    return _hvp(model, loss_fn, as_batches(batches), v, ignore=ignore)
+
+
+def _hvp(model: nn.Module, loss_fn: LossFn, batches: list[Batch], v: Mapping[str, Tensor], *,
+         ignore: str) -> Direction:
+    """:func:`hvp` on inputs already checked: what Lanczos and Hutchinson call at every step."""
     params = hessian_params(model, ignore)
     missing = [n for n in params if n not in v]
     if missing:
@@ -192,6 +197,7 @@ def hessian_eigs(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *,
                  max_iter: int = 100, tol: float = 1e-3, seed: int = 0) -> EigenResult:
     """lambda_max and lambda_min of the loss Hessian of ``model`` at its current weights."""
     batches = as_batches(batches)
+    check_loss_fn(loss_fn)
     params = hessian_params(model, ignore)
     like = {n: p.detach() for n, p in params.items()}
     dim = sum(p.numel() for p in like.values())
@@ -199,7 +205,7 @@ def hessian_eigs(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *,
     device = next(iter(like.values())).device
 
     def matvec(x: Tensor) -> Tensor:
-        hv = hvp(model, loss_fn, batches, _unflatten(x.to(dtype), like), ignore=ignore)
+        hv = _hvp(model, loss_fn, batches, _unflatten(x.to(dtype), like), ignore=ignore)
         return _flatten(hv, list(like)).to(torch.float64)
 
     return lanczos(matvec, dim, max_iter=max_iter, tol=tol, seed=seed, device=device)
@@ -220,12 +226,13 @@ def hutchinson_trace(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch]
     if probes < 2:
         raise ValueError(f"probes={probes}; need at least 2 for a standard error")
     batches = as_batches(batches)
+    check_loss_fn(loss_fn)
     params = hessian_params(model, ignore)
     g = torch.Generator().manual_seed(seed)
     samples = []
     for _ in range(probes):
         v = {n: (torch.randint(0, 2, p.shape, generator=g) * 2 - 1).to(p) for n, p in params.items()}
-        hv = hvp(model, loss_fn, batches, v, ignore=ignore)
+        hv = _hvp(model, loss_fn, batches, v, ignore=ignore)
         samples.append(float(sum((hv[n] * v[n]).sum() for n in params)))
     arr = np.asarray(samples)
     return TraceResult(float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(probes)), probes)

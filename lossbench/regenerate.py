@@ -37,24 +37,22 @@ def _say(message: str) -> None:
 
 def baseline_net(config: RunConfig, scale: Scale, *, baselines_dir: str | Path, device: torch.device,
                  cache_dir: str | Path | None = None, data_dir: str | Path | None = None
-                 ) -> tuple[nn.Module, dict[str, float], list[Path] | None, str]:
-    """(model, final, checkpoints or None, weights sha256) of a config: the shipped reference net where
-    the scale ships it, else the cached (re)trained one."""
+                 ) -> tuple[nn.Module, dict[str, float], list[Path] | None, str, Any]:
+    """(model, final, checkpoints or None, weights sha256, the ReferenceNet or None) of a config: the
+    shipped reference net where the scale ships it, else the cached (re)trained one."""
     if config.config_id in shipped_ids(baselines_dir, scale.name):
         ref = load_reference(config.config_id, baselines_dir, scale.name, device=device)
-        return ref.model, ref.final, None, ref.provenance["state_sha256"]
+        return ref.model, ref.final, None, ref.provenance["state_sha256"], ref
     result = train(config, device=device, cache_dir=cache_dir, data_dir=data_dir)
-    return result.model, result.final, result.checkpoints, state_sha256(result.model.state_dict())
+    return result.model, result.final, result.checkpoints, state_sha256(result.model.state_dict()), None
 
 
-def all_pairs_metrics(config: RunConfig, scale: Scale, *, baselines_dir: str | Path, device: torch.device, data,
-                      results_dir: Path, base: dict[str, float], jitter: dict[str, float]
-                      ) -> tuple[dict[str, float], dict[str, float]]:
+def all_pairs_metrics(config: RunConfig, scale: Scale, *, net, data, results_dir: Path, base: dict[str, float],
+                      jitter: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
     """A shipped net's baseline covers every direction pair, the PCA and the 1D lines (what the main job
-    checks). The jitter is measured on pair 0; a later pair's metric gets pair 0's relative jitter; the
+    checks; ``net`` is its :class:`~lossbench.reference_nets.ReferenceNet`). The jitter is measured on pair 0; a later pair's metric gets pair 0's relative jitter; the
     stored PCA is exact (jitter 0); the lines get their kind's floor."""
-    ref = load_reference(config.config_id, baselines_dir, scale.name, device=device)
-    _, flat = study_net(config, scale, net=ref, data=data, results_dir=results_dir / "study")
+    _, flat = study_net(config, scale, net=net, data=data, results_dir=results_dir / "study")
     out_jitter = {}
     for name, value in flat.items():
         root = name.split("/")[0]
@@ -86,13 +84,13 @@ def write_recompute_baselines(scale: Scale, *, baselines_dir: str | Path, result
         path = Path(baselines_dir) / scale.name / f"{config.config_id}.json"
         old = bl.load_baseline(path) if path.exists() else {}
         data = load_dataset(config, data_dir=data_dir)
-        model, final, checkpoints, sha = baseline_net(config, scale, baselines_dir=baselines_dir, device=device,
-                                                      cache_dir=cache_dir, data_dir=data_dir)
+        model, final, checkpoints, sha, ref = baseline_net(config, scale, baselines_dir=baselines_dir, device=device,
+                                                           cache_dir=cache_dir, data_dir=data_dir)
         base, jitter, _ = recompute_jitter(config, scale, model=model, data=data, results_dir=results_dir,
                                            checkpoints=checkpoints)
-        if scale.shipped:
-            base, jitter = all_pairs_metrics(config, scale, baselines_dir=baselines_dir, device=device, data=data,
-                                             results_dir=results_dir, base=base, jitter=jitter)
+        if ref is not None:  # a shipped net: every direction pair, its stored PCA, its lines
+            base, jitter = all_pairs_metrics(config, scale, net=ref, data=data, results_dir=results_dir,
+                                             base=base, jitter=jitter)
         doc = bl.make_baseline(
             config.config_id, scale.name, base, source=bl.provenance(str(device), weights_sha256=sha),
             tolerances=bl.recompute_tolerances(base, jitter),
@@ -165,7 +163,7 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
             say(f"wrote the spread of {path}")
             written.append(path)
             continue
-        model, _, _, sha = baseline_net(config, scale, baselines_dir=baselines_dir, device=device,
+        model, _, _, sha, _ = baseline_net(config, scale, baselines_dir=baselines_dir, device=device,
                                         cache_dir=cache_dir, data_dir=data_dir)
         summary, jitter, measured = eig_map_jitter(config, scale, model=model, data=data, results_dir=results_dir,
                                                    variants=variants)
