@@ -153,15 +153,28 @@ MUTANTS = {  # name: (module, attribute, make(original) -> mutant, the part of t
     "perturbation-x1.01": (pipeline_mod, "make_directions", _scaled_directions, "surface"),
     "train-mode-evaluation": (engine_mod, "evaluate", lambda original: _train_mode_evaluate, "surface"),
     "mean-of-batch-means": (engine_mod, "evaluate", lambda original: _mean_of_batch_means, "surface"),
-    "hessian-of-the-sum": (hessian_mod, "hvp", lambda original: _hvp_of_the_sum, "curvature"),
+    # ``_hvp``, not the public ``hvp``: Lanczos and Hutchinson call the unchecked one at every step
+    "hessian-of-the-sum": (hessian_mod, "_hvp", lambda original: _hvp_of_the_sum, "curvature"),
 }
+
+
+def _counted(fn, calls: list[int]):
+    def wrapper(*args, **kwargs):
+        calls[0] += 1
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 @pytest.mark.parametrize("mutant", list(MUTANTS))
 def test_mutant_fails_the_baseline_check(mutant, subject, clean_metrics, monkeypatch):
     module, name, make, part = MUTANTS[mutant]
-    monkeypatch.setattr(module, name, make(getattr(module, name)))
+    calls = [0]
+    monkeypatch.setattr(module, name, _counted(make(getattr(module, name)), calls))
     mutated = _metrics(subject, parts=(part,))
+    # a mutant the metric path never calls would "survive" for the wrong reason (CI caught one after
+    # Lanczos moved from ``hvp`` to ``_hvp``): say so instead
+    assert calls[0] > 0, f"mutant {mutant} never ran: {module.__name__}.{name} is not on the metric path any more"
     failing = _failing(subject, clean_metrics, mutated)
     assert failing, f"mutant {mutant} survived: every metric stayed within its stored tol"
 
