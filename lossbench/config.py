@@ -277,6 +277,8 @@ SCALES: dict[str, Scale] = {
         eval_samples=512,
         eig_map="-0.5:0.5:3",
         trajectory_grid=11,
+        # the engine the main job uses (its baselines' tol covers both engines: a recompute variant)
+        engine="fast",
         description="CPU, synthetic 16x16, 2048 images, 6 epochs: exercises the pipeline in minutes",
     ),
     "small": Scale(

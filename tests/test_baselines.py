@@ -219,7 +219,7 @@ def test_claim_verdicts_are_recorded_then_compared(tmp_path):
     assert json.loads(path.read_text())["verdicts"]["large-batch-sharper[resnet20]"] == "fails"
 
 
-def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_needs_it(tmp_path):
+def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_needs_it(tmp_path, monkeypatch):
     """`python -m lossbench baselines` on a tiny retrained scale: the file validates, names its tier
     inputs, and the same computation passes the check at tol; --spread without the file says what to run."""
     import dataclasses
@@ -243,6 +243,9 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
     assert doc["config_hash"] == config.config_hash and doc["source"]["weights_sha256"]
     assert all(entry["tol"] > 0 for name, entry in doc["metrics"].items() if name != "local_minima")  # a count: exact
     result = train(config, cache_dir=tmp_path / "cache")
+    import lossbench.reproduce as reproduce_mod
+
+    monkeypatch.setattr(reproduce_mod, "RECOMPUTE_VARIANTS", ())  # the base computation once: what the suite runs
     obtained, _, _ = recompute_jitter(config, tiny, model=result.model, data=load_dataset(config),
                                       results_dir=tmp_path / "again", checkpoints=result.checkpoints)
     outcome = check(path, obtained, config_id=config.config_id, scale="ci", source=doc["source"],
