@@ -60,7 +60,7 @@ def test_trajectory_plane(benchmark, net_at, lossbench_scale, lossbench_results_
         fn, args = pca_plane_file, (path, net.model, net.pca(), data)
         kwargs = dict(config=config)
     else:
-        fn, args, kwargs = trajectory_file, (path, net, data), {}
+        fn, args, kwargs = trajectory_file, (path, net.model, net.checkpoints, data), dict(config=config)
     surface = benchmark.pedantic(
         fn, args=args, kwargs=dict(grid=lossbench_scale.trajectory_grid, eval_samples=lossbench_scale.eval_samples,
                                    overwrite=True, **kwargs),

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .config import add_run_options, find_config, get_scale, parse_model_name
+from .cli_inputs import add_model_source, config_from_args, eval_samples, load_data, load_subject, loss_of
+from .config import add_run_options, get_scale
 
 EPILOG_TRAIN = """examples:
   python -m lossbench train --arch resnet56 --no-shortcut --batch-size 2000 --scale ci
@@ -51,25 +52,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _config_from_args(args: argparse.Namespace):
-    arch, depth = parse_model_name(args.arch)
-    scale = get_scale(args.scale)
-    if arch == "resnet":
-        config = find_config(args.scale, arch=arch, depth=depth, shortcut=args.shortcut,
-                             batch_size=args.batch_size, seed=args.seed)
-    else:
-        base = scale.configs[0]
-        config = base.replace(arch=arch, depth=depth, shortcut=True, init="he_normal",
-                              batch_size=args.batch_size, seed=args.seed)
-    if getattr(args, "epochs", None) is not None:
-        config = config.replace(epochs=args.epochs)
-    return config
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
-    configs = list(get_scale(args.scale).all_configs) if args.all else [_config_from_args(args)]
+    configs = list(get_scale(args.scale).all_configs) if args.all else [config_from_args(args)]
     if args.only:
         if not args.all:
             raise SystemExit("error: --only selects from the scale's configs; pass it with --all")
@@ -102,6 +88,12 @@ EPILOG_SURFACE = """examples:
   python -m lossbench surface --arch resnet56 --scale ci --x -1:1:21 --y -1:1:21 -o r56.h5 --plot
   # 1D line of your own checkpoint, train and test sets
   python -m lossbench surface --checkpoint epoch-0006.pt --x -1:1:51 --dataset train,test -o line.h5
+  # your own model and data: model.py defines make_net(width=...), net.pt holds its state dict,
+  # data.pt a dict of tensors x, y (or train_x, train_y, test_x, test_y); mse for a regression net
+  python -m lossbench surface --model model.py:make_net --model-kwargs '{"width": 64}' --weights net.pt \
+      --data data.pt --loss crossentropy --x -1:1:51 -o mine-1d.h5 --plot
+  python -m lossbench surface --model model.py:make_net --weights net.pt --data data.pt \
+      --x -1:1:31 --y -1:1:31 -o mine-2d.h5 --plot
   # 1D interpolation from the batch-128 to the batch-2000 solution (the paper's Figure 3)
   python -m lossbench surface --arch resnet20 --target-batch-size 2000 --x -0.5:1.5:41 -o interp.h5
   # the paper's 51x51 over 50 000 CIFAR-10 images on one GPU (H200, bf16: ~4.4 min projected, RESULTS.md)
@@ -119,73 +111,6 @@ EPILOG_PLOT = """examples:
   python -m lossbench plot line.h5 --loss-max 5      # loss and accuracy curves (1D files)
   python -m lossbench plot r56.h5 --vmin 0.1 --vmax 10 --vlevel 0.5 --vtp --log
 """
-
-
-def _add_model_source(p: argparse.ArgumentParser, *, checkpoint: bool = True) -> None:
-    src = p.add_argument_group("model (a checkpoint, or a config of the scale's matrix, trained if not cached)")
-    if checkpoint:
-        src.add_argument("--checkpoint", default=None, help="an epoch-NNNN.pt written by lossbench train")
-    # defaults are None so that a value given beside --checkpoint can be told apart (and refused if it conflicts)
-    src.add_argument("--arch", default=None, help="resnet20 | resnet56 | resnet110 | vgg9 (default resnet20)")
-    src.add_argument("--no-shortcut", dest="shortcut", action="store_const", const=False, default=None,
-                     help="the net without skip connections")
-    src.add_argument("--batch-size", type=int, default=None, help="training batch size of the config (default 128)")
-    src.add_argument("--train-seed", type=int, default=None, help="training seed of the config (default 0)")
-
-
-MODEL_DEFAULTS = {"arch": "resnet20", "shortcut": True, "batch_size": 128, "train_seed": 0}
-
-
-def _conflicts_with_checkpoint(args: argparse.Namespace, config) -> list[str]:
-    """The config options given beside --checkpoint that disagree with the checkpoint's own config."""
-    have = {"arch": (config.arch, config.depth), "shortcut": config.shortcut, "batch_size": config.batch_size,
-            "train_seed": config.seed}
-    given = {k: getattr(args, k, None) for k in have}
-    if given["arch"] is not None:
-        given["arch"] = parse_model_name(given["arch"])
-    flags = {"arch": "--arch", "shortcut": "--no-shortcut", "batch_size": "--batch-size", "train_seed": "--train-seed"}
-    return [flags[k] if k == "shortcut" else f"{flags[k]} {getattr(args, k)}"
-            for k in have if given[k] is not None and given[k] != have[k]]
-
-
-def _load_model(args: argparse.Namespace, device):
-    """(config, model, source attrs, TrainResult or None) from --checkpoint or the config options."""
-    from pathlib import Path
-
-    from .train import model_from_checkpoint, train
-
-    if getattr(args, "checkpoint", None):
-        config, model = model_from_checkpoint(args.checkpoint, device=device)
-        conflicts = _conflicts_with_checkpoint(args, config)
-        if conflicts:
-            raise ValueError(f"--checkpoint {args.checkpoint} holds {config.config_id}, which {', '.join(conflicts)} "
-                             "contradict(s): drop those options (the checkpoint says what the net is) or pick "
-                             "another checkpoint")
-        return config, model, {"checkpoint": str(Path(args.checkpoint).resolve())}, None
-    filled = {k: (MODEL_DEFAULTS[k] if getattr(args, k, None) is None else getattr(args, k)) for k in MODEL_DEFAULTS}
-    config = _config_from_args(argparse.Namespace(**{**vars(args), **filled, "seed": filled["train_seed"],
-                                                     "epochs": None}))
-    if get_scale(args.scale).shipped:
-        from .reference_nets import load_reference, shipped_ids
-
-        if config.config_id in shipped_ids("baselines", args.scale):
-            ref = load_reference(config.config_id, "baselines", args.scale, device=device)
-            if ref.config == config:  # the shipped reference net: no training
-                return config, ref.model, {"reference_net": str(ref.path)}, None
-    result = train(config, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir)
-    return config, result.model, {}, result
-
-
-def _eval_samples(asked: int | None, scale, data, splits) -> int | None:
-    """``--eval-samples`` as given (checked later against each split), else the scale's default: all
-    of each split when the default covers them, else the default capped at the smallest split (a default
-    is no request for more images than a checkpoint's data holds)."""
-    if asked is not None:
-        return asked
-    known = [len(data.split(s)[0]) for s in splits if s in ("train", "test")]
-    if known and scale.eval_samples >= max(known):
-        return None
-    return min([scale.eval_samples, *known])
 
 
 def _axis_arg(text: str):
@@ -207,7 +132,7 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
                        description="Evaluate L(theta + alpha delta + beta eta) on a grid (Li et al. 2018).",
                        epilog=EPILOG_SURFACE, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(p.add_argument)
-    _add_model_source(p)
+    add_model_source(p)
     g = p.add_argument_group("grid and directions")
     g.add_argument("--x", type=parse_axis, default=None, help="alpha axis min:max:num (default -1:1:51; -0.5:1.5:41 for interpolation)")
     g.add_argument("--y", type=parse_axis, default=None, help="beta axis min:max:num; omit for a 1D line")
@@ -274,10 +199,9 @@ def cmd_surface(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ._io import check_writable
-    from .data import load_dataset
     from .pipeline import SurfaceSpec, device_of, surface_file
     from .surface import Axis
-    from .train import model_from_checkpoint, train
+    from .train import train
 
     options = {k: v for k, v in (("precision", args.precision), ("cuda_graph", args.cuda_graph),
                                  ("compile", args.compile), ("batch_size", args.fast_batch))
@@ -286,41 +210,52 @@ def cmd_surface(args: argparse.Namespace) -> int:
         flags = ", ".join("--" + k.replace("_", "-").replace("batch-size", "fast-batch") for k in options)
         raise ValueError(f"{flags} apply to the fast engine only; add --engine fast")
     device = device_of(_rank_device(args.device))
-    config, model, source, _ = _load_model(args, device)
+    if args.target_batch_size and args.target:
+        raise ValueError("--target and --target-batch-size both name the second net: give one")
+    loss_fn = loss_of(args)
+    subject = load_subject(args, device)
+    source = dict(subject.source)
     interpolation = bool(args.target or args.target_batch_size)
     target = None
     if args.target:
-        _, target = model_from_checkpoint(args.target, device=device)
+        from .cli_inputs import load_target
+
+        target = load_target(args, subject, device)
         source["target"] = str(Path(args.target).resolve())
     elif args.target_batch_size:
-        other = config.replace(batch_size=args.target_batch_size)
+        if subject.config is None:
+            raise ValueError("--target-batch-size retrains a net of the reproduction matrix; for your own model "
+                             "give the second net's weights with --target FILE")
+        other = subject.config.replace(batch_size=args.target_batch_size)
         target = train(other, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir).model
         source["target"] = other.to_dict()
     x = args.x or (Axis(-0.5, 1.5, 41) if interpolation else Axis(-1.0, 1.0, 51))
-    scale = get_scale(args.scale)
-    data = load_dataset(config, data_dir=args.data_dir)
+    data = load_data(args, subject)
     splits = tuple(s.strip() for s in args.dataset.split(",") if s.strip())
     spec = SurfaceSpec(
         x=x, y=args.y, norm=args.norm, ignore=args.ignore,
         dir_type="states" if interpolation else args.dir_type, seed=args.seed, orthogonalize=args.orthogonalize,
-        splits=splits, eval_samples=_eval_samples(args.eval_samples, scale, data, splits),
+        splits=splits, eval_samples=eval_samples(args.eval_samples, subject, args.scale, data, splits),
         eval_batch=args.eval_batch, interpolation=interpolation,
     )
     kind = "interpolation" if interpolation else ("surface-2d" if args.y else "line-1d")
-    out = Path(args.output or Path("results") / config.config_id / f"{kind}.h5")
+    out = Path(args.output or Path("results") / subject.name / f"{kind}.h5")
     check_writable(out)
-    attrs = {"config": config.to_dict(), "config_id": config.config_id, "kind": kind, **source}
+    attrs = {"config": subject.config.to_dict() if subject.config else None, "config_id": subject.name,
+             "kind": kind, "loss": args.loss, **source}
     if args.precision != "float32":  # not float-identical: a file is resumed only in its own precision
         attrs["precision"] = args.precision
     shard, barrier = _distributed()
-    surface = surface_file(out, model, data, spec, target=target, attrs=attrs, overwrite=args.overwrite,
+    surface = surface_file(out, subject.model, data, spec, target=target, attrs=attrs, overwrite=args.overwrite,
                            allow_nonfinite=args.allow_nonfinite, engine=args.engine, engine_options=options,
-                           shard=shard, barrier=barrier, checkpoint_seconds=args.checkpoint_seconds)
+                           shard=shard, barrier=barrier, checkpoint_seconds=args.checkpoint_seconds,
+                           loss_fn=loss_fn)
     if shard[0] != 0:
         return 0  # rank 0 reports and plots
     centre = surface.center_index()
     summary = ", ".join(f"{k}={v[centre]:.4f}" for k, v in surface.values.items())
-    print(f"wrote {out} ({kind}, grid {'x'.join(map(str, surface.shape))}); at the centre: {summary}")
+    print(f"wrote {out} ({kind} of {subject.name}, grid {'x'.join(map(str, surface.shape))}); "
+          f"at the centre: {summary}")
     if args.plot:
         from .figures import plot_file
 
@@ -418,11 +353,20 @@ EPILOG_HESSIAN = """examples:
   python -m lossbench hessian --arch resnet20 --scale ci --trace-probes 32
   # the eigen-ratio map |min_eig / max_eig| over an 11x11 grid (same plane as `surface --seed 0`)
   python -m lossbench hessian --arch resnet56 --no-shortcut --x -1:1:11 --y -1:1:11 -o r56ns-eig.h5 --plot
+  # your own model: a factory in model.py, its weights, your data (a dict of tensors x, y)
+  python -m lossbench hessian --model model.py:make_net --weights net.pt --data data.pt --trace-probes 16
+
+The Hessian is taken over the parameters a `--ignore biasbn` direction moves (weight tensors of more
+than one dimension, frozen ones included); `--ignore none` takes every parameter. The loss must be a
+batch mean.
 """
 
 EPILOG_TRAJECTORY = """examples:
   # PCA of the per-epoch checkpoints of the ci ResNet-20, a 21x21 surface on that plane, and the plot
   python -m lossbench trajectory --arch resnet20 --scale ci --grid 21 --plot
+  # your own training path: weight files in training order, the last one the final net
+  python -m lossbench trajectory --model model.py:make_net --weights ep1.pt ep2.pt ep3.pt final.pt \
+      --data data.pt --grid 21 --plot
 """
 
 
@@ -434,7 +378,7 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
                                    "trained weights, or over a 2D grid (Li et al. 2018, section 6).",
                        epilog=EPILOG_HESSIAN, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(p.add_argument)
-    _add_model_source(p)
+    add_model_source(p)
     p.add_argument("--x", type=parse_axis, default=None, help="alpha axis min:max:num for a map (with --y)")
     p.add_argument("--y", type=parse_axis, default=None, help="beta axis min:max:num for a map")
     p.add_argument("--seed", type=int, default=0, help="seed of delta (eta: seed+1); also the Lanczos start vector")
@@ -454,42 +398,47 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
 def cmd_hessian(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .data import load_dataset
-    from .evaluate import cross_entropy, make_batches
-    from .hessian import hessian_eigs, hutchinson_trace
+    from .evaluate import make_batches
+    from .hessian import hessian_eigs, hessian_params, hutchinson_trace
     from .metrics import eig_ratio
     from .pipeline import SurfaceSpec, device_of, eig_map_file
 
     device = device_of(args.device)
-    config, model, source, _ = _load_model(args, device)
-    data = load_dataset(config, data_dir=args.data_dir)
-    n = _eval_samples(args.eval_samples, get_scale(args.scale), data, ("train",))
     if (args.x is None) != (args.y is None):
         raise ValueError("give both --x and --y for a map, or neither for the values at the minimum")
+    if args.max_iter < 1:
+        raise ValueError(f"--max-iter {args.max_iter}: expected at least 1 Lanczos step")
+    loss_fn = loss_of(args)
+    subject = load_subject(args, device)
+    model, name = subject.model, subject.name
+    data = load_data(args, subject)
+    n = eval_samples(args.eval_samples, subject, args.scale, data, ("train",))
     n = len(data.x_train) if n is None else n
+    scope = hessian_params(model, args.ignore)  # raises, saying why, when it is empty
+    count = sum(p.numel() for p in scope.values())
     if args.x is None:
         if not 1 <= n <= len(data.x_train):
             raise ValueError(f"--eval-samples {n}: expected 1 to {len(data.x_train)} (the train split's size)")
-        if args.max_iter < 1:
-            raise ValueError(f"--max-iter {args.max_iter}: expected at least 1 Lanczos step")
         batches = make_batches(data.x_train[:n], data.y_train[:n], args.eval_batch, device=device)
-        r = hessian_eigs(model, cross_entropy(), batches, ignore=args.ignore, max_iter=args.max_iter, tol=args.tol,
+        r = hessian_eigs(model, loss_fn, batches, ignore=args.ignore, max_iter=args.max_iter, tol=args.tol,
                          seed=args.seed)
         state = "converged" if r.converged else "NOT converged (raise --max-iter or --tol)"
-        print(f"{config.config_id}: lambda_max {r.eig_max:.6g}  lambda_min {r.eig_min:.6g}  "
+        print(f"{name}: lambda_max {r.eig_max:.6g}  lambda_min {r.eig_min:.6g}  "
               f"|min/max| {float(eig_ratio(r.eig_min, r.eig_max)):.4g}  ({r.iterations} Lanczos steps, {state}; "
-              f"residuals {r.residual_max:.2g}, {r.residual_min:.2g})")
+              f"residuals {r.residual_max:.2g}, {r.residual_min:.2g}); Hessian over {len(scope)} tensors, "
+              f"{count} parameters (--ignore {args.ignore}), {n} samples")
         if args.trace_probes:
-            t = hutchinson_trace(model, cross_entropy(), batches, probes=args.trace_probes, ignore=args.ignore,
+            t = hutchinson_trace(model, loss_fn, batches, probes=args.trace_probes, ignore=args.ignore,
                                  seed=args.seed)
-            print(f"{config.config_id}: trace {t.trace:.6g} +- {t.stderr:.2g} (standard error, {t.probes} probes)")
+            print(f"{name}: trace {t.trace:.6g} +- {t.stderr:.2g} (standard error, {t.probes} probes)")
         return 0 if r.converged else 1
     spec = SurfaceSpec(x=args.x, y=args.y, norm="filter", ignore=args.ignore, seed=args.seed, eval_samples=n,
                        eval_batch=args.eval_batch)
-    out = Path(args.output or Path("results") / config.config_id / "eig-map.h5")
-    attrs = {"config": config.to_dict(), "config_id": config.config_id, "kind": "eig-map", **source}
+    out = Path(args.output or Path("results") / name / "eig-map.h5")
+    attrs = {"config": subject.config.to_dict() if subject.config else None, "config_id": name, "kind": "eig-map",
+             "loss": args.loss, **subject.source}
     s = eig_map_file(out, model, data, spec, max_iter=args.max_iter, tol=args.tol, attrs=attrs,
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, loss_fn=loss_fn)
     from .metrics import eig_ratio_summary
 
     summary = eig_ratio_summary(s.alphas, s.betas, s.values["min_eig"], s.values["max_eig"])
@@ -509,7 +458,7 @@ def _add_trajectory(sub: argparse._SubParsersAction) -> None:
                                    "compute the loss surface on that plane (Li et al. 2018, section 7).",
                        epilog=EPILOG_TRAJECTORY, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(p.add_argument)
-    _add_model_source(p, checkpoint=False)
+    add_model_source(p, checkpoint=False, weight_list=True)
     p.add_argument("--grid", type=int, default=21, help="points per axis of the PCA-plane surface (default 21)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random plane shown for contrast (default 0)")
     p.add_argument("--eval-samples", type=int, default=None, help="training images per grid point (default: the scale's)")
@@ -522,16 +471,20 @@ def _add_trajectory(sub: argparse._SubParsersAction) -> None:
 def cmd_trajectory(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .data import load_dataset
     from .pipeline import device_of, trajectory_file
 
     device = device_of(args.device)
-    config, _, source, result = _load_model(args, device)
-    out = Path(args.output or Path("results") / config.config_id / "trajectory.h5")
-    data = load_dataset(config, data_dir=args.data_dir)
-    n = _eval_samples(args.eval_samples, get_scale(args.scale), data, ("train",))
-    s = trajectory_file(out, result, data, grid=args.grid, eval_samples=n, seed=args.seed, attrs=source,
-                        overwrite=args.overwrite)
+    loss_fn = loss_of(args)
+    subject = load_subject(args, device)
+    if len(subject.checkpoints) < 3:
+        raise ValueError(f"the training path has {len(subject.checkpoints)} weight file(s); PCA of a path needs at "
+                         "least 3: pass them in training order, --weights epoch1.pt epoch2.pt ... final.pt")
+    out = Path(args.output or Path("results") / subject.name / "trajectory.h5")
+    data = load_data(args, subject)
+    n = eval_samples(args.eval_samples, subject, args.scale, data, ("train",))
+    s = trajectory_file(out, subject.model, subject.checkpoints, data, config=subject.config, name=subject.name,
+                        grid=args.grid, eval_samples=n, seed=args.seed, loss_fn=loss_fn,
+                        attrs={"loss": args.loss, **subject.source}, overwrite=args.overwrite)
     ev = s.attrs["explained_variance_ratio"]
     path, rand = np.asarray(s.attrs["path"]), np.asarray(s.attrs["random_path"])
     print(f"wrote {out}: PCA explained variance {100 * ev[0]:.1f} % + {100 * ev[1]:.1f} % = {100 * sum(ev):.1f} %; "

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+
+import torch
 
 
 @contextlib.contextmanager
@@ -80,3 +83,26 @@ def torch_save_atomic(obj: object, path: str | Path) -> None:
     torch.save(obj, buffer)
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())
+
+
+def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of named tensors (names, dtypes, shapes and bytes, in order), independent of how
+    ``torch.save`` lays out its zip file."""
+    digest = hashlib.sha256()
+    for name, t in state.items():
+        _update(digest, f"{name}:", t)
+    return digest.hexdigest()
+
+
+def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
+    """sha256 of a sequence of tensors (dtypes, shapes and bytes, in order)."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        _update(digest, "", t)
+    return digest.hexdigest()
+
+
+def _update(digest, prefix: str, t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    digest.update(f"{prefix}{t.dtype}:{tuple(t.shape)};".encode())
+    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")

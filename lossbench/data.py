@@ -41,22 +41,22 @@ CIFAR10_TEST_FILE = "test_batch"
 
 @dataclass(frozen=True)
 class ImageData:
-    """A train/test pair of image tensors, already normalised.
+    """A train/test pair of input tensors, already normalised.
 
     Attributes:
-        x_train: (N_train, 3, H, W) float32, per-channel normalised.
-        y_train: (N_train,) int64 class labels in [0, 10).
-        x_test, y_test: the same for the test split.
-        mean, std: the per-channel statistics used, in [0, 1] pixel units.
-        name: ``synthetic`` or ``cifar10``.
+        x_train: (N_train, 3, H, W) float32, per-channel normalised (a user's data: (N_train, ...) float).
+        y_train: (N_train,) int64 class labels in [0, 10) (a user's data: int64 labels or float targets).
+        x_test, y_test: the same for the test split (empty where a user's data has one split).
+        mean, std: the per-channel statistics used, in [0, 1] pixel units (empty for a user's data).
+        name: ``synthetic``, ``cifar10`` or ``user:<what the user named>``.
     """
 
     x_train: Tensor
     y_train: Tensor
     x_test: Tensor
     y_test: Tensor
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     name: str
 
     def split(self, which: str) -> tuple[Tensor, Tensor]:
@@ -64,6 +64,9 @@ class ImageData:
         if which == "train":
             return self.x_train, self.y_train
         elif which == "test":
+            if len(self.x_test) == 0:
+                raise DataError(f"{self.name} has no test split; evaluate train only, or give a data set with "
+                                "test_x and test_y")
             return self.x_test, self.y_test
         else:
             raise ValueError(f"unknown split {which!r}; expected train or test")

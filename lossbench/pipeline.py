@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import remove_stale_temporaries
+from ._io import remove_stale_temporaries, state_sha256, tensors_sha256
 from .data import ImageData
 from .directions import (
     DIR_TYPES,
@@ -34,7 +34,7 @@ from .directions import (
     random_direction,
     target_direction,
 )
-from .evaluate import cross_entropy, make_batches
+from .evaluate import LossFn, cross_entropy, make_batches
 from .store import load_directions, load_surface, save_surface
 from .surface import Axis, Surface, compute_surface
 
@@ -113,6 +113,49 @@ def make_directions(model: nn.Module, spec: SurfaceSpec, *, target: nn.Module | 
     return delta, eta
 
 
+def input_hashes(model: nn.Module, datasets: dict[str, list], *, engine: str,
+                 directions: tuple[Direction, Direction | None] | None = None,
+                 target: nn.Module | None = None) -> dict[str, Any]:
+    """What identifies a surface's inputs: sha256 of the centre state, of each split's evaluation
+    tensors, of directions given from outside and of an interpolation's target state; and the engine."""
+    out: dict[str, Any] = {
+        "theta_sha256": state_sha256(model.state_dict()),
+        "data_sha256": {split: tensors_sha256(t for batch in batches for t in batch)
+                        for split, batches in datasets.items()},
+        "engine": engine,
+    }
+    if directions is not None:
+        out["directions_sha256"] = tensors_sha256(t for d in directions if d is not None for t in d.values())
+    if target is not None:
+        out["target_sha256"] = state_sha256(target.state_dict())
+    return out
+
+
+_INPUT_WORDS = {"theta_sha256": "the centre weights", "data_sha256": "the evaluation data",
+                "directions_sha256": "the directions given", "target_sha256": "the target net",
+                "engine": "the engine"}
+
+
+def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """What differs between a file's metadata and this run's, in words: input hashes by what they
+    identify, other settings as ``key (file value, now value)``, nested ones as ``spec.norm``."""
+    out = []
+    for key in sorted(wanted):
+        was, now = stored.get(key), wanted[key]
+        if was == now:
+            continue
+        if key == "inputs" and not isinstance(was, dict):
+            out.append("the file records no input hashes (written by an older lossbench)")
+        elif key == "inputs":
+            out += [f"{_INPUT_WORDS.get(k, k)} changed" for k in now if was.get(k) != now[k]]
+        elif isinstance(now, dict) and isinstance(was, dict):
+            out += [f"{key}.{k} ({was.get(k)!r} in the file, {now.get(k)!r} now)"
+                    for k in sorted(set(now) | set(was)) if was.get(k) != now.get(k)]
+        else:
+            out.append(f"{key} ({was!r} in the file, {now!r} now)")
+    return out
+
+
 def _resume_or_start(path: Path, meta: dict[str, Any], overwrite: bool, make: Callable[[], tuple[Direction, Direction | None]]
                      ) -> tuple[Surface | None, Direction, Direction | None]:
     """An existing file with the same metadata is resumed (its directions reused); else new directions."""
@@ -122,10 +165,10 @@ def _resume_or_start(path: Path, meta: dict[str, Any], overwrite: bool, make: Ca
         wanted = {"precision": "float32", **meta}
         stored = {k: resume.attrs.get(k, "float32" if k == "precision" else None) for k in wanted}
         if stored != wanted:
-            changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
             raise ValueError(
-                f"{path} exists but was made with other settings ({', '.join(changed)}); "
-                "pass another output path or overwrite=True (CLI: --overwrite)"
+                f"{path} holds {int(resume.done.sum())} of {resume.done.size} points of another computation: "
+                f"{'; '.join(_differences(stored, wanted))}. Resuming would mix the two: pass another output path, "
+                "or start over with overwrite=True (CLI: --overwrite)"
             )
         delta, eta, _ = load_directions(path)
         log.info("resuming %s: %d of %d points done", path, int(resume.done.sum()), resume.done.size)
@@ -194,13 +237,20 @@ def surface_file(
     engine_options: dict[str, Any] | None = None,
     shard: tuple[int, int] = (0, 1),
     barrier: Callable[[], None] | None = None,
+    loss_fn: LossFn | None = None,
 ) -> Surface:
     """Compute (or finish) the surface of ``model`` described by ``spec`` in the HDF5 file ``path``.
 
     An existing file made with the same spec and metadata is resumed: its finished points are kept and
     its stored directions reused. One made with other settings is an error unless ``overwrite``.
     ``directions`` (delta, eta) replaces the spec's random directions (e.g. PCA directions; say so in
-    ``attrs``). The ``engine`` is not part of the metadata: engines agree to float tolerance.
+    ``attrs``). ``loss_fn`` is a batch-mean loss (default: the paper's cross-entropy; name another in
+    ``attrs["loss"]`` so the file says what it holds).
+
+    What identifies the inputs is part of the metadata (``inputs``): the sha256 of the centre weights
+    (the full state, BN statistics included), of the evaluation tensors of each split, of directions
+    passed in, and the engine. A file is resumed only when all of them match, so a resume can never mix
+    two models, two data sets or two direction sets.
 
     Sharding: with ``shard=(rank, world)``, world > 1, every rank takes its share of the unfinished
     points and checkpoints them to its own ``<name>.rank<r>-of-<w>.h5``; after ``barrier()`` (e.g.
@@ -212,7 +262,9 @@ def surface_file(
     started = time.time()
     rank, world = shard
     device = next(model.parameters()).device
-    meta = {"spec": spec.to_attrs(), **(attrs or {})}
+    datasets = _batches(data, spec, device)
+    inputs = input_hashes(model, datasets, engine=engine, directions=directions, target=target)
+    meta = {"spec": spec.to_attrs(), "inputs": inputs, **(attrs or {})}
     if world > 1:
         if barrier is None:
             raise ValueError("a sharded run needs barrier= (e.g. torch.distributed.barrier)")
@@ -228,7 +280,6 @@ def surface_file(
         path, meta, overwrite,
         (lambda: directions) if directions else (lambda: make_directions(model, spec, target=target)),
     )
-    datasets = _batches(data, spec, device)
     meta["eval_samples"] = {split: sum(len(t) for _, t in b) for split, b in datasets.items()}
     out = path if world == 1 else path.with_name(f"{path.name}.rank{rank}-of-{world}.h5")
 
@@ -236,7 +287,7 @@ def surface_file(
         save_surface(out, partial, delta=delta, eta=eta)
 
     surface = compute_surface(
-        model, cross_entropy(), datasets, delta=delta, eta=eta, alphas=spec.x.coords(),
+        model, loss_fn or cross_entropy(), datasets, delta=delta, eta=eta, alphas=spec.x.coords(),
         betas=None if spec.y is None else spec.y.coords(), dir_type=spec.dir_type, resume=resume,
         attrs=meta, on_checkpoint=flush, checkpoint_seconds=checkpoint_seconds,
         allow_nonfinite=allow_nonfinite, progress=progress, engine=engine, engine_options=engine_options,
@@ -265,44 +316,51 @@ def eig_map_file(
     overwrite: bool = False,
     checkpoint_seconds: float = 10.0,
     progress: bool | None = None,
+    loss_fn: LossFn | None = None,
 ) -> Surface:
     """The Hessian eigenvalue map (``max_eig``, ``min_eig``) over ``spec``'s 2D grid, file-backed and
     resumable like :func:`surface_file`. Same seed and normalisation give the same plane as the loss
-    surface, so the two maps line up."""
-    from .hessian import eig_ratio_map
+    surface, so the two maps line up. The metadata records the Hessian's parameter set (``hessian``:
+    ``ignore``, tensor and parameter counts) and the input hashes."""
+    from .hessian import eig_ratio_map, hessian_params
 
     if spec.y is None or spec.dir_type != "weights" or len(spec.splits) != 1:
         raise ValueError("an eigenvalue map needs a 2D grid (y), dir_type='weights' and exactly one split")
     path = Path(path)
     device = next(model.parameters()).device
-    meta = {"spec": spec.to_attrs(), "hessian": {"max_iter": max_iter, "tol": tol}, **(attrs or {})}
-    resume, delta, eta = _resume_or_start(path, meta, overwrite, lambda: make_directions(model, spec))
+    scope = hessian_params(model, spec.ignore)
     batches = _batches(data, spec, device)[spec.splits[0]]
+    meta = {"spec": spec.to_attrs(),
+            "hessian": {"max_iter": max_iter, "tol": tol, "ignore": spec.ignore, "tensors": len(scope),
+                        "parameters": sum(p.numel() for p in scope.values())},
+            "inputs": input_hashes(model, {spec.splits[0]: batches}, engine="reference"), **(attrs or {})}
+    resume, delta, eta = _resume_or_start(path, meta, overwrite, lambda: make_directions(model, spec))
     meta["eval_samples"] = {spec.splits[0]: sum(len(t) for _, t in batches)}
 
     def flush(partial: Surface) -> None:
         save_surface(path, partial, delta=delta, eta=eta)
 
-    return eig_ratio_map(model, cross_entropy(), batches, delta=delta, eta=eta, alphas=spec.x.coords(),
+    return eig_ratio_map(model, loss_fn or cross_entropy(), batches, delta=delta, eta=eta, alphas=spec.x.coords(),
                          betas=spec.y.coords(), ignore=spec.ignore, max_iter=max_iter, tol=tol, seed=spec.seed,
                          resume=resume, attrs=meta, on_checkpoint=flush, checkpoint_seconds=checkpoint_seconds,
                          progress=progress)
 
 
-def trajectory_file(path: str | Path, result, data: ImageData, *, grid: int = 21, eval_samples: int | None = None,
+def trajectory_file(path: str | Path, model: nn.Module, checkpoints: list[Path], data: ImageData, *,
+                    config=None, name: str | None = None, grid: int = 21, eval_samples: int | None = None,
                     seed: int = 0, attrs: dict[str, Any] | None = None, overwrite: bool = False,
-                    progress: bool | None = None) -> Surface:
-    """PCA of a :class:`~lossbench.train.TrainResult`'s per-epoch checkpoints, the loss surface on that
-    plane (a ``grid`` x ``grid`` box around the path) and, for contrast, the path projected on a random
-    filter-normalised plane scaled to unit norm (the PCA directions have unit norm too). The path,
-    explained variance and random-plane path are stored in the file's metadata."""
+                    progress: bool | None = None, loss_fn: LossFn | None = None) -> Surface:
+    """PCA of the training path ``checkpoints`` (``lossbench train``'s per-epoch files, or plain weight
+    files in training order) around ``model``'s weights, the loss surface on that plane (a ``grid`` x
+    ``grid`` box around the path) and, for contrast, the path projected on a random filter-normalised
+    plane scaled to unit norm (the PCA directions have unit norm too). The path, explained variance and
+    random-plane path are stored in the file's metadata; ``config`` (a RunConfig) or ``name`` say whose."""
     from .directions import norm_of
     from .trajectory import load_path, path_extent, pca_directions, project
 
-    model = result.model
     device = next(model.parameters()).device
     final = {k: v.detach().cpu() for k, v in get_theta(model, "weights").items()}
-    thetas, epochs = load_path(result.checkpoints, list(final))
+    thetas, epochs = load_path(checkpoints, list(final))
     pca = pca_directions(thetas, final, epochs=epochs)
     (x_lo, x_hi), (y_lo, y_hi) = path_extent(pca.coords)
     spec = SurfaceSpec(x=Axis(x_lo, x_hi, grid), y=Axis(y_lo, y_hi, grid), norm="none", eval_samples=eval_samples,
@@ -311,14 +369,15 @@ def trajectory_file(path: str | Path, result, data: ImageData, *, grid: int = 21
     rand = [normalize_direction(random_direction(theta_cpu, seed=seed + i), theta_cpu) for i in (0, 1)]
     rand = [{k: v / norm_of(d) for k, v in d.items()} for d in rand]
     random_coords = project(thetas, final, rand[0], rand[1])
-    meta = {"config": result.config.to_dict(), "config_id": result.config.config_id, "kind": "trajectory",
+    meta = {"config": config.to_dict() if config is not None else None,
+            "config_id": config.config_id if config is not None else name, "kind": "trajectory",
             "directions": "pca", "explained_variance_ratio": pca.explained_variance_ratio.tolist(),
             "path": pca.coords.tolist(), "epochs": list(pca.epochs), "random_path": random_coords.tolist(),
             **(attrs or {})}
     delta = {k: v.to(device) for k, v in pca.delta.items()}
     eta = {k: v.to(device) for k, v in pca.eta.items()}
     return surface_file(path, model, data, spec, directions=(delta, eta), attrs=meta, overwrite=overwrite,
-                        allow_nonfinite=True, progress=progress)
+                        allow_nonfinite=True, progress=progress, loss_fn=loss_fn)
 
 
 def pca_plane_file(path: str | Path, model: nn.Module, pca, data: ImageData, *, config=None, grid: int = 21,

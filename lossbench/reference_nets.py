@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._io import torch_save_atomic, write_text_atomic
+from ._io import state_sha256, torch_save_atomic, write_text_atomic
 from .config import RunConfig
 from .directions import Direction
 from .errors import CheckpointError
@@ -48,17 +48,6 @@ def sha256_of(path: str | Path) -> str:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
-
-
-def state_sha256(state: dict[str, Tensor]) -> str:
-    """sha256 of a state dict's tensors (names, dtypes, shapes and bytes, in order), independent of
-    how ``torch.save`` lays out its zip file."""
-    digest = hashlib.sha256()
-    for name, t in state.items():
-        t = t.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
 
 

@@ -109,12 +109,24 @@ def project(thetas: Sequence[Mapping[str, Tensor]], final: Mapping[str, Tensor],
 
 
 def load_path(checkpoints: Sequence[str | Path], names: Sequence[str]) -> tuple[list[dict[str, Tensor]], list[int]]:
-    """The weights ``names`` of each per-epoch checkpoint, and their epochs, in the given order."""
+    """The weights ``names`` of each checkpoint, and their epochs, in the given order: ``lossbench
+    train``'s per-epoch files (their epoch), or plain weight files (numbered 0, 1, ... in order)."""
+    from .errors import CheckpointError
     from .train import load_checkpoint
+    from .user_inputs import read_state_dict
 
     thetas, epochs = [], []
-    for path in checkpoints:
-        _, state, epoch = load_checkpoint(path)
+    for i, path in enumerate(checkpoints):
+        try:
+            _, state, epoch = load_checkpoint(path)
+        except CheckpointError as exc:
+            if "not a lossbench checkpoint" not in str(exc):
+                raise
+            state, epoch = read_state_dict(path), i
+        missing = [n for n in names if n not in state]
+        if missing:
+            raise CheckpointError(f"{path} lacks {len(missing)} of the net's weights ({', '.join(missing[:3])}); "
+                                  "every file of the path must be a state of the same net")
         thetas.append({n: state[n] for n in names})
         epochs.append(epoch)
     return thetas, epochs

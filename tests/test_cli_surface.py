@@ -43,7 +43,7 @@ def test_same_command_again_is_a_no_op_and_other_settings_are_refused(trained, t
     assert main(args) == 0
     assert main(args) == 0
     assert main(args[:-2] + ["--norm", "layer", "-o", str(tmp_path / "l.h5")]) == 2
-    assert "made with other settings (spec)" in capsys.readouterr().err
+    assert "another computation: spec.norm ('filter' in the file, 'layer' now)" in capsys.readouterr().err
     assert main(args[:-2] + ["--norm", "layer", "--overwrite", "-o", str(tmp_path / "l.h5")]) == 0
 
 
@@ -115,7 +115,7 @@ def test_a_file_is_resumed_only_in_its_own_precision(trained, tmp_path, capsys):
     spec = SurfaceSpec(x=Axis(-1, 1, 3), eval_samples=32)
     path = tmp_path / "p.h5"
     surface_file(path, model, data, spec, attrs={"precision": "bf16"})  # as a CUDA --precision bf16 run stores it
-    with pytest.raises(ValueError, match=r"made with other settings \(precision\)"):
+    with pytest.raises(ValueError, match=r"another computation: precision \('bf16' in the file, 'float32' now\)"):
         surface_file(path, model, data, spec)
     surface_file(path, model, data, spec, attrs={"precision": "bf16"})  # its own precision resumes
     rc = main(["surface", "--checkpoint", str(trained[0].checkpoint(2)), "--x", "-1:1:3", "--cuda-graph",

@@ -67,7 +67,9 @@ def test_trajectory_cli(tmp_path, capsys, monkeypatch):
     args = cli.build_parser().parse_args(["trajectory", "--cache-dir", str(tmp_path), "--grid", "3",
                                           "--eval-samples", "16", "-o", str(out), "--plot"])
     args.scale = "ci"
-    monkeypatch.setattr(cli, "_config_from_args", lambda a: cfg)  # a tiny config instead of the scale's
+    import lossbench.cli_inputs as cli_inputs
+
+    monkeypatch.setattr(cli_inputs, "config_from_args", lambda a: cfg)  # a tiny config instead of the scale's
     assert cli.cmd_trajectory(args) == 0
     text = capsys.readouterr().out
     assert "PCA explained variance" in text and (tmp_path / "t.png").exists()
