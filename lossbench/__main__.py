@@ -254,8 +254,10 @@ def cmd_surface(args: argparse.Namespace) -> int:
         return 0  # rank 0 reports and plots
     centre = surface.center_index()
     summary = ", ".join(f"{k}={v[centre]:.4f}" for k, v in surface.values.items())
-    print(f"wrote {out} ({kind} of {subject.name}, grid {'x'.join(map(str, surface.shape))}); "
-          f"at the centre: {summary}")
+    coords = [float(surface.alphas[centre[0]])] + ([] if surface.betas is None else [float(surface.betas[centre[1]])])
+    where = ("at the centre" if not any(coords) else
+             "at " + ", ".join(f"{n}={c:g}" for n, c in zip(("alpha", "beta"), coords)) + " (the point nearest the centre)")
+    print(f"wrote {out} ({kind} of {subject.name}, grid {'x'.join(map(str, surface.shape))}); {where}: {summary}")
     if args.plot:
         from .figures import plot_file
 
@@ -283,7 +285,12 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from .figures import plot_file
+    from .store import load_surface
 
+    s = load_surface(args.file)
+    if not s.done.all():
+        print(f"note: {args.file} is partial ({int(s.done.sum())} of {s.done.size} points); the rest is drawn "
+              "blank. Run its surface command again to finish it", file=sys.stderr)
     for path in plot_file(args.file, key=args.key, vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel,
                           zmax=args.zmax, loss_max=args.loss_max, log=args.log, vtp=args.vtp, stem=args.output):
         print(f"wrote {path}")
@@ -605,7 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         restore = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return args.func(args)
-    except (LossbenchError, ValueError) as exc:
+    except (LossbenchError, ValueError, MemoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # an unwritable output or a full disk: one line, not a traceback

@@ -1,4 +1,5 @@
-"""Atomic file writes: write beside the target, then ``os.replace``, so a reader never sees half a file."""
+"""Output files: atomic writes (write beside the target, then ``os.replace``, so a reader never sees
+half a file), a lock while a run owns an output, and content hashes of tensors."""
 
 from __future__ import annotations
 
@@ -59,6 +60,60 @@ def remove_stale_temporaries(path: str | Path, *, before: float) -> list[Path]:
                 tmp.unlink()
                 removed.append(tmp)
     return removed
+
+
+class OutputBusyError(OSError):
+    """Another process is writing the same output with other settings."""
+
+
+@contextlib.contextmanager
+def output_lock(path: str | Path, settings: str, *, say=None) -> Iterator[None]:
+    """Own ``path`` for the block through ``<path>.lock`` (an advisory ``flock``).
+
+    A second run with the same ``settings`` (e.g. a hash of the metadata) waits for the first and then
+    goes on (it finds the work done and resumes); one with other settings fails at once with
+    :class:`OutputBusyError`, naming the process that holds it. The lock file is removed on exit; a
+    lock left by a killed process is free again (the kernel drops it with the process).
+    """
+    import fcntl
+    import json
+
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            except ValueError:
+                holder = {}
+            if holder.get("settings") not in (None, settings):
+                os.close(fd)
+                raise OutputBusyError(f"{path} is being written by process {holder.get('pid', '?')} with other "
+                                      "settings; wait for it to finish, or choose another output path (-o)") from None
+            if say is not None:
+                say(f"{path} is being written by process {holder.get('pid', '?')} with the same settings: waiting "
+                    "for it, then resuming")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        # the holder before us may have removed the file while we waited: then lock the new one
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "settings": settings}).encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+        os.close(fd)  # closing releases the flock
 
 
 def _umask() -> int:

@@ -26,31 +26,40 @@ def plot_file(path: str | Path, *, key: str = "train_loss", vmin: float | None =
     surface = load_surface(path)
     stem = Path(stem) if stem else Path(path).with_suffix("")
     title = surface.attrs.get("config_id", Path(path).stem)
+    if not surface.done.all():  # a partial file draws as what it is
+        title = f"{title} (partial: {int(surface.done.sum())} of {surface.done.size} points)"
+    ylabel = plot.loss_label(surface.attrs.get("loss"))
     written = []
     if surface.betas is None:
         splits = sorted({k.rsplit("_", 1)[0] for k in surface.values})
         losses = {s: surface.values[f"{s}_loss"] for s in splits if f"{s}_loss" in surface.values}
         accs = {s: surface.values[f"{s}_acc"] for s in splits if f"{s}_acc" in surface.values}
         xlabel = r"$\alpha$ (interpolation $\theta_1 \to \theta_2$)" if surface.attrs.get("kind") == "interpolation" else r"$\alpha$"
-        if loss_max is None and not log:  # resolve the basin, not the far walls: at most 10 nats above the minimum
+        if loss_max is None and not log:  # resolve the basin, not the far walls: at most 10 above the minimum
             finite = np.concatenate([v[np.isfinite(v)] for v in losses.values()])
             loss_max = float(min(finite.max(), finite.min() + 10.0)) * 1.05 if finite.size else None
-        fig = plot.plot_1d(surface.alphas, losses, accs, title=title, xlabel=xlabel, loss_max=loss_max, log=log)
+        fig = plot.plot_1d(surface.alphas, losses, accs, title=title, xlabel=xlabel, loss_max=loss_max, log=log,
+                           ylabel=ylabel)
         written += plot.save_figure(fig, f"{stem}-1d")
         return written
     if key not in surface.values:
         raise ValueError(f"{path} has no {key!r}; it has {', '.join(surface.values)}")
     z = surface.values[key]
+    if key.endswith("_loss"):
+        key_label = f"{key.rsplit('_', 1)[0]} {ylabel}"
+    else:
+        key_label = key
     levels = plot.contour_levels(z, vmin=vmin, vmax=vmax, vlevel=vlevel)
     a, b = surface.alphas, surface.betas
-    written += plot.save_figure(plot.plot_contour(a, b, z, levels=levels, title=title, label=key), f"{stem}-{key}-contour")
-    written += plot.save_figure(plot.plot_contour(a, b, z, levels=levels, filled=True, title=title, label=key),
+    written += plot.save_figure(plot.plot_contour(a, b, z, levels=levels, title=title, label=key_label),
+                                f"{stem}-{key}-contour")
+    written += plot.save_figure(plot.plot_contour(a, b, z, levels=levels, filled=True, title=title, label=key_label),
                                 f"{stem}-{key}-contourf")
     top = float(levels[-1])  # the same clipping for the heat map and the 3D view unless asked otherwise
     written += plot.save_figure(plot.plot_heatmap(a, b, z, vmin=vmin, vmax=vmax if vmax is not None else top,
-                                                  title=title, label=key), f"{stem}-{key}-heat")
+                                                  title=title, label=key_label), f"{stem}-{key}-heat")
     written += plot.save_figure(plot.plot_surface_3d(a, b, z, zmax=zmax if zmax is not None else top, log=log,
-                                                     title=title, label=key), f"{stem}-{key}-3d")
+                                                     title=title, label=key_label), f"{stem}-{key}-3d")
     if vtp:
         written.append(export_vtp(f"{stem}-{key}.vtp", surface, key=key, log=log, zmax=zmax))
     return written

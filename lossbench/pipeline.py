@@ -7,6 +7,7 @@ evaluates the grid with :func:`lossbench.surface.compute_surface`, and keeps the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import remove_stale_temporaries, state_sha256, tensors_sha256
+from ._io import output_lock, remove_stale_temporaries, state_sha256, tensors_sha256
 from .data import ImageData
 from .directions import (
     DIR_TYPES,
@@ -156,6 +157,14 @@ def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     return out
 
 
+def _settings_digest(meta: dict[str, Any]) -> str:
+    """One string for "the same computation": what a second run on a locked output compares."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _resume_or_start(path: Path, meta: dict[str, Any], overwrite: bool, make: Callable[[], tuple[Direction, Direction | None]]
                      ) -> tuple[Surface | None, Direction, Direction | None]:
     """An existing file with the same metadata is resumed (its directions reused); else new directions."""
@@ -276,26 +285,28 @@ def surface_file(
                 merge_shards(path)  # earlier, interrupted shards first, so nobody recomputes their points
         barrier()
         overwrite = False  # rank 0 has cleared or merged; everyone now reads the same file
-    resume, delta, eta = _resume_or_start(
-        path, meta, overwrite,
-        (lambda: directions) if directions else (lambda: make_directions(model, spec, target=target)),
-    )
-    meta["eval_samples"] = {split: sum(len(t) for _, t in b) for split, b in datasets.items()}
-    out = path if world == 1 else path.with_name(f"{path.name}.rank{rank}-of-{world}.h5")
+    lock = output_lock(path, _settings_digest(meta), say=log.warning) if world == 1 else contextlib.nullcontext()
+    with lock:
+        resume, delta, eta = _resume_or_start(
+            path, meta, overwrite,
+            (lambda: directions) if directions else (lambda: make_directions(model, spec, target=target)),
+        )
+        meta["eval_samples"] = {split: sum(len(t) for _, t in b) for split, b in datasets.items()}
+        out = path if world == 1 else path.with_name(f"{path.name}.rank{rank}-of-{world}.h5")
 
-    def flush(partial: Surface) -> None:
-        save_surface(out, partial, delta=delta, eta=eta)
+        def flush(partial: Surface) -> None:
+            save_surface(out, partial, delta=delta, eta=eta)
 
-    surface = compute_surface(
-        model, loss_fn or cross_entropy(), datasets, delta=delta, eta=eta, alphas=spec.x.coords(),
-        betas=None if spec.y is None else spec.y.coords(), dir_type=spec.dir_type, resume=resume,
-        attrs=meta, on_checkpoint=flush, checkpoint_seconds=checkpoint_seconds,
-        allow_nonfinite=allow_nonfinite, progress=progress, engine=engine, engine_options=engine_options,
-        shard=shard,
-    )
-    if world == 1:
-        remove_stale_temporaries(path, before=started)  # a finished file: a killed earlier write's leftovers go
-        return surface
+        surface = compute_surface(
+            model, loss_fn or cross_entropy(), datasets, delta=delta, eta=eta, alphas=spec.x.coords(),
+            betas=None if spec.y is None else spec.y.coords(), dir_type=spec.dir_type, resume=resume,
+            attrs=meta, on_checkpoint=flush, checkpoint_seconds=checkpoint_seconds,
+            allow_nonfinite=allow_nonfinite, progress=progress, engine=engine, engine_options=engine_options,
+            shard=shard,
+        )
+        if world == 1:
+            remove_stale_temporaries(path, before=started)  # a finished file: a killed earlier write's leftovers go
+            return surface
     flush(surface)
     barrier()
     if rank == 0:
@@ -334,16 +345,17 @@ def eig_map_file(
             "hessian": {"max_iter": max_iter, "tol": tol, "ignore": spec.ignore, "tensors": len(scope),
                         "parameters": sum(p.numel() for p in scope.values())},
             "inputs": input_hashes(model, {spec.splits[0]: batches}, engine="reference"), **(attrs or {})}
-    resume, delta, eta = _resume_or_start(path, meta, overwrite, lambda: make_directions(model, spec))
-    meta["eval_samples"] = {spec.splits[0]: sum(len(t) for _, t in batches)}
+    with output_lock(path, _settings_digest(meta), say=log.warning):
+        resume, delta, eta = _resume_or_start(path, meta, overwrite, lambda: make_directions(model, spec))
+        meta["eval_samples"] = {spec.splits[0]: sum(len(t) for _, t in batches)}
 
-    def flush(partial: Surface) -> None:
-        save_surface(path, partial, delta=delta, eta=eta)
+        def flush(partial: Surface) -> None:
+            save_surface(path, partial, delta=delta, eta=eta)
 
-    return eig_ratio_map(model, loss_fn or cross_entropy(), batches, delta=delta, eta=eta, alphas=spec.x.coords(),
-                         betas=spec.y.coords(), ignore=spec.ignore, max_iter=max_iter, tol=tol, seed=spec.seed,
-                         resume=resume, attrs=meta, on_checkpoint=flush, checkpoint_seconds=checkpoint_seconds,
-                         progress=progress)
+        return eig_ratio_map(model, loss_fn or cross_entropy(), batches, delta=delta, eta=eta,
+                             alphas=spec.x.coords(), betas=spec.y.coords(), ignore=spec.ignore, max_iter=max_iter,
+                             tol=tol, seed=spec.seed, resume=resume, attrs=meta, on_checkpoint=flush,
+                             checkpoint_seconds=checkpoint_seconds, progress=progress)
 
 
 def trajectory_file(path: str | Path, model: nn.Module, checkpoints: list[Path], data: ImageData, *,

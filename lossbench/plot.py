@@ -29,22 +29,29 @@ def save_figure(fig: Figure, stem: str | Path, formats: tuple[str, ...] = ("png"
     return paths
 
 
+def loss_label(loss: str | None) -> str:
+    """The axis label of a loss: cross-entropy is in nats; another loss is in its own units."""
+    return "loss (nats)" if loss in (None, "crossentropy") else f"loss ({loss})"
+
+
 def plot_1d(alphas: np.ndarray, losses: Mapping[str, np.ndarray], accs: Mapping[str, np.ndarray] | None = None,
             *, title: str = "", xlabel: str = r"$\alpha$", loss_max: float | None = None,
-            log: bool = False) -> Figure:
+            log: bool = False, ylabel: str = "loss (nats)") -> Figure:
     """Loss curves (solid, left axis) and accuracy curves (dashed, right axis, percent) along one direction.
 
     Args:
         alphas: (n,) coordinates.
-        losses: label (e.g. "train") -> (n,) loss in nats.
-        accs: label -> (n,) accuracy as a fraction; drawn in percent.
+        losses: label (e.g. "train") -> (n,) loss (``ylabel`` says its unit).
+        accs: label -> (n,) accuracy as a fraction; drawn in percent. A curve that is NaN throughout
+            (a regression loss has no accuracy) is left out, and with it the empty right axis.
     """
     fig = Figure(**STYLE)
     ax = fig.add_subplot()
     for label, loss in losses.items():
         ax.plot(alphas, loss, "-", color=SPLIT_COLORS.get(label), lw=1.6, label=f"{label} loss")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("loss (nats)")
+    ax.set_ylabel(ylabel)
+    accs = {k: v for k, v in (accs or {}).items() if np.isfinite(np.asarray(v, dtype=float)).any()}
     if log:
         ax.set_yscale("log")
     if loss_max is not None:
@@ -70,16 +77,37 @@ def contour_levels(z: np.ndarray, *, vmin: float | None = None, vmax: float | No
     """Levels from vmin to vmax every vlevel (the authors' --vmin/--vmax/--vlevel).
 
     Defaults: from the minimum of z up to its 95th percentile, but at most 10 nats above the minimum,
-    so that the basin around the minimum is resolved rather than the far walls.
+    spaced logarithmically in the height above the minimum (from a thousandth of the range up): a
+    basin from 0.009 to 0.53 inside a 10-nat range gets a dozen levels instead of falling inside one
+    linear step. With ``vmin``/``vmax`` and no ``vlevel``, ``n`` linear levels.
     """
     finite = z[np.isfinite(z)]
+    if finite.size == 0:
+        return np.linspace(0.0, 1.0, n)
     lo = float(finite.min()) if vmin is None else vmin
     hi = min(float(np.percentile(finite, 95)), lo + 10.0) if vmax is None else vmax
     if hi <= lo:
         hi = lo + 1e-6
     if vlevel is not None:
         return np.arange(lo, hi + vlevel / 2, vlevel)
-    return np.linspace(lo, hi, n)
+    if vmin is not None or vmax is not None:
+        return np.linspace(lo, hi, n)
+    return lo + np.concatenate([[0.0], np.geomspace((hi - lo) / 1000, hi - lo, n - 1)])
+
+
+def extend_of(z: np.ndarray, lo: float, hi: float) -> str:
+    """matplotlib's colour-bar ``extend``: which ends of ``z`` lie beyond the shown range [lo, hi]."""
+    finite = z[np.isfinite(z)]
+    below = finite.size > 0 and float(finite.min()) < lo
+    above = finite.size > 0 and float(finite.max()) > hi
+    return {(True, True): "both", (True, False): "min", (False, True): "max"}.get((below, above), "neither")
+
+
+def _label_some(ax, cs, levels: np.ndarray, most: int = 6) -> None:
+    """Label at most ``most`` contour levels (every k-th), small and with 3 significant digits: all
+    levels labelled pile up where the lines crowd."""
+    step = max(1, int(np.ceil(len(levels) / most)))
+    ax.clabel(cs, levels=levels[::step], inline=True, fontsize=6, fmt="%.3g")
 
 
 def _grid(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,11 +122,11 @@ def plot_contour(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, *, levels
     xx, yy = _grid(alphas, betas)
     levels = contour_levels(z) if levels is None else levels
     if filled:
-        cs = ax.contourf(xx, yy, z, levels=levels, cmap="viridis", extend="max")
+        cs = ax.contourf(xx, yy, z, levels=levels, cmap="viridis", extend=extend_of(z, levels[0], levels[-1]))
         fig.colorbar(cs, ax=ax, label=label)
     else:
         cs = ax.contour(xx, yy, z, levels=levels, cmap="viridis", linewidths=1.0)
-        ax.clabel(cs, inline=True, fontsize=6, fmt="%.2f")
+        _label_some(ax, cs, cs.levels)
     ax.plot([0], [0], "k+", ms=8)
     ax.set_xlabel(r"$\alpha$ ($\delta$)")
     ax.set_ylabel(r"$\beta$ ($\eta$)")
@@ -119,7 +147,8 @@ def plot_heatmap(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, *, vmin: 
 
     extent = (*edges(alphas), *edges(betas))
     im = ax.imshow(z.T, origin="lower", extent=extent, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
-    fig.colorbar(im, ax=ax, label=label)
+    lo, hi = im.get_clim()
+    fig.colorbar(im, ax=ax, label=label, extend=extend_of(z, lo, hi))
     ax.set_xlabel(r"$\alpha$ ($\delta$)")
     ax.set_ylabel(r"$\beta$ ($\eta$)")
     if title:
@@ -133,6 +162,7 @@ def plot_surface_3d(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, *, zma
     fig = Figure(**STYLE)
     ax = fig.add_subplot(projection="3d")
     xx, yy = _grid(alphas, betas)
+    clipped = zmax is not None and bool(np.nanmax(z) > zmax) if np.isfinite(z).any() else False
     zz = np.minimum(z, zmax) if zmax is not None else z
     if log:
         zz = np.log(np.maximum(zz, 1e-12))
@@ -140,6 +170,8 @@ def plot_surface_3d(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, *, zma
     ax.set_xlabel(r"$\alpha$")
     ax.set_ylabel(r"$\beta$")
     ax.set_zlabel(f"log {label}" if log else label)
+    if clipped:  # the flat top is the clip, not the surface: say so
+        ax.text2D(0.02, 0.02, f"heights clipped at {zmax:.3g}", transform=ax.transAxes, fontsize=7)
     ax.view_init(elev=35, azim=-60)
     if title:
         ax.set_title(title, fontsize=10)
@@ -227,7 +259,7 @@ def plot_trajectory(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, coords
     ax = axes[0]
     xx, yy = _grid(alphas, betas)
     cs = ax.contour(xx, yy, z, levels=contour_levels(z), cmap="viridis", linewidths=0.9)
-    ax.clabel(cs, inline=True, fontsize=6, fmt="%.2f")
+    _label_some(ax, cs, cs.levels)
     ax.plot(coords[:, 0], coords[:, 1], "o-", color="tab:red", ms=3, lw=1.2, label="path")
     ax.plot(coords[0, 0], coords[0, 1], "s", color="tab:red", ms=6, label=f"epoch {epochs[0] if epochs else 0}")
     ax.plot([0], [0], "k*", ms=9, label="final")

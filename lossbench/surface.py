@@ -253,9 +253,10 @@ def compute_grid(
     list on every rank, so the shards partition it)."""
     if (eta is None) != (betas is None):
         raise ValueError("pass eta and betas together for a 2D surface, or neither for a 1D line")
-    keep_freed_memory_once()  # a grid's per-point activations reuse the heap (see lossbench._malloc)
     alphas = np.asarray(alphas, dtype=np.float64)
     betas = None if betas is None else np.asarray(betas, dtype=np.float64)
+    check_grid_fits(len(alphas) * (1 if betas is None else len(betas)), len(keys))
+    keep_freed_memory_once()  # a grid's per-point activations reuse the heap (see lossbench._malloc)
     surface = _start(resume, alphas, betas, list(keys), attrs)
     if theta is None:
         theta = {n: t.detach().clone() for n, t in model_tensors(model, dir_type).items()}
@@ -268,6 +269,7 @@ def compute_grid(
     last_flush = time.monotonic()
     dirty = False
     bar = progress_bar(total=len(todo), progress=progress, desc=desc, unit="pt")
+    clock = _CostClock(len(todo), desc)
     try:
         with perturbation(model, theta, directions, dir_type=dir_type) as set_point:
             for idx in todo:
@@ -282,6 +284,7 @@ def compute_grid(
                 surface.done[idx] = True
                 dirty = True
                 bar.update(1)
+                clock.tick()
                 if on_checkpoint is not None and time.monotonic() - last_flush >= checkpoint_seconds:
                     on_checkpoint(surface)
                     last_flush, dirty = time.monotonic(), False
@@ -290,6 +293,62 @@ def compute_grid(
         if on_checkpoint is not None and dirty:
             on_checkpoint(surface)
     return surface
+
+
+#: Bookkeeping per grid point: the values (float64 per key), the done flag, and the to-do list's
+#: index tuple (a Python tuple of two ints: ~120 bytes).
+_BYTES_PER_POINT_BASE = 1 + 120
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux's MemAvailable: free plus reclaimable cache), or None
+    where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_grid_fits(points: int, keys: int, *, available: int | None = None) -> None:
+    """Refuse a grid whose bookkeeping alone would take more than half the available memory, before
+    anything is allocated (a 20 000 x 20 000 grid grew past 10 GB before its first point)."""
+    need = points * (8 * keys + _BYTES_PER_POINT_BASE)
+    available = available_memory() if available is None else available
+    if available is not None and need > available // 2:
+        raise MemoryError(f"a grid of {points:,} points needs {need / 2**30:.1f} GiB for its bookkeeping alone, more "
+                          f"than half the {available / 2**30:.1f} GiB available: use fewer points per axis (the "
+                          "paper's surfaces are 51 x 51), or split the range over several runs")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+class _CostClock:
+    """Says once, after the first few points, what the whole grid will cost: a warning when it is
+    more than an hour (so a mistyped axis is caught before days are spent), else an info line."""
+
+    def __init__(self, todo: int, desc: str, *, after: int = 3) -> None:
+        self.todo, self.desc, self.after, self.done = todo, desc, after, 0
+        self.t0 = self.t1 = time.perf_counter()
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.done == 1:
+            self.t1 = time.perf_counter()  # the first point pays the warm-up: time from the second on
+        elif self.done == self.after and self.todo > self.after:
+            per_point = (time.perf_counter() - self.t1) / (self.after - 1)
+            left = per_point * (self.todo - self.done)
+            (log.warning if left > 3600 else log.info)(
+                "%s: %d points at about %.3g s each: %s left (Ctrl-C or SIGTERM saves; the same command resumes)",
+                self.desc, self.todo, per_point, _duration(left))
 
 
 def _start(resume: Surface | None, alphas: np.ndarray, betas: np.ndarray | None, keys: list[str],

@@ -195,7 +195,16 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file; name the file and the fix
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}; delete it to retrain") from exc
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {first}; {_fix_for(path)}") from None
+
+
+def _fix_for(path: Path) -> str:
+    """The advice that works for a damaged checkpoint: a cache entry is retrained from scratch once its
+    whole folder is gone (deleting one epoch leaves final.json pointing at it); a user's file is theirs."""
+    if (path.parent / "config.json").exists():
+        return f"delete the cache folder {path.parent} (rm -r) and the net is retrained on next use"
+    return "the file is damaged: save it again, or pass another checkpoint"
 
 
 def load_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, Tensor], int]:
@@ -324,7 +333,11 @@ def load_trained(config: RunConfig, *, cache_dir: str | Path | None = None,
 
 def _load_finished(config: RunConfig, folder: Path, device: torch.device | str) -> TrainResult:
     final = json.loads((folder / "final.json").read_text())
-    ckpt_config, state, epoch = load_checkpoint(folder / f"epoch-{config.epochs:04d}.pt")
+    last = folder / f"epoch-{config.epochs:04d}.pt"
+    if not last.is_file():
+        raise CheckpointError(f"the cache entry {folder} of {config.config_id} is marked finished but lacks {last.name}: "
+                              f"{_fix_for(last)}")
+    ckpt_config, state, epoch = load_checkpoint(last)
     if ckpt_config != config or epoch != config.epochs:
         raise CheckpointError(f"{folder} holds epoch {epoch} of {ckpt_config.config_id}, not the end of {config.config_id}")
     model = make_model(config)
