@@ -222,8 +222,23 @@ def model_from_checkpoint(path: str | Path, *, device: torch.device | str = "cpu
     """Build the network of a checkpoint and load its weights; eval mode, on ``device``."""
     config, state, _ = load_checkpoint(path)
     model = make_model(config)
-    model.load_state_dict(state)
+    _load_state(model, state, Path(path), config)
     return config, model.to(device).eval()
+
+
+def _load_state(model: nn.Module, state: dict[str, Tensor], path: Path, config: RunConfig) -> None:
+    """``load_state_dict``, with a mismatch named in one line instead of torch's list of every key."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = [f"{len(missing)} missing ({', '.join(missing[:2])})" if missing else "",
+                 f"{len(unexpected)} unexpected ({', '.join(unexpected[:2])})" if unexpected else "",
+                 f"{len(wrong)} of another shape ({', '.join(wrong[:2])})" if wrong else ""]
+        raise CheckpointError(f"{path} says it holds {config.config_id} but its weights do not fit that net: "
+                              + ", ".join(x for x in parts if x) + f"; {_fix_for(path)}")
+    model.load_state_dict(state)
 
 
 def _check_entry(folder: Path, config: RunConfig) -> None:
@@ -341,7 +356,7 @@ def _load_finished(config: RunConfig, folder: Path, device: torch.device | str) 
     if ckpt_config != config or epoch != config.epochs:
         raise CheckpointError(f"{folder} holds epoch {epoch} of {ckpt_config.config_id}, not the end of {config.config_id}")
     model = make_model(config)
-    model.load_state_dict(state)
+    _load_state(model, state, last, config)
     return TrainResult(config=config, model=model.to(device).eval(), history=tuple(final["history"]),
                        final=final["final"], path=folder, from_cache=True)
 

@@ -37,3 +37,192 @@ def test_bad_input_is_one_clear_line(argv, words, tmp_path, capsys, monkeypatch)
     assert code == 2
     assert words in err[-1], err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# Faults that involve files already on disk: each row prepares a folder, runs one command, and asserts
+# the exit code, the one-line message, that the file that was there is byte-for-byte unchanged, and
+# that nothing half-written (a .tmp) is left. The nets are a user's (a model file and a data file), so
+# no row trains anything.
+
+import hashlib  # noqa: E402
+import textwrap  # noqa: E402
+
+import torch  # noqa: E402
+
+NET_PY = textwrap.dedent('''
+    from torch import nn
+
+
+    def make_net():
+        return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+''')
+
+
+def _own(folder: Path) -> list[str]:
+    (folder / "net.py").write_text(NET_PY)
+    g = torch.Generator().manual_seed(0)
+    torch.save({"x": torch.randn(64, 8, generator=g), "y": torch.randint(0, 4, (64,), generator=g)}, folder / "d.pt")
+    ns: dict = {}
+    exec(NET_PY, ns)
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        torch.save(ns["make_net"]().state_dict(), folder / f"w{seed}.pt")
+    return ["surface", "--model", f"{folder}/net.py:make_net", "--data", str(folder / "d.pt"), "--x", "-1:1:5"]
+
+
+def _swap(src: str, dst: str):
+    def prepare(folder: Path, base: list[str]) -> list[str]:
+        import shutil
+
+        shutil.copy(folder / src, folder / "w.pt")
+        assert main([*base, "--weights", str(folder / "w.pt"), "-o", str(folder / "s.h5")]) == 0
+        shutil.copy(folder / dst, folder / "w.pt")  # the same path now holds another net
+        return [*base, "--weights", str(folder / "w.pt"), "-o", str(folder / "s.h5")]
+
+    return prepare
+
+
+def _other_data(folder: Path, base: list[str]) -> list[str]:
+    assert main([*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]) == 0
+    d = torch.load(folder / "d.pt", weights_only=True)
+    d["x"][0, 0] += 1.0  # one number of the evaluation data changed in place
+    torch.save(d, folder / "d.pt")
+    return [*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]
+
+
+def _other_seed(folder: Path, base: list[str]) -> list[str]:
+    assert main([*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]) == 0
+    return [*base, "--weights", str(folder / "w0.pt"), "--seed", "7", "-o", str(folder / "s.h5")]
+
+
+def _under_a_file(folder: Path, base: list[str]) -> list[str]:
+    (folder / "plain").write_text("x")
+    return [*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "plain" / "s.h5")]
+
+
+def _huge_grid(folder: Path, base: list[str], monkeypatch) -> list[str]:
+    import lossbench.surface as surface_mod
+
+    monkeypatch.setattr(surface_mod, "available_memory", lambda: 2 * 2**30)  # a 2 GiB machine
+    return [*base[:-2], "--x", "-1:1:5001", "--y", "-1:1:5001", "--weights", str(folder / "w0.pt"),
+            "-o", str(folder / "s.h5")]
+
+
+def _truncated_weights(folder: Path, base: list[str]) -> list[str]:
+    data = (folder / "w0.pt").read_bytes()
+    (folder / "w0.pt").write_bytes(data[: len(data) // 2])
+    return [*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]
+
+
+def _checkpoint_lacking_weights(folder: Path, base: list[str]) -> list[str]:
+    """A file with lossbench's format key whose weights are not the net's."""
+    from lossbench.config import RunConfig
+    from lossbench.train import CHECKPOINT_FORMAT
+
+    torch.save({"format": CHECKPOINT_FORMAT, "config": RunConfig(depth=8).to_dict(), "model": {"w": torch.zeros(1)},
+                "epoch": 1}, folder / "bad.pt")
+    return ["surface", "--checkpoint", str(folder / "bad.pt"), "--x", "-1:1:3", "-o", str(folder / "s.h5")]
+
+
+def _locked_by_another_run(folder: Path, base: list[str], monkeypatch) -> list[str]:
+    from lossbench._io import output_lock
+
+    lock = output_lock(folder / "s.h5", "another run's settings")
+    lock.__enter__()  # the test releases it after main()
+    HELD.append(lock)
+    return [*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]
+
+
+HELD: list = []  # locks a row holds while main() runs
+
+FILE_CASES = [
+    # (name, prepare(folder, base[, monkeypatch]) -> argv, exit code, words of the one-line error)
+    ("resume with other weights at the same path", _swap("w0.pt", "w1.pt"), 2, "the centre weights changed"),
+    ("resume with other evaluation data", _other_data, 2, "the evaluation data changed"),
+    ("resume with another direction seed", _other_seed, 2, "spec.seed (0 in the file, 7 now)"),
+    ("output under a regular file", _under_a_file, 1, "cannot write"),
+    ("grid bookkeeping beyond memory", _huge_grid, 2, "for its bookkeeping alone"),
+    ("truncated weights file", _truncated_weights, 2, "not a readable weights file"),
+    ("lossbench checkpoint lacking the net's weights", _checkpoint_lacking_weights, 2, "bad.pt"),
+    ("output locked by a run with other settings", _locked_by_another_run, 1, "is being written by process"),
+]
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix != ".lock"}
+
+
+@pytest.mark.parametrize("name, prepare, code, words", FILE_CASES, ids=[c[0] for c in FILE_CASES])
+def test_a_fault_with_files_on_disk_is_one_line_and_damages_nothing(name, prepare, code, words, tmp_path, capsys,
+                                                                    monkeypatch):
+    import inspect
+
+    base = _own(tmp_path)
+    params = inspect.signature(prepare).parameters
+    argv = prepare(tmp_path, base, monkeypatch) if len(params) == 3 else prepare(tmp_path, base)
+    capsys.readouterr()
+    before = _digest(tmp_path)
+    try:
+        got = main(argv)
+    finally:
+        while HELD:
+            HELD.pop().__exit__(None, None, None)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert got == code, err
+    assert len(err) == 1 and err[0].startswith("error: ") and words in err[0], err
+    after = _digest(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before, "a file that was there changed"
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")], "a half-written file was left"
+
+
+def test_a_second_run_with_the_same_settings_waits_then_resumes(tmp_path):
+    """The lock's other half: the same settings wait for the holder instead of failing."""
+    import threading
+
+    from lossbench._io import output_lock
+
+    entered = threading.Event()
+    release = threading.Event()
+
+    def holder():
+        with output_lock(tmp_path / "s.h5", "same"):
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert entered.wait(10)
+    second = threading.Event()
+    waiter = threading.Thread(target=lambda: (output_lock(tmp_path / "s.h5", "same").__enter__(), second.set()))
+    waiter.start()
+    assert not second.wait(0.5), "the second run went on while the first still held the output"
+    release.set()
+    assert second.wait(10), "the second run never got the output after the first let go"
+    t.join()
+    waiter.join()
+
+
+def test_advice_for_a_damaged_cached_checkpoint_works_when_followed(tmp_path, capsys, monkeypatch):
+    """The message says to delete the cache folder; doing exactly that retrains and succeeds."""
+    import re
+    import shutil
+
+    import lossbench.cli_inputs as cli_inputs
+    from lossbench.config import RunConfig
+    from lossbench.train import train
+
+    config = RunConfig(depth=8, batch_size=32, epochs=1, n_train=64, n_test=32, image_size=16)
+    result = train(config, cache_dir=tmp_path / "cache")
+    last = result.checkpoint(1)
+    last.write_bytes(last.read_bytes()[:100])
+    monkeypatch.setattr(cli_inputs, "config_from_args", lambda a: config)
+    argv = ["surface", "--cache-dir", str(tmp_path / "cache"), "--x", "-1:1:3", "--eval-samples", "16",
+            "-o", str(tmp_path / "s.h5")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    folder = re.search(r"delete the cache folder (\S+) \(rm -r\)", err)
+    assert folder, err
+    shutil.rmtree(folder.group(1))  # what the message says
+    assert main(argv) == 0, capsys.readouterr().err

@@ -123,40 +123,6 @@ def test_a_file_is_resumed_only_in_its_own_precision(trained, tmp_path, capsys):
     assert rc == 2 and "--cuda-graph apply to the fast engine only; add --engine fast" in capsys.readouterr().err
 
 
-def test_sigterm_saves_and_the_same_command_resumes(trained, tmp_path):
-    """What a batch scheduler sends: handled like Ctrl-C (points saved, exit 143, one line), and
-    the same command finishes the grid with the values of an uninterrupted run."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    ckpt = str(trained[0].checkpoint(2))
-    out = tmp_path / "s.h5"
-    cmd = [sys.executable, "-m", "lossbench", "surface", "--checkpoint", ckpt, "--x", "-1:1:25", "--y", "-1:1:25",
-           "--eval-samples", "64", "--checkpoint-seconds", "0.2", "-o", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 120
-    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
-    assert err.strip().splitlines()[-1].startswith("terminated (SIGTERM): finished points and epochs are saved")
-    partial = load_surface(out)
-    assert 0 < partial.done.sum() < partial.done.size
-    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert again.returncode == 0, again.stderr
-    resumed = load_surface(out)
-    assert resumed.done.all()
-    assert main(["surface", "--checkpoint", ckpt, "--x", "-1:1:25", "--y", "-1:1:25", "--eval-samples", "64",
-                 "-o", str(tmp_path / "fresh.h5")]) == 0
-    np.testing.assert_array_equal(resumed.values["train_loss"], load_surface(tmp_path / "fresh.h5").values["train_loss"])
-    assert not list(tmp_path.glob(".*.tmp"))
-
-
 @pytest.mark.parametrize("where", ["under a file", "read-only folder"])
 def test_an_unwritable_output_fails_before_any_point(trained, tmp_path, capsys, where):
     import os
