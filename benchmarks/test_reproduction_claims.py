@@ -9,7 +9,6 @@ inconclusive although all its nets reached a minimum fails too.
 
 import pytest
 
-from lossbench.baselines import BaselineMismatch, check_verdicts, provenance
 from lossbench.claims import INCONCLUSIVE, evaluate_claims
 from lossbench.data import load_dataset
 from lossbench.metrics import interpolation_summary
@@ -51,7 +50,7 @@ def test_interpolation(benchmark, weight_decay, lossbench_scale, lossbench_net, 
                                 surface_path=summary["path"], **{k: summary[k] for k in ("from", "to")})
 
 
-def test_claims(pytestconfig, lossbench_scale, lossbench_records, lossbench_baselines_dir, record_property):
+def test_claims(lossbench_scale, lossbench_records, lossbench_verdicts, record_property):
     nets = lossbench_records["nets"]
     expected = {c.config_id for c in lossbench_scale.all_configs}
     if set(nets) != expected:
@@ -65,11 +64,5 @@ def test_claims(pytestconfig, lossbench_scale, lossbench_records, lossbench_base
     assert not stuck, f"inconclusive although every net converged: {stuck}"
     if lossbench_scale.name == "ci":
         pytest.skip("ci tests the pipeline, not the science: its claims are printed, not judged")
-    outcome = check_verdicts(
-        lossbench_baselines_dir / lossbench_scale.name / "claims.json", {c.key: c.verdict for c in claims},
-        {k: bool(r["converged"]) for k, r in nets.items()}, source=provenance(),
-        numbers={c.key: list(c.per_pair) for c in claims},
-        regen=pytestconfig.getoption("lossbench_regen"), regen_all=pytestconfig.getoption("lossbench_regen_all"),
-    )
-    if outcome.status != "passed":
-        raise BaselineMismatch(outcome.message)
+    lossbench_verdicts({c.key: c.verdict for c in claims}, {k: bool(r["converged"]) for k, r in nets.items()},
+                       numbers={c.key: list(c.per_pair) for c in claims})

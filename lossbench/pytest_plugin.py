@@ -236,6 +236,34 @@ def lossbench_baseline(pytestconfig: pytest.Config, lossbench_scale, lossbench_b
     return _check
 
 
+@pytest.fixture
+def lossbench_verdicts(pytestconfig: pytest.Config, lossbench_scale, lossbench_baselines_dir):
+    """``check(verdicts, converged, numbers)``: the claims' verdicts against
+    ``baselines/<scale>/claims.json``, counted in the session summary like every baseline file."""
+    from .baselines import BaselineFileError, BaselineMismatch, check_verdicts, provenance
+
+    stats = pytestconfig.stash[_STATS_KEY]
+    regen_all = pytestconfig.getoption("lossbench_regen_all")
+
+    def _check(verdicts: dict[str, str], converged: dict[str, bool], numbers: dict[str, Any] | None = None):
+        __tracebackhide__ = True
+        path = lossbench_baselines_dir / lossbench_scale.name / "claims.json"
+        stats["used"].add(path.resolve())
+        try:
+            outcome = check_verdicts(path, verdicts, converged, source=provenance(), numbers=numbers,
+                                     regen=pytestconfig.getoption("lossbench_regen"), regen_all=regen_all)
+        except BaselineFileError as exc:
+            stats["failed"] += 1
+            raise BaselineMismatch(str(exc)) from None
+        status = "updated" if regen_all and outcome.message.startswith("rewrote") else outcome.status
+        stats[status] += 1
+        if outcome.status != "passed":
+            raise BaselineMismatch(outcome.message)
+        return outcome
+
+    return _check
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Remember which configs the selected tests use (the trainer trains them together)."""
     ids = set()
@@ -280,16 +308,27 @@ def pytest_testnodedown(node, error) -> None:
     stats["spread_tier"].extend(data["spread_tier"])
 
 
+#: Folders under a scale's baselines that hold no baselines: shipped nets' provenance.
+_NOT_BASELINES = ("nets", "gpu-nets")
+
+
 def _find_unused(config: pytest.Config, stats: dict[str, Any]) -> None:
-    """Baseline files (recursively) in every folder this session used one from, that it did not use;
-    counted only when nothing was deselected and the session was not stopped early."""
+    """Baseline files under every scale folder this session used one from (recursively: ``eigmap/``
+    too; not the nets' provenance), that it did not use; counted only when nothing was deselected and
+    the session was not stopped early."""
     stats["complete"] = not stats.get("deselected") and not config.getoption("exitfirst", False) \
         and not config.getoption("lossbench_regen", False)
-    folders = {p.parent for p in stats["used"]}
+    roots = {_scale_root(p) for p in stats["used"]}
     stored = set()
-    for folder in folders:
-        stored |= {p.resolve() for p in folder.glob("*.json") if not p.name.endswith(".obtained.json")}
+    for root in roots:
+        stored |= {p.resolve() for p in root.rglob("*.json") if not p.name.endswith(".obtained.json")
+                   and not set(p.relative_to(root).parts[:-1]) & set(_NOT_BASELINES)}
     stats["unused"] = sorted(stored - stats["used"])
+
+
+def _scale_root(path: Path) -> Path:
+    """``baselines/<scale>`` of a baseline file (``eigmap/`` files sit one level deeper)."""
+    return path.parent.parent if path.parent.name == "eigmap" else path.parent
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
