@@ -32,6 +32,9 @@ from _timing import mean_seconds
 
 IMAGES = 1000
 MODELS = [(20, True), (20, False), (56, True), (56, False)]
+#: the small scale's 16x16 and CIFAR's 32x32 (what a library user has)
+SIZES = (16, 32)
+CASES = [(d, s, size) for size in SIZES for d, s in MODELS]
 
 
 @pytest.fixture(autouse=True)
@@ -74,10 +77,10 @@ def cuda_peak_gflops(precision: str = "float32") -> float | None:
     return next((v[precision] for k, v in CUDA_PEAKS.items() if k in name), None)
 
 
-@pytest.fixture(scope="module", params=MODELS, ids=[f"resnet{d}{'' if s else '-noshort'}" for d, s in MODELS])
+@pytest.fixture(scope="module", params=CASES, ids=[f"resnet{d}{'' if s else '-noshort'}-{n}px" for d, s, n in CASES])
 def setup(request, lossbench_scale, lossbench_device):
-    depth, shortcut = request.param
-    config = find_config(lossbench_scale.name, depth=depth, shortcut=shortcut, batch_size=128)
+    depth, shortcut, size = request.param
+    config = find_config(lossbench_scale.name, depth=depth, shortcut=shortcut, batch_size=128).replace(image_size=size)
     model = make_model(config)
     init_weights_(model, config.init, generator=torch.Generator().manual_seed(0))
     model = model.to(lossbench_device).eval()
@@ -117,6 +120,9 @@ class AuthorsLoop:
         self.device = next(model.parameters()).device
 
     def point(self, a: float, b: float) -> tuple[float, float]:
+        # their coordinates come from np.linspace (float64): the combination is computed in float64,
+        # then torch.Tensor() makes it float32 again
+        a, b = np.float64(a), np.float64(b)
         changes = [d0 * a + d1 * b for d0, d1 in zip(self.dx, self.dy)]
         for p, w, d in zip(self.net.parameters(), self.weights, changes):
             p.data = w + torch.Tensor(d).type(type(w)).to(w.device)
@@ -154,7 +160,7 @@ def test_grid_speed_authors_loop(benchmark, setup, lossbench_device):
     config, model, x, y, delta, eta, flops = setup
     data = load_dataset(config.replace(n_train=10, n_test=10))
     loop = AuthorsLoop(model, x, y, delta, eta, data.mean, data.std)
-    benchmark.group = f"grid:{config.model_name}"
+    benchmark.group = f"grid:{config.model_name}-{config.image_size}px"
 
     def run():
         out = loop.point(0.3, -0.2)
@@ -199,7 +205,7 @@ def test_grid_speed(benchmark, setup, variant, lossbench_device):
     batches = {"train": make_batches(x, y, 500, device=lossbench_device)}
     measure, _ = make_measure(engine, model, cross_entropy(), batches, **options)
     theta = get_theta(model)
-    benchmark.group = f"grid:{config.model_name}"
+    benchmark.group = f"grid:{config.model_name}-{config.image_size}px"
     with perturbation(model, theta, [delta, eta]) as set_point:
         def run():
             set_point(0.3, -0.2)

@@ -308,27 +308,17 @@ def pytest_testnodedown(node, error) -> None:
     stats["spread_tier"].extend(data["spread_tier"])
 
 
-#: Folders under a scale's baselines that hold no baselines: shipped nets' provenance.
-_NOT_BASELINES = ("nets", "gpu-nets")
-
-
 def _find_unused(config: pytest.Config, stats: dict[str, Any]) -> None:
-    """Baseline files under every scale folder this session used one from (recursively: ``eigmap/``
-    too; not the nets' provenance), that it did not use; counted only when nothing was deselected and
-    the session was not stopped early."""
+    """Baseline files in every folder this session used one from (the scale's folder, and ``eigmap/``
+    when an eigen-ratio map was checked), that it did not use: a plain ``pytest`` never checks the
+    eigen-map summaries, so it does not call them unused. Counted only when nothing was deselected
+    and the session was not stopped early."""
     stats["complete"] = not stats.get("deselected") and not config.getoption("exitfirst", False) \
         and not config.getoption("lossbench_regen", False)
-    roots = {_scale_root(p) for p in stats["used"]}
     stored = set()
-    for root in roots:
-        stored |= {p.resolve() for p in root.rglob("*.json") if not p.name.endswith(".obtained.json")
-                   and not set(p.relative_to(root).parts[:-1]) & set(_NOT_BASELINES)}
+    for folder in {p.parent for p in stats["used"]}:
+        stored |= {p.resolve() for p in folder.glob("*.json") if not p.name.endswith(".obtained.json")}
     stats["unused"] = sorted(stored - stats["used"])
-
-
-def _scale_root(path: Path) -> Path:
-    """``baselines/<scale>`` of a baseline file (``eigmap/`` files sit one level deeper)."""
-    return path.parent.parent if path.parent.name == "eigmap" else path.parent
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -1,7 +1,7 @@
 """The plugin's session summary, run as a user's pytest session would (pytester): every baseline file
-it checked is counted, the claims' verdict file included; unused files are found recursively
-(``eigmap/`` too, not the shipped nets' provenance) and reported only for a whole run; a regeneration
-counts as updated."""
+it checked is counted, the claims' verdict file included; unused files are found in every folder the
+session used (``eigmap/`` too; never the shipped nets' provenance) and reported only for a whole run;
+a regeneration counts as updated."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ pytest_plugins = ["pytester"]
 INNER = '''
 def test_metrics(lossbench_baseline):
     lossbench_baseline("net-a", {"curv_max": 2.0})
+    lossbench_baseline("eigmap/net-c", {"curv_max": 2.0})
 
 
 def test_claims(lossbench_verdicts):
@@ -23,7 +24,7 @@ def test_claims(lossbench_verdicts):
 
 def _baselines(root):
     ci = root / "baselines" / "ci"
-    for name, where in (("net-a", ci), ("net-b", ci / "eigmap")):
+    for name, where in (("net-a", ci), ("net-b", ci / "eigmap"), ("net-c", ci / "eigmap")):
         where.mkdir(parents=True, exist_ok=True)
         write_baseline(where / f"{name}.json", make_baseline(name, "ci", {"curv_max": 2.0}, source=provenance("cpu"),
                                                             tolerances={"curv_max": 0.01}))
@@ -39,7 +40,7 @@ def test_summary_counts_the_claims_file_and_finds_unused_files_recursively(pytes
     result = pytester.runpytest_inprocess("-p", "lossbench.pytest_plugin", "--lossbench-baselines-dir",
                                           str(pytester.path / "baselines"))
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["baselines: 2 passed, 0 failed, 0 created, 0 updated, 1 unused",
+    result.stdout.fnmatch_lines(["baselines: 3 passed, 0 failed, 0 created, 0 updated, 1 unused",
                                  f"  unused: {(ci / 'eigmap' / 'net-b.json').resolve()}"])
     assert "claims.json" not in result.stdout.str().split("baselines:")[1]
     assert "nets" not in result.stdout.str().split("baselines:")[1]
@@ -50,7 +51,7 @@ def test_a_partial_run_does_not_count_unused_files(pytester):
     pytester.makepyfile(test_inner=INNER)
     result = pytester.runpytest_inprocess("-p", "lossbench.pytest_plugin", "-k", "metrics", "--lossbench-baselines-dir", str(pytester.path / "baselines"))
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["baselines: 1 passed, 0 failed, 0 created, 0 updated, unused not counted (partial run)"])
+    result.stdout.fnmatch_lines(["baselines: 2 passed, 0 failed, 0 created, 0 updated, unused not counted (partial run)"])
 
 
 def test_a_changed_verdict_fails_and_regen_all_counts_as_updated(pytester):
@@ -59,8 +60,8 @@ def test_a_changed_verdict_fails_and_regen_all_counts_as_updated(pytester):
     base = ["-p", "lossbench.pytest_plugin", "--lossbench-baselines-dir", str(pytester.path / "baselines")]
     failed = pytester.runpytest_inprocess(*base)
     failed.assert_outcomes(passed=1, failed=1)
-    failed.stdout.fnmatch_lines(["baselines: 1 passed, 1 failed, 0 created, 0 updated*"])
+    failed.stdout.fnmatch_lines(["baselines: 2 passed, 1 failed, 0 created, 0 updated*"])
     regen = pytester.runpytest_inprocess(*base, "--lossbench-regen-all")
     regen.assert_outcomes(passed=2)
-    regen.stdout.fnmatch_lines(["baselines: 1 passed, 0 failed, 0 created, 1 updated*"])
+    regen.stdout.fnmatch_lines(["baselines: 2 passed, 0 failed, 0 created, 1 updated*"])
     assert json.loads((ci / "claims.json").read_text())["verdicts"]["claim"] == "fails"
