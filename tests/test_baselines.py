@@ -226,6 +226,7 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
 
     import torch
 
+    import lossbench.reproduce as reproduce_mod
     from lossbench.baselines import check, load_baseline
     from lossbench.config import SCALES
     from lossbench.data import load_dataset
@@ -233,6 +234,10 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
     from lossbench.reproduce import recompute_jitter
     from lossbench.train import train
 
+    # the command's plumbing is under test, not the curvature's precision: a shorter Lanczos and
+    # fewer probes (still converged on this net) keep the test to seconds
+    for key, value in (("samples", 64), ("max_iter", 30), ("probes", 4)):
+        monkeypatch.setitem(reproduce_mod.CURVATURE, key, value)
     ci = SCALES["ci"]
     config = ci.configs[0].replace(epochs=2, n_train=256, n_test=64)
     tiny = dataclasses.replace(ci, configs=(config,), surface_x="-0.5:0.5:5", surface_y="-0.5:0.5:5", eval_samples=64)
@@ -243,8 +248,6 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
     assert doc["config_hash"] == config.config_hash and doc["source"]["weights_sha256"]
     assert all(entry["tol"] > 0 for name, entry in doc["metrics"].items() if name != "local_minima")  # a count: exact
     result = train(config, cache_dir=tmp_path / "cache")
-    import lossbench.reproduce as reproduce_mod
-
     monkeypatch.setattr(reproduce_mod, "RECOMPUTE_VARIANTS", ())  # the base computation once: what the suite runs
     obtained, _, _ = recompute_jitter(config, tiny, model=result.model, data=load_dataset(config),
                                       results_dir=tmp_path / "again", checkpoints=result.checkpoints)

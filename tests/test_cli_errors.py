@@ -134,6 +134,36 @@ def _locked_by_another_run(folder: Path, base: list[str], monkeypatch) -> list[s
     return [*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]
 
 
+class _Payload:
+    """Unpickling this would run a shell command creating ``pwned`` (a crafted CIFAR-10 batch)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _crafted_cifar(folder: Path, base: list[str]) -> list[str]:
+    import pickle
+
+    batches = folder / "evil" / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"):
+        with open(batches / name, "wb") as fh:
+            pickle.dump({"data": _Payload(folder / "pwned"), "labels": [0]}, fh, protocol=2)
+    return ["train", "--scale", "paper", "--data-dir", str(folder / "evil"), "--cache-dir", str(folder / "cache"),
+            "--epochs", "1"]
+
+
+def _plot_under_a_file(folder: Path, base: list[str]) -> list[str]:
+    assert main([*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]) == 0
+    (folder / "plain").write_text("x")
+    return ["plot", str(folder / "s.h5"), "-o", str(folder / "plain" / "fig")]
+
+
 HELD: list = []  # locks a row holds while main() runs
 
 FILE_CASES = [
@@ -146,6 +176,8 @@ FILE_CASES = [
     ("truncated weights file", _truncated_weights, 2, "not a readable weights file"),
     ("lossbench checkpoint lacking the net's weights", _checkpoint_lacking_weights, 2, "bad.pt"),
     ("output locked by a run with other settings", _locked_by_another_run, 1, "is being written by process"),
+    ("a crafted CIFAR-10 batch under --data-dir", _crafted_cifar, 2, "refused to load the global"),
+    ("plot into a folder that is a file", _plot_under_a_file, 1, "plain"),
 ]
 
 
@@ -175,6 +207,7 @@ def test_a_fault_with_files_on_disk_is_one_line_and_damages_nothing(name, prepar
     after = _digest(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before, "a file that was there changed"
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")], "a half-written file was left"
+    assert not (tmp_path / "pwned").exists(), "a file's payload ran"
 
 
 def test_a_second_run_with_the_same_settings_waits_then_resumes(tmp_path):
