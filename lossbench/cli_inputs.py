@@ -185,15 +185,14 @@ def load_subject(args: argparse.Namespace, device: torch.device) -> Subject:
 def load_target(args: argparse.Namespace, subject: Subject, device: torch.device) -> nn.Module:
     """The second net of an interpolation, from ``--target``: a lossbench checkpoint, or a weights file
     for the same architecture as the subject."""
-    from .errors import CheckpointError
-    from .train import load_checkpoint, model_from_checkpoint
+    from .errors import NotACheckpointError
+    from .train import model_from_checkpoint
     from .user_inputs import load_weights
 
     try:
-        load_checkpoint(args.target)
-    except CheckpointError:
+        return model_from_checkpoint(args.target, device=device)[1]
+    except NotACheckpointError:
         return load_weights(subject.rebuild(), args.target).to(device).eval()
-    return model_from_checkpoint(args.target, device=device)[1]
 
 
 def load_data(args: argparse.Namespace, subject: Subject) -> ImageData:

@@ -17,8 +17,19 @@ class DataError(LossbenchError, FileNotFoundError):
     """A data set could not be found or read."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none): what a one-line error
+    quotes of a library's multi-line one."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class CheckpointError(LossbenchError):
     """A checkpoint or cache entry is missing, corrupt or for another config."""
+
+
+class NotACheckpointError(CheckpointError):
+    """A readable file that is not a lossbench checkpoint (e.g. a plain state dict)."""
 
 
 class SurfaceFileError(LossbenchError):

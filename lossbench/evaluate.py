@@ -174,3 +174,18 @@ def cross_entropy() -> LossFn:
     """The paper's loss: mean cross-entropy over the batch, in nats."""
     return nn.CrossEntropyLoss()
 
+
+#: The losses known by name (the CLI's ``--loss`` spellings), each a batch mean.
+LOSSES: dict[str, Callable[[], LossFn]] = {"crossentropy": nn.CrossEntropyLoss, "mse": nn.MSELoss}
+
+
+def loss_name(loss_fn: LossFn | None) -> str:
+    """How an output file names its loss: a name of :data:`LOSSES` for those (None: the paper's
+    cross-entropy), else the callable's qualified name; part of what a resume must match."""
+    if loss_fn is None:
+        return "crossentropy"
+    known = {cls: name for name, cls in LOSSES.items()}
+    if type(loss_fn) in known:
+        return known[type(loss_fn)]
+    return getattr(loss_fn, "__qualname__", type(loss_fn).__qualname__)
+

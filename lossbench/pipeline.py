@@ -35,7 +35,7 @@ from .directions import (
     random_direction,
     target_direction,
 )
-from .evaluate import LossFn, cross_entropy, make_batches
+from .evaluate import LossFn, cross_entropy, loss_name, make_batches
 from .store import load_directions, load_surface, save_surface
 from .surface import Axis, Surface, compute_surface
 
@@ -253,8 +253,9 @@ def surface_file(
     An existing file made with the same spec and metadata is resumed: its finished points are kept and
     its stored directions reused. One made with other settings is an error unless ``overwrite``.
     ``directions`` (delta, eta) replaces the spec's random directions (e.g. PCA directions; say so in
-    ``attrs``). ``loss_fn`` is a batch-mean loss (default: the paper's cross-entropy; name another in
-    ``attrs["loss"]`` so the file says what it holds).
+    ``attrs``). ``loss_fn`` is a batch-mean loss (default: the paper's cross-entropy); the file
+    records its :func:`~lossbench.evaluate.loss_name` (``attrs["loss"]`` overrides the spelling), and
+    a resume with another loss is refused.
 
     What identifies the inputs is part of the metadata (``inputs``): the sha256 of the centre weights
     (the full state, BN statistics included), of the evaluation tensors of each split, of directions
@@ -273,7 +274,7 @@ def surface_file(
     device = next(model.parameters()).device
     datasets = _batches(data, spec, device)
     inputs = input_hashes(model, datasets, engine=engine, directions=directions, target=target)
-    meta = {"spec": spec.to_attrs(), "inputs": inputs, **(attrs or {})}
+    meta = {"spec": spec.to_attrs(), "inputs": inputs, "loss": loss_name(loss_fn), **(attrs or {})}
     if world > 1:
         if barrier is None:
             raise ValueError("a sharded run needs barrier= (e.g. torch.distributed.barrier)")
@@ -344,7 +345,8 @@ def eig_map_file(
     meta = {"spec": spec.to_attrs(),
             "hessian": {"max_iter": max_iter, "tol": tol, "ignore": spec.ignore, "tensors": len(scope),
                         "parameters": sum(p.numel() for p in scope.values())},
-            "inputs": input_hashes(model, {spec.splits[0]: batches}, engine="reference"), **(attrs or {})}
+            "inputs": input_hashes(model, {spec.splits[0]: batches}, engine="reference"),
+            "loss": loss_name(loss_fn), **(attrs or {})}
     with output_lock(path, _settings_digest(meta), say=log.warning):
         resume, delta, eta = _resume_or_start(path, meta, overwrite, lambda: make_directions(model, spec))
         meta["eval_samples"] = {spec.splits[0]: sum(len(t) for _, t in batches)}

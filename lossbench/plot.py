@@ -162,7 +162,7 @@ def plot_surface_3d(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, *, zma
     fig = Figure(**STYLE)
     ax = fig.add_subplot(projection="3d")
     xx, yy = _grid(alphas, betas)
-    clipped = zmax is not None and bool(np.nanmax(z) > zmax) if np.isfinite(z).any() else False
+    clipped = zmax is not None and extend_of(z, -np.inf, zmax) == "max"
     zz = np.minimum(z, zmax) if zmax is not None else z
     if log:
         zz = np.log(np.maximum(zz, 1e-12))

@@ -13,6 +13,7 @@ Loaded once, by the root ``conftest.py`` (``pytest_plugins = ["lossbench.pytest_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -199,12 +200,31 @@ def lossbench_records() -> dict[str, Any]:
     return {"nets": {}, "eig_maps": {}, "interpolations": {}}
 
 
+def _counted(stats: dict[str, Any], path: Path, run: Callable[[], Any], *, regen_all: bool):
+    """Run one baseline comparison of ``path`` and count it in the session summary: a malformed file
+    counts as failed; a regeneration is never silent (--lossbench-regen-all passes but counts as
+    updated); anything but "passed" raises :class:`BaselineMismatch` with the comparison's table."""
+    __tracebackhide__ = True
+    from .baselines import BaselineFileError, BaselineMismatch
+
+    stats["used"].add(path.resolve())
+    try:
+        outcome = run()
+    except BaselineFileError as exc:
+        stats["failed"] += 1
+        raise BaselineMismatch(str(exc)) from None
+    stats["updated" if regen_all and outcome.message.startswith("rewrote") else outcome.status] += 1
+    if outcome.status != "passed":
+        raise BaselineMismatch(outcome.message)
+    return outcome
+
+
 @pytest.fixture(scope="session")
 def lossbench_baseline(pytestconfig: pytest.Config, lossbench_scale, lossbench_baselines_dir, lossbench_device):
     """``check(config_id, metrics, *, config_hash=None, weights_sha256=None, extra=None)``: compare with
     the stored baseline at its recompute tolerance (or, for retrained weights that differ from the
     baseline's, at its seed spread); fails with the whole table."""
-    from .baselines import BaselineFileError, BaselineMismatch, check, provenance
+    from .baselines import check, provenance
     from .train import platform_id
 
     stats = pytestconfig.stash[_STATS_KEY]
@@ -215,23 +235,17 @@ def lossbench_baseline(pytestconfig: pytest.Config, lossbench_scale, lossbench_b
                config_hash: str | None = None, weights_sha256: str | None = None):
         __tracebackhide__ = True
         path = lossbench_baselines_dir / lossbench_scale.name / f"{config_id}.json"
-        stats["used"].add(path.resolve())
-        try:
+
+        def run():
             outcome = check(path, metrics, config_id=config_id, scale=lossbench_scale.name,
                             source=provenance(str(lossbench_device)), config_hash=config_hash,
                             weights_sha256=weights_sha256, platform=platform_id(), regen=regen,
                             regen_all=regen_all, extra=extra)
-        except BaselineFileError as exc:
-            stats["failed"] += 1
-            raise BaselineMismatch(str(exc)) from None
-        # a regeneration is never silent: --lossbench-regen-all passes but counts as updated
-        status = "updated" if regen_all and outcome.message.startswith("rewrote") else outcome.status
-        stats[status] += 1
-        if outcome.tier != "tol":
-            stats["spread_tier"].append(config_id)
-        if outcome.status != "passed":
-            raise BaselineMismatch(outcome.message)
-        return outcome
+            if outcome.tier != "tol":
+                stats["spread_tier"].append(config_id)
+            return outcome
+
+        return _counted(stats, path, run, regen_all=regen_all)
 
     return _check
 
@@ -240,26 +254,18 @@ def lossbench_baseline(pytestconfig: pytest.Config, lossbench_scale, lossbench_b
 def lossbench_verdicts(pytestconfig: pytest.Config, lossbench_scale, lossbench_baselines_dir):
     """``check(verdicts, converged, numbers)``: the claims' verdicts against
     ``baselines/<scale>/claims.json``, counted in the session summary like every baseline file."""
-    from .baselines import BaselineFileError, BaselineMismatch, check_verdicts, provenance
+    from .baselines import check_verdicts, provenance
 
     stats = pytestconfig.stash[_STATS_KEY]
+    regen = pytestconfig.getoption("lossbench_regen")
     regen_all = pytestconfig.getoption("lossbench_regen_all")
 
     def _check(verdicts: dict[str, str], converged: dict[str, bool], numbers: dict[str, Any] | None = None):
         __tracebackhide__ = True
         path = lossbench_baselines_dir / lossbench_scale.name / "claims.json"
-        stats["used"].add(path.resolve())
-        try:
-            outcome = check_verdicts(path, verdicts, converged, source=provenance(), numbers=numbers,
-                                     regen=pytestconfig.getoption("lossbench_regen"), regen_all=regen_all)
-        except BaselineFileError as exc:
-            stats["failed"] += 1
-            raise BaselineMismatch(str(exc)) from None
-        status = "updated" if regen_all and outcome.message.startswith("rewrote") else outcome.status
-        stats[status] += 1
-        if outcome.status != "passed":
-            raise BaselineMismatch(outcome.message)
-        return outcome
+        return _counted(stats, path, lambda: check_verdicts(path, verdicts, converged, source=provenance(),
+                                                            numbers=numbers, regen=regen, regen_all=regen_all),
+                        regen_all=regen_all)
 
     return _check
 

@@ -313,11 +313,11 @@ def available_memory() -> int | None:
     return None
 
 
-def check_grid_fits(points: int, keys: int, *, available: int | None = None) -> None:
+def check_grid_fits(points: int, keys: int) -> None:
     """Refuse a grid whose bookkeeping alone would take more than half the available memory, before
     anything is allocated (a 20 000 x 20 000 grid grew past 10 GB before its first point)."""
     need = points * (8 * keys + _BYTES_PER_POINT_BASE)
-    available = available_memory() if available is None else available
+    available = available_memory()
     if available is not None and need > available // 2:
         raise MemoryError(f"a grid of {points:,} points needs {need / 2**30:.1f} GiB for its bookkeeping alone, more "
                           f"than half the {available / 2**30:.1f} GiB available: use fewer points per axis (the "
@@ -337,7 +337,7 @@ class _CostClock:
 
     def __init__(self, todo: int, desc: str, *, after: int = 3) -> None:
         self.todo, self.desc, self.after, self.done = todo, desc, after, 0
-        self.t0 = self.t1 = time.perf_counter()
+        self.t1 = time.perf_counter()
 
     def tick(self) -> None:
         self.done += 1

@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from ._io import torch_save_atomic, write_text_atomic
 from ._progress import progress_bar
 from .config import NORMAL_INIT_STD, RunConfig
 from .data import ImageData, load_dataset
-from .errors import CheckpointError
+from .errors import CheckpointError, NotACheckpointError, first_line
 from .evaluate import cross_entropy, evaluate, make_batches
 from .models import build_model
 
@@ -195,8 +195,8 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file; name the file and the fix
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {first}; {_fix_for(path)}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {first_line(exc)}; "
+                              f"{_fix_for(path)}") from None
 
 
 def _fix_for(path: Path) -> str:
@@ -214,7 +214,7 @@ def load_checkpoint(path: str | Path) -> tuple[RunConfig, dict[str, Tensor], int
         raise CheckpointError(f"checkpoint {path} does not exist")
     data = _load(path)
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a lossbench checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
+        raise NotACheckpointError(f"{path} is not a lossbench checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
     return RunConfig.from_dict(data["config"]), data["model"], int(data["epoch"])
 
 
@@ -226,18 +226,26 @@ def model_from_checkpoint(path: str | Path, *, device: torch.device | str = "cpu
     return config, model.to(device).eval()
 
 
-def _load_state(model: nn.Module, state: dict[str, Tensor], path: Path, config: RunConfig) -> None:
-    """``load_state_dict``, with a mismatch named in one line instead of torch's list of every key."""
+def state_mismatch(model: nn.Module, state: Mapping[str, Tensor]) -> str:
+    """Why ``state`` does not fit ``model`` strictly, in one phrase (counts and the first names of the
+    missing, unexpected and wrong-shape tensors), or "" when it fits: torch's own error lists every key."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        parts = [f"{len(missing)} missing ({', '.join(missing[:2])})" if missing else "",
-                 f"{len(unexpected)} unexpected ({', '.join(unexpected[:2])})" if unexpected else "",
-                 f"{len(wrong)} of another shape ({', '.join(wrong[:2])})" if wrong else ""]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    parts = [f"{len(missing)} missing ({', '.join(missing[:3])})" if missing else "",
+             f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})" if unexpected else "",
+             f"{len(wrong)} of another shape ({'; '.join(wrong[:3])})" if wrong else ""]
+    return ", ".join(x for x in parts if x)
+
+
+def _load_state(model: nn.Module, state: dict[str, Tensor], path: Path, config: RunConfig) -> None:
+    """``load_state_dict``, with a mismatch named in one line."""
+    why = state_mismatch(model, state)
+    if why:
         raise CheckpointError(f"{path} says it holds {config.config_id} but its weights do not fit that net: "
-                              + ", ".join(x for x in parts if x) + f"; {_fix_for(path)}")
+                              f"{why}; {_fix_for(path)}")
     model.load_state_dict(state)
 
 

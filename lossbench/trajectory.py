@@ -111,7 +111,7 @@ def project(thetas: Sequence[Mapping[str, Tensor]], final: Mapping[str, Tensor],
 def load_path(checkpoints: Sequence[str | Path], names: Sequence[str]) -> tuple[list[dict[str, Tensor]], list[int]]:
     """The weights ``names`` of each checkpoint, and their epochs, in the given order: ``lossbench
     train``'s per-epoch files (their epoch), or plain weight files (numbered 0, 1, ... in order)."""
-    from .errors import CheckpointError
+    from .errors import CheckpointError, NotACheckpointError
     from .train import load_checkpoint
     from .user_inputs import read_state_dict
 
@@ -119,9 +119,7 @@ def load_path(checkpoints: Sequence[str | Path], names: Sequence[str]) -> tuple[
     for i, path in enumerate(checkpoints):
         try:
             _, state, epoch = load_checkpoint(path)
-        except CheckpointError as exc:
-            if "not a lossbench checkpoint" not in str(exc):
-                raise
+        except NotACheckpointError:
             state, epoch = read_state_dict(path), i
         missing = [n for n in names if n not in state]
         if missing:

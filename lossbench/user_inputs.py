@@ -24,7 +24,7 @@ import importlib
 import importlib.util
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from .data import ImageData
-from .errors import CheckpointError, DataError
-from .evaluate import LossFn, check_loss_fn
-
-#: ``--loss`` names built in: the paper's cross-entropy and a regression loss (both batch means).
-LOSSES: dict[str, Callable[[], LossFn]] = {"crossentropy": nn.CrossEntropyLoss, "mse": nn.MSELoss}
+from .errors import CheckpointError, DataError, first_line
+from .evaluate import LOSSES, LossFn, check_loss_fn
 
 
 def import_object(spec: str, *, what: str = "object") -> Any:
@@ -107,8 +104,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle, zip and "unsupported global" errors alike
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable weights file ({first}); save it with "
+        raise CheckpointError(f"{path} is not a readable weights file ({first_line(exc)}); save it with "
                               "torch.save(model.state_dict(), path)") from None
     if isinstance(data, Mapping):
         for key in ("state_dict", "model"):
@@ -124,18 +120,13 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load the state dict in ``path`` into ``model`` (strict); a mismatch names the tensors."""
+    from .train import state_mismatch
+
     state = read_state_dict(path)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        parts = [f"{len(missing)} missing ({', '.join(missing[:3])})" if missing else "",
-                 f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})" if unexpected else "",
-                 f"{len(wrong)} of another shape ({'; '.join(wrong[:3])})" if wrong else ""]
-        raise CheckpointError(f"the weights in {path} do not fit the model: " + ", ".join(p for p in parts if p)
-                              + "; check --model/--model-kwargs (or --arch) against the net that was saved")
+    why = state_mismatch(model, state)
+    if why:
+        raise CheckpointError(f"the weights in {path} do not fit the model: {why}; check --model/--model-kwargs "
+                              "(or --arch) against the net that was saved")
     model.load_state_dict(state)
     return model
 
@@ -209,9 +200,8 @@ def load_data(spec: str) -> ImageData:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DataError(f"{path} is not a readable tensor file ({first}); save a dict of tensors with "
-                            "torch.save") from None
+            raise DataError(f"{path} is not a readable tensor file ({first_line(exc)}); save a dict of tensors "
+                            "with torch.save") from None
         what = str(path)
     else:
         factory = import_object(spec, what="data factory")

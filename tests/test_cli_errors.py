@@ -72,7 +72,7 @@ def _own(folder: Path) -> list[str]:
 
 
 def _swap(src: str, dst: str):
-    def prepare(folder: Path, base: list[str]) -> list[str]:
+    def prepare(folder: Path, base: list[str], _mp) -> list[str]:
         import shutil
 
         shutil.copy(folder / src, folder / "w.pt")
@@ -83,7 +83,7 @@ def _swap(src: str, dst: str):
     return prepare
 
 
-def _other_data(folder: Path, base: list[str]) -> list[str]:
+def _other_data(folder: Path, base: list[str], _mp) -> list[str]:
     assert main([*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]) == 0
     d = torch.load(folder / "d.pt", weights_only=True)
     d["x"][0, 0] += 1.0  # one number of the evaluation data changed in place
@@ -91,12 +91,12 @@ def _other_data(folder: Path, base: list[str]) -> list[str]:
     return [*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]
 
 
-def _other_seed(folder: Path, base: list[str]) -> list[str]:
+def _other_seed(folder: Path, base: list[str], _mp) -> list[str]:
     assert main([*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]) == 0
     return [*base, "--weights", str(folder / "w0.pt"), "--seed", "7", "-o", str(folder / "s.h5")]
 
 
-def _under_a_file(folder: Path, base: list[str]) -> list[str]:
+def _under_a_file(folder: Path, base: list[str], _mp) -> list[str]:
     (folder / "plain").write_text("x")
     return [*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "plain" / "s.h5")]
 
@@ -109,13 +109,13 @@ def _huge_grid(folder: Path, base: list[str], monkeypatch) -> list[str]:
             "-o", str(folder / "s.h5")]
 
 
-def _truncated_weights(folder: Path, base: list[str]) -> list[str]:
+def _truncated_weights(folder: Path, base: list[str], _mp) -> list[str]:
     data = (folder / "w0.pt").read_bytes()
     (folder / "w0.pt").write_bytes(data[: len(data) // 2])
     return [*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]
 
 
-def _checkpoint_lacking_weights(folder: Path, base: list[str]) -> list[str]:
+def _checkpoint_lacking_weights(folder: Path, base: list[str], _mp) -> list[str]:
     """A file with lossbench's format key whose weights are not the net's."""
     from lossbench.config import RunConfig
     from lossbench.train import CHECKPOINT_FORMAT
@@ -125,7 +125,7 @@ def _checkpoint_lacking_weights(folder: Path, base: list[str]) -> list[str]:
     return ["surface", "--checkpoint", str(folder / "bad.pt"), "--x", "-1:1:3", "-o", str(folder / "s.h5")]
 
 
-def _locked_by_another_run(folder: Path, base: list[str], monkeypatch) -> list[str]:
+def _locked_by_another_run(folder: Path, base: list[str], _mp) -> list[str]:
     from lossbench._io import output_lock
 
     lock = output_lock(folder / "s.h5", "another run's settings")
@@ -146,7 +146,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def _crafted_cifar(folder: Path, base: list[str]) -> list[str]:
+def _crafted_cifar(folder: Path, base: list[str], _mp) -> list[str]:
     import pickle
 
     batches = folder / "evil" / "cifar-10-batches-py"
@@ -158,7 +158,7 @@ def _crafted_cifar(folder: Path, base: list[str]) -> list[str]:
             "--epochs", "1"]
 
 
-def _plot_under_a_file(folder: Path, base: list[str]) -> list[str]:
+def _plot_under_a_file(folder: Path, base: list[str], _mp) -> list[str]:
     assert main([*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]) == 0
     (folder / "plain").write_text("x")
     return ["plot", str(folder / "s.h5"), "-o", str(folder / "plain" / "fig")]
@@ -167,7 +167,7 @@ def _plot_under_a_file(folder: Path, base: list[str]) -> list[str]:
 HELD: list = []  # locks a row holds while main() runs
 
 FILE_CASES = [
-    # (name, prepare(folder, base[, monkeypatch]) -> argv, exit code, words of the one-line error)
+    # (name, prepare(folder, base, monkeypatch) -> argv, exit code, words of the one-line error)
     ("resume with other weights at the same path", _swap("w0.pt", "w1.pt"), 2, "the centre weights changed"),
     ("resume with other evaluation data", _other_data, 2, "the evaluation data changed"),
     ("resume with another direction seed", _other_seed, 2, "spec.seed (0 in the file, 7 now)"),
@@ -189,11 +189,8 @@ def _digest(folder: Path) -> dict[str, str]:
 @pytest.mark.parametrize("name, prepare, code, words", FILE_CASES, ids=[c[0] for c in FILE_CASES])
 def test_a_fault_with_files_on_disk_is_one_line_and_damages_nothing(name, prepare, code, words, tmp_path, capsys,
                                                                     monkeypatch):
-    import inspect
-
     base = _own(tmp_path)
-    params = inspect.signature(prepare).parameters
-    argv = prepare(tmp_path, base, monkeypatch) if len(params) == 3 else prepare(tmp_path, base)
+    argv = prepare(tmp_path, base, monkeypatch)
     capsys.readouterr()
     before = _digest(tmp_path)
     try:

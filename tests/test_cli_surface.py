@@ -123,6 +123,20 @@ def test_a_file_is_resumed_only_in_its_own_precision(trained, tmp_path, capsys):
     assert rc == 2 and "--cuda-graph apply to the fast engine only; add --engine fast" in capsys.readouterr().err
 
 
+def test_a_file_is_resumed_only_with_its_own_loss(trained, tmp_path):
+    """The library path records the loss itself (the CLI only spells it): a cross-entropy file is not
+    finished with another loss."""
+    from torch import nn
+
+    model, data = trained[0].model, load_dataset(TINY)
+    spec = SurfaceSpec(x=Axis(-1, 1, 3), eval_samples=32)
+    path = tmp_path / "l.h5"
+    surface_file(path, model, data, spec)
+    with pytest.raises(ValueError, match=r"another computation: loss \('crossentropy' in the file, 'NLLLoss' now\)"):
+        surface_file(path, model, data, spec, loss_fn=nn.NLLLoss())
+    assert surface_file(path, model, data, spec, loss_fn=nn.CrossEntropyLoss()).done.all()  # its own loss resumes
+
+
 @pytest.mark.parametrize("where", ["under a file", "read-only folder"])
 def test_an_unwritable_output_fails_before_any_point(trained, tmp_path, capsys, where):
     import os
