@@ -5,9 +5,9 @@
 Each benchmark times training steps of the recipe (forward, cross-entropy, backward, Adam step; batch
 128, one intra-op thread as ``train`` sets it) and records images/s. The ``channels_last`` variant
 is the evaluation engine's memory layout applied to training: extra_info says whether its weights
-after the timed steps are bit-identical to the default layout's (training's results must not change
-for a speed-up, so a layout that changes them is measured, not adopted). Speed is measured here and
-never asserted.
+after the timed steps are bit-identical to the default layout's (they are not: training's results
+must not change for a speed-up, so the layout is an opt-in, ``train --channels-last``, never the
+default). Speed is measured here and never asserted.
 """
 
 from __future__ import annotations

@@ -377,6 +377,8 @@ def _train_locked(
     model = make_model(config)
     init_weights_(model, config.init, generator=generator)
     model.to(device)
+    if config.channels_last:  # before the optimiser: its state follows the parameters' layout
+        model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -423,6 +425,8 @@ def _train_locked(
                 xb, yb = x_train[idx], y_train[idx]
                 if config.augment:
                     xb = augment(xb, pad_value, generator)
+                if config.channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
@@ -460,12 +464,13 @@ def _train_locked(
                 threads=torch.get_num_threads(), platform=platform_id())
     write_text_atomic(folder / "final.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     resume.unlink(missing_ok=True)
+    model.to(memory_format=torch.contiguous_format)  # callers get the usual layout whatever trained it
     model.eval()
     return TrainResult(config=config, model=model, history=tuple(history), final=final, path=folder,
                        from_cache=False)
 
 
 def _save_epoch(config: RunConfig, model: nn.Module, folder: Path, epoch: int) -> None:
-    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     torch_save_atomic({"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": epoch, "model": state},
                       folder / f"epoch-{epoch:04d}.pt")

@@ -164,3 +164,37 @@ def test_training_several_configs_in_parallel_gives_the_same_weights(tmp_path):
         alone = train(c, cache_dir=tmp_path / "serial")
         together = load_trained(c, cache_dir=tmp_path / "parallel")
         assert state_sha256(together.model.state_dict()) == state_sha256(alone.model.state_dict())
+
+
+def test_channels_last_is_an_opt_in_config_of_its_own(tmp_path):
+    """Training in NHWC (issue "Speed where users run it") uses other convolution kernels, so other
+    weights: it must be a separate config (own id, own hash, own cache entry) that leaves the
+    existing configs' hashes alone, is deterministic itself, resumes in its layout, and hands back
+    weights in the usual layout."""
+    from lossbench.baselines import load_baseline
+    from lossbench.config import SCALES
+    from lossbench.reference_nets import state_sha256
+
+    # the existing configs' dicts and hashes are those their baselines were made with
+    for config in SCALES["ci"].configs[:2]:
+        stored = load_baseline(f"baselines/ci/{config.config_id}.json")
+        assert "channels_last" not in config.to_dict() and config.config_hash == stored["config_hash"]
+    cl = TINY.replace(channels_last=True, epochs=3)
+    assert cl.config_id == TINY.config_id + "-cl" and cl.config_hash != TINY.replace(epochs=3).config_hash
+    assert RunConfig.from_dict(cl.to_dict()) == cl
+
+    def interrupt(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    whole = train(cl, cache_dir=tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        train(cl, cache_dir=tmp_path / "cut", on_epoch_end=interrupt)
+    resumed = train(cl, cache_dir=tmp_path / "cut")
+    assert state_sha256(whole.model.state_dict()) == state_sha256(resumed.model.state_dict())
+    default = train(TINY.replace(epochs=3), cache_dir=tmp_path / "default")
+    assert not states_equal(whole.model.state_dict(), default.model.state_dict())
+    weights = [t for t in whole.model.state_dict().values() if t.dim() == 4]
+    assert weights and all(t.is_contiguous() for t in weights)
+    _, saved, _ = load_checkpoint(whole.checkpoint(3))
+    assert all(t.is_contiguous() for t in saved.values())
