@@ -297,7 +297,7 @@ SCALES: dict[str, Scale] = {
         # the main job's resolution, sized to run in minutes on 2 CPU cores (README: how to run finer)
         surface_x="-1:1:11",
         surface_y="-1:1:11",
-        eval_samples=500,
+        eval_samples=400,
         eig_map="-1:1:7",
         trajectory_grid=11,
         shipped=True,
