@@ -84,12 +84,14 @@ def test_surface_killed_at_random_moments_resumes_to_the_uninterrupted_result(ow
     assert done.returncode == 0, done.stderr
     expected = load_surface(fresh).values["train_loss"]
     rng = random.Random(12)
-    # moments as fractions of the uninterrupted work, so that they land in the work on any machine
-    trials = [(signal.SIGKILL, rng.uniform(0.05, 0.45) * work), (signal.SIGTERM, rng.uniform(0.05, 0.45) * work)]
+    trials = [(signal.SIGKILL, rng.uniform(0.05, 0.45)), (signal.SIGTERM, rng.uniform(0.05, 0.45))]
     out = tmp_path / "killed.h5"
     interrupted = 0
-    for sig, after in trials:
-        r, _ = _kill_at(_surface_cmd(own, out), sig, after, started=out)
+    for sig, fraction in trials:
+        # a moment as a fraction of the work still to do (a later trial resumes the earlier one's
+        # points), so that it lands in the work on any machine, however fast
+        left = 1.0 - (load_surface(out).done.mean() if out.exists() else 0.0)
+        r, _ = _kill_at(_surface_cmd(own, out), sig, fraction * left * work, started=out)
         if r.returncode == 0:
             continue  # it finished first: nothing to resume this time
         interrupted += not load_surface(out).done.all()
@@ -107,6 +109,7 @@ def test_surface_killed_at_random_moments_resumes_to_the_uninterrupted_result(ow
     assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob("*.lock"))
 
 
+EPOCHS = 6  # of the tiny training run below
 TRAIN_PY = textwrap.dedent('''
     import sys
     from lossbench.config import RunConfig
@@ -129,8 +132,11 @@ def test_training_killed_at_random_moments_resumes_to_the_uninterrupted_weights(
     cache = tmp_path / "killed"
     interrupted = 0
     for sig in (signal.SIGKILL, signal.SIGTERM):
-        # config.json is written when a run takes the entry: the kill lands in the training
-        r, _ = _kill_at([sys.executable, str(script), str(cache)], sig, rng.uniform(0.05, 0.45) * work,
+        # config.json is written when a run takes the entry: the kill lands in the training, at a
+        # fraction of the epochs still to train (a later trial resumes the earlier one's)
+        saved = len(list(_entry_marker(cache).parent.glob("epoch-*.pt"))) - 1  # epoch 0 is the init
+        left = 1.0 - max(saved, 0) / EPOCHS
+        r, _ = _kill_at([sys.executable, str(script), str(cache)], sig, rng.uniform(0.05, 0.45) * left * work,
                         started=_entry_marker(cache))
         interrupted += r.returncode != 0
     assert interrupted == 2, "a kill came too late to interrupt anything: the trial proves less"
@@ -145,5 +151,5 @@ def _entry_marker(cache: Path) -> Path:
     """The file a training run writes first: the cache entry's config.json."""
     from lossbench.config import RunConfig
 
-    config = RunConfig(depth=8, batch_size=32, epochs=6, n_train=256, n_test=64, image_size=16)
+    config = RunConfig(depth=8, batch_size=32, epochs=EPOCHS, n_train=256, n_test=64, image_size=16)
     return cache / config.config_hash / "config.json"
