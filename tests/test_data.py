@@ -178,3 +178,17 @@ def test_python2_style_cifar10_batches_still_load(tmp_path):
         pickle.dump(entry, fh, protocol=2)
     d = load_cifar10(tmp_path, n_train=8, n_test=4)
     assert d.y_test.tolist() == [1, 2, 3, 4]
+
+
+def test_the_synthetic_draw_is_remembered_but_handed_out_as_copies():
+    """The draw is memoised per process (a session asks for it dozens of times); a caller that
+    normalises or corrupts its tensors in place must not change what the next caller gets."""
+    from lossbench.data import make_synthetic
+
+    a = make_synthetic(n_train=64, n_test=16, image_size=16, seed=5)
+    expected = a.x_train.clone(), a.y_test.clone()
+    a.x_train.mul_(0)
+    a.y_test.fill_(-1)
+    b = make_synthetic(n_train=64, n_test=16, image_size=16, seed=5)
+    assert torch.equal(b.x_train, expected[0]) and torch.equal(b.y_test, expected[1])
+    assert not torch.equal(make_synthetic(n_train=64, n_test=16, image_size=16, seed=6).x_train, b.x_train)
