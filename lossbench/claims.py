@@ -19,7 +19,7 @@ has not reached a minimum (the numbers are still reported, never hidden).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,21 @@ class Claim:
     def numbers(self) -> dict[str, float]:
         """The first pair's numbers (all pairs: :attr:`per_pair`)."""
         return dict(self.per_pair[0]) if self.per_pair else {}
+
+
+def missing_nets(expected: Iterable[str], recorded: Iterable[str], selected: Iterable[str]) -> tuple[str, str] | None:
+    """Whether the claims can be judged when some nets have no record: None (all there),
+    ``("skip", why)`` when the missing nets were not selected in this session (a partial run), or
+    ``("fail", why)`` when they were selected and recorded nothing: their tests failed before their
+    metrics, so a method that breaks a net's metrics breaks the claims instead of skipping them."""
+    missing = sorted(set(expected) - set(recorded))
+    if not missing:
+        return None
+    broken = [m for m in missing if m in set(selected)]
+    if broken:
+        return "fail", (f"the claims cannot be judged: {broken} ran in this session but recorded no metrics "
+                        "(their tests failed before measuring, see above)")
+    return "skip", f"the claims need every net in this session; missing {missing}"
 
 
 def pairs_of(record: Mapping[str, Any]) -> list[Mapping[str, float]]:

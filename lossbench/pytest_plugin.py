@@ -194,6 +194,12 @@ def lossbench_progress(pytestconfig: pytest.Config):
 
 
 @pytest.fixture(scope="session")
+def lossbench_selected_configs(pytestconfig: pytest.Config) -> set[str]:
+    """The config ids of the nets this session's collected tests measure (after ``-k``/deselection)."""
+    return set(pytestconfig.stash.get(_CONFIGS_KEY, set()))
+
+
+@pytest.fixture(scope="session")
 def lossbench_records() -> dict[str, Any]:
     """config_id -> the study record of every net measured in this session (for the claims), plus
     ``eig_maps`` and ``interpolations``."""

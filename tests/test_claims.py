@@ -140,3 +140,15 @@ def test_spearman():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert math.isnan(spearman([1, 2], [1, 2])) and math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_nets_that_ran_and_recorded_nothing_fail_the_claims_instead_of_skipping_them():
+    """A partial run (-k) skips the claims; a net that was selected and broke before its metrics (a
+    method that makes its surface non-finite, say) fails them: the claims test cannot go quiet."""
+    from lossbench.claims import missing_nets
+
+    everything = ["a", "b", "c"]
+    assert missing_nets(everything, everything, everything) is None
+    assert missing_nets(everything, ["a"], ["a"])[0] == "skip"
+    action, why = missing_nets(everything, ["a", "b"], everything)
+    assert action == "fail" and "['c']" in why
