@@ -56,7 +56,9 @@ def test_claims(lossbench_scale, lossbench_records, lossbench_verdicts, lossbenc
     gap = missing_nets(expected, nets, lossbench_selected_configs)
     if gap is not None:
         action, why = gap
-        (pytest.fail if action == "fail" else pytest.skip)(why)
+        if action == "fail":
+            pytest.fail(why)
+        pytest.skip(why)
     claims = evaluate_claims(list(nets.values()), eig_maps=lossbench_records["eig_maps"])
     for c in claims:
         print(f"{c.verdict:>12}  {c.key}: " + "; ".join(

@@ -75,7 +75,8 @@ def missing_nets(expected: Iterable[str], recorded: Iterable[str], selected: Ite
     missing = sorted(set(expected) - set(recorded))
     if not missing:
         return None
-    broken = [m for m in missing if m in set(selected)]
+    selected = set(selected)
+    broken = [m for m in missing if m in selected]
     if broken:
         return "fail", (f"the claims cannot be judged: {broken} ran in this session but recorded no metrics "
                         "(their tests failed before measuring, see above)")

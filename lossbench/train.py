@@ -464,7 +464,8 @@ def _train_locked(
                 threads=torch.get_num_threads(), platform=platform_id())
     write_text_atomic(folder / "final.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     resume.unlink(missing_ok=True)
-    model.to(memory_format=torch.contiguous_format)  # callers get the usual layout whatever trained it
+    if config.channels_last:  # callers get the usual layout whatever trained it
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     return TrainResult(config=config, model=model, history=tuple(history), final=final, path=folder,
                        from_cache=False)
