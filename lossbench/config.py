@@ -214,6 +214,11 @@ class Scale:
         configs: the matrix, in a fixed order.
         surface_x, surface_y: grid axes in the authors' ``min:max:num`` notation.
         eval_samples: training images used to evaluate each grid point (the first N of the train split).
+        eval_batch: images per forward pass of the surfaces (the last batch may be smaller; the loss is
+            the size-weighted mean over batches, so this changes the numbers only at float precision).
+        hessian_samples: training images of the Hessian at the minimum (Lanczos and Hutchinson).
+        hessian_batch: images per batch of a Hessian-vector product; fewer than ``hessian_samples``,
+            so the mean over batches is exercised.
         eig_map: axis (both directions) of the Hessian eigen-ratio maps, ``min:max:num``.
         trajectory_grid: points per axis of the surface on the PCA plane of the training path.
         description: one line for ``--help`` and the report.
@@ -237,6 +242,9 @@ class Scale:
     surface_x: str
     surface_y: str
     eval_samples: int
+    eval_batch: int = 500
+    hessian_samples: int = 128
+    hessian_batch: int = 64
     eig_map: str = "-1:1:11"
     trajectory_grid: int = 21
     description: str = ""
@@ -284,12 +292,18 @@ SCALES: dict[str, Scale] = {
         configs=_matrix((20, 56), (128, 2000), epochs=6, **_CI_DATA),
         surface_x="-1:1:11",
         surface_y="-1:1:11",
-        eval_samples=512,
+        # 128 images in batches of 100 and a Hessian over 64 in batches of 40: unequal last batches (the
+        # mutation tests need them), and the suite's share of the ci surfaces and Hessians a quarter
+        # and a half of what 512 and 128 images cost
+        eval_samples=128,
+        eval_batch=100,
+        hessian_samples=64,
+        hessian_batch=40,
         eig_map="-0.5:0.5:3",
         trajectory_grid=11,
         # the engine the main job uses (its baselines' tol covers both engines: a recompute variant)
         engine="fast",
-        description="CPU, synthetic 16x16, 2048 images, 6 epochs: exercises the pipeline in minutes",
+        description="CPU, synthetic 16x16, 2048 images, 6 epochs, surfaces over 128: exercises the pipeline in minutes",
     ),
     "small": Scale(
         name="small",

@@ -172,7 +172,9 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
             source=bl.provenance(str(device), weights_sha256=sha), tolerances=bl.recompute_tolerances(summary, jitter),
             extra={"config_hash": config.config_hash, **_kept_spread(old),
                    "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()}, "jitter_variants": sorted(measured),
-                   "map": scale.eig_map, "hessian": CURVATURE,
+                   "map": scale.eig_map,
+                   "hessian": {"samples": scale.eig_samples, "batch": scale.eig_samples,
+                               "max_iter": scale.eig_max_iter, "tol": CURVATURE["tol"]},
                    "tolerance_method": TOL_METHOD.format(factor=bl.SAFETY_FACTOR)},
         )
         bl.write_baseline(path, doc)

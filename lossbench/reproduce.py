@@ -30,7 +30,7 @@ def scale_spec(scale: Scale, *, dir_seed: int = 0) -> SurfaceSpec:
     """The scale's 2D surface: filter-normalised weights directions, biasbn ignored, train split."""
     return SurfaceSpec(x=parse_axis(scale.surface_x), y=parse_axis(scale.surface_y), norm="filter",
                        ignore="biasbn", dir_type="weights", seed=dir_seed, splits=("train",),
-                       eval_samples=scale.eval_samples)
+                       eval_samples=scale.eval_samples, eval_batch=scale.eval_batch)
 
 
 def converged(final: dict[str, float]) -> bool:
@@ -55,23 +55,23 @@ def config_metrics(surface: Surface) -> dict[str, float]:
     return surface_metrics(surface.alphas, surface.betas, surface.values["train_loss"], surface.values["train_acc"])
 
 
-#: Curvature at the minimum in the suite: Hessian over the first 128 training images in two batches
-#: of 64 (HVPs are ~3x a training step; two batches, so the size-weighted mean over batches is
-#: exercised), Lanczos to 1 % relative residual, Hutchinson with 8 probes.
-CURVATURE = {"samples": 128, "batch": 64, "max_iter": 60, "tol": 1e-2, "probes": 8}
+#: Curvature at the minimum in the suite, besides the images (the scale's ``hessian_samples`` in
+#: batches of ``hessian_batch``; HVPs are ~3x a training step): Lanczos to 1 % relative residual,
+#: Hutchinson with 8 probes.
+CURVATURE = {"max_iter": 60, "tol": 1e-2, "probes": 8}
 
 
-def curvature_metrics(model: nn.Module, data: ImageData, *, seed: int = 0, hessian_batch: int | None = None
+def curvature_metrics(model: nn.Module, data: ImageData, *, samples: int, batch: int, seed: int = 0
                       ) -> tuple[dict[str, float], dict[str, Any]]:
-    """(metrics, details): ``eig_max``, ``eig_min`` (NaN where Lanczos did not converge at that end),
+    """(metrics, details) of the Hessian over the first ``samples`` training images in batches of
+    ``batch``: ``eig_max``, ``eig_min`` (NaN where Lanczos did not converge at that end),
     ``eig_ratio_center`` = |eig_min / eig_max| and the Hutchinson ``trace``; details hold the
     iterations, residuals and the trace's standard error."""
     from .evaluate import cross_entropy, make_batches
     from .hessian import hessian_eigs, hutchinson_trace
 
     device = next(model.parameters()).device
-    n = CURVATURE["samples"]
-    batches = make_batches(data.x_train[:n], data.y_train[:n], hessian_batch or CURVATURE["batch"], device=device)
+    batches = make_batches(data.x_train[:samples], data.y_train[:samples], batch, device=device)
     eig = hessian_eigs(model, cross_entropy(), batches, max_iter=CURVATURE["max_iter"], tol=CURVATURE["tol"], seed=seed)
     trace = hutchinson_trace(model, cross_entropy(), batches, probes=CURVATURE["probes"], seed=seed)
     metrics = {
@@ -82,18 +82,25 @@ def curvature_metrics(model: nn.Module, data: ImageData, *, seed: int = 0, hessi
     }
     details = {"lanczos_iterations": eig.iterations, "lanczos_converged": eig.converged,
                "residual_max": eig.residual_max, "residual_min": eig.residual_min, "trace_stderr": trace.stderr,
-               **CURVATURE}
+               "samples": samples, "batch": batch, **CURVATURE}
     return metrics, details
 
 
-def suite_metrics(surface: Surface, model: nn.Module, data: ImageData, *, checkpoints: list[Path] | None = None,
-                  curvature: bool = True) -> tuple[dict[str, float], dict[str, Any]]:
+def scale_curvature(model: nn.Module, data: ImageData, scale: Scale, *, batch: int | None = None
+                    ) -> tuple[dict[str, float], dict[str, Any]]:
+    """:func:`curvature_metrics` over the scale's Hessian images (``batch`` overrides its batch)."""
+    return curvature_metrics(model, data, samples=scale.hessian_samples, batch=batch or scale.hessian_batch)
+
+
+def suite_metrics(surface: Surface, model: nn.Module, data: ImageData, scale: Scale, *,
+                  checkpoints: list[Path] | None = None, curvature: bool = True
+                  ) -> tuple[dict[str, float], dict[str, Any]]:
     """(metrics, details) the suite checks for one config: the surface's, plus the curvature at the
     minimum and the PCA path's explained variance when asked."""
     metrics = config_metrics(surface)
     details: dict[str, Any] = {}
     if curvature:
-        more, details = curvature_metrics(model, data)
+        more, details = scale_curvature(model, data, scale)
         metrics.update(more)
     if checkpoints:
         metrics.update(pca_metrics(checkpoints, [n for n, _ in model.named_parameters()]))
@@ -163,7 +170,7 @@ def recompute_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data:
                                        overwrite=True, allow_nonfinite=True, engine=engine)
                 metrics.update(config_metrics(surface))
             if "curvature" in parts:
-                metrics.update(curvature_metrics(model, data, hessian_batch=hessian_batch)[0])
+                metrics.update(scale_curvature(model, data, scale, batch=hessian_batch)[0])
             if "pca" in parts and checkpoints:
                 metrics.update(pca_metrics(checkpoints, [n for n, _ in model.named_parameters()]))
         return metrics
@@ -194,7 +201,7 @@ def line_file(path: str | Path, model: nn.Module, data: ImageData, config: RunCo
     """A 1D random line through the minimum, ``norm``-normalised (paper section 4: ``filter`` against
     ``none``), over the scale's ``line_x`` and evaluation images."""
     spec = SurfaceSpec(x=parse_axis(scale.line_x), norm=norm, ignore="biasbn", dir_type="weights", seed=dir_seed,
-                       splits=("train",), eval_samples=scale.eval_samples)
+                       splits=("train",), eval_samples=scale.eval_samples, eval_batch=scale.eval_batch)
     attrs = {"config": config.to_dict(), "config_id": config.config_id, "scale": scale.name, "kind": "line-1d"}
     return surface_file(path, model, data, spec, attrs=attrs, overwrite=True, allow_nonfinite=True,
                         progress=progress, engine=scale.engine)
@@ -205,7 +212,8 @@ def interpolation_file(path: str | Path, small: nn.Module, large: nn.Module, dat
     """The 1D linear interpolation theta(alpha) = theta_small + alpha (theta_large - theta_small) over
     states (BN statistics too), train and test splits (paper section 4, Figure 2 left)."""
     spec = SurfaceSpec(x=parse_axis(scale.interp_x), dir_type="states", norm="none", ignore="none",
-                       splits=("train", "test"), eval_samples=scale.eval_samples, interpolation=True)
+                       splits=("train", "test"), eval_samples=scale.eval_samples,
+                       eval_batch=scale.eval_batch, interpolation=True)
     return surface_file(path, small, data, spec, target=large, attrs={"kind": "interpolation", **(attrs or {})},
                         overwrite=True, allow_nonfinite=True, progress=progress)
 
@@ -250,7 +258,7 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
         pairs.append(m)
         flat.update({f"{name}{pair_suffix(k)}": v for name, v in m.items()})
         done(f"surface, direction pair {k + 1} of {scale.dir_pairs}")
-    curvature, details = curvature_metrics(model, data)
+    curvature, details = scale_curvature(model, data, scale)
     flat.update(curvature)
     done("Hessian at the minimum")
     record: dict[str, Any] = {"config_id": config.config_id, "config": config.to_dict(), "scale": scale.name,
@@ -320,7 +328,7 @@ def reproduce(config: RunConfig, scale: Scale, *, model: nn.Module, final: dict[
     seconds = time.perf_counter() - t0
     if not np.all(np.isfinite(surface.values["train_loss"])):
         raise ValueError(f"{config.config_id}: the surface has non-finite losses; see {path}")
-    metrics = suite_metrics(surface, model, data, checkpoints=checkpoints, curvature=curvature)[0]
+    metrics = suite_metrics(surface, model, data, scale, checkpoints=checkpoints, curvature=curvature)[0]
     return Reproduction(config=config, scale=scale.name, final=dict(final), metrics=metrics,
                         surface_path=path, grid_seconds=seconds, points=int(surface.done.size),
                         eval_samples=int(min(scale.eval_samples, len(data.x_train))))

@@ -236,7 +236,7 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
 
     # the command's plumbing is under test, not the curvature's precision: a shorter Lanczos and
     # fewer probes (still converged on this net) keep the test to seconds
-    for key, value in (("samples", 64), ("max_iter", 30), ("probes", 4)):
+    for key, value in (("max_iter", 30), ("probes", 4)):
         monkeypatch.setitem(reproduce_mod.CURVATURE, key, value)
     ci = SCALES["ci"]
     config = ci.configs[0].replace(epochs=2, n_train=256, n_test=64)

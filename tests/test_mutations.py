@@ -30,7 +30,7 @@ from lossbench.config import find_config
 from lossbench.data import load_dataset
 from lossbench.evaluate import Evaluation
 from lossbench.reference_nets import state_sha256
-from lossbench.reproduce import compute_config_surface, config_metrics, curvature_metrics
+from lossbench.reproduce import compute_config_surface, config_metrics, scale_curvature
 from lossbench.train import train
 
 BASELINES = Path(__file__).parent.parent / "baselines"
@@ -57,7 +57,7 @@ def _metrics(subject, parts=("surface", "curvature")) -> dict[str, float]:
     if "surface" in parts:
         out.update(config_metrics(compute_config_surface(folder / "surface.h5", model, data, result.config, scale)))
     if "curvature" in parts:
-        out.update(curvature_metrics(model, data)[0])
+        out.update(scale_curvature(model, data, scale)[0])
     return out
 
 
@@ -194,11 +194,13 @@ def test_mutant_fails_the_baseline_check(mutant, subject, clean_metrics, monkeyp
     assert failing, f"mutant {mutant} survived: every metric stayed within its stored tol"
 
 
-def test_mean_of_batch_means_mutant_is_exercised():
-    """The ci surface evaluates 512 images in batches of 500: an unequal last batch, so a mean of
-    batch means differs from the sum / N rule (else that mutant could not be caught)."""
+def test_the_batch_mutants_are_exercised():
+    """The ci surface evaluates 128 images in batches of 100 and the Hessian 64 in batches of 40:
+    unequal last batches, so a mean of batch means differs from the sum / N rule, and there is more
+    than one Hessian batch to sum instead of average (else those mutants could not be caught)."""
     scale = _ci_scale()
-    assert scale.eval_samples % 500 != 0
+    assert scale.eval_samples > scale.eval_batch and scale.eval_samples % scale.eval_batch != 0
+    assert scale.hessian_samples > scale.hessian_batch and scale.hessian_samples % scale.hessian_batch != 0
 
 
 def _ci_baselines() -> dict[str, dict]:
