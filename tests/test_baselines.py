@@ -239,8 +239,9 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
     for key, value in (("max_iter", 30), ("probes", 4)):
         monkeypatch.setitem(reproduce_mod.CURVATURE, key, value)
     ci = SCALES["ci"]
-    config = ci.configs[0].replace(epochs=2, n_train=256, n_test=64)
-    tiny = dataclasses.replace(ci, configs=(config,), surface_x="-0.5:0.5:5", surface_y="-0.5:0.5:5", eval_samples=64)
+    config = ci.configs[0].replace(depth=8, epochs=2, n_train=256, n_test=64)
+    tiny = dataclasses.replace(ci, configs=(config,), surface_x="-0.5:0.5:5", surface_y="-0.5:0.5:5", eval_samples=64,
+                               eval_batch=48)
     kw = dict(baselines_dir=tmp_path / "b", results_dir=tmp_path / "r", device=torch.device("cpu"),
               cache_dir=tmp_path / "cache", say=lambda line: None)
     [path] = write_recompute_baselines(tiny, **kw)

@@ -96,12 +96,22 @@ def test_interrupted_surface_resumes_without_recomputing(trained, tmp_path, monk
     np.testing.assert_array_equal(resumed.values["train_loss"], fresh.values["train_loss"])
 
 
-def test_fast_engine_from_the_cli_gives_the_same_surface(trained, tmp_path):
+def test_fast_engine_from_the_cli_gives_the_same_surface(trained, tmp_path, monkeypatch):
     ckpt = str(trained[0].checkpoint(2))
     common = ["surface", "--checkpoint", ckpt, "--x", "-1:1:3", "--y", "-1:1:3", "--eval-samples", "64"]
     assert main([*common, "-o", str(tmp_path / "ref.h5")]) == 0
     assert main([*common, "--engine", "fast", "-o", str(tmp_path / "fast.h5")]) == 0
+    # --compile reaches the engine; compiling itself (~12 s here) is checked against the reference in
+    # test_engine.py::test_fast_engine_options_do_not_change_the_numbers[compile]
+    real, seen = engine_module.fast_measure, []
+
+    def recording(*args, **options):
+        seen.append(options)
+        return real(*args, **{**options, "compile": False})
+
+    monkeypatch.setattr(engine_module, "fast_measure", recording)
     assert main([*common, "--engine", "fast", "--compile", "--fast-batch", "17", "-o", str(tmp_path / "c.h5")]) == 0
+    assert seen and all(o.get("compile") is True and o.get("batch_size") == 17 for o in seen), seen
     ref = load_surface(tmp_path / "ref.h5")
     for name in ("fast.h5", "c.h5"):
         fast = load_surface(tmp_path / name)
