@@ -2,8 +2,11 @@
 during training (the library, in a child process), each followed by the same command; the finished
 result must equal an uninterrupted run's bit for bit, and no temporary file may be left behind.
 
-The moments are drawn from a seeded generator, so a failure names a reproducible trial; the whole
-file runs in well under a minute on 2 cores (small model, small grid, one thread per process).
+A moment is a point of progress, not a time: the kill is sent once the run has saved a seeded random
+number of grid points (or epochs, plus a random part of the next), read from what it wrote. A timer
+measured on one run landed after the end of a later one on this machine (its speed varies by a
+third from minute to minute), so a trial could prove nothing. The whole file runs in well under a
+minute on 2 cores (small model, small grid, one thread per process).
 """
 
 from __future__ import annotations
@@ -53,45 +56,53 @@ def _surface_cmd(folder: Path, out: Path) -> list[str]:
             "--checkpoint-seconds", "0", "-o", str(out)]
 
 
-def _written_since(path: Path, t0: float) -> bool:
-    try:
-        return path.stat().st_mtime >= t0
-    except FileNotFoundError:
-        return False
+def _points_saved(path: Path) -> int:
+    """Grid points finished in the surface file (atomically replaced at each flush, so always whole)."""
+    if not path.exists():
+        return 0
+    return int(load_surface(path).done.sum())
 
 
-def _kill_at(cmd: list[str], sig: int | None, after: float, *, started: Path) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``cmd``; ``after`` seconds after it first writes ``started``, send ``sig`` (so the kill
-    lands in the work, not in the import of torch). Returns the result and the seconds from that
-    first write to the exit (with ``sig`` None: the length of the work, to place later kills)."""
-    t0 = time.time()
+def _epochs_saved(cache: Path) -> int:
+    """Epochs finished in the training cache entry (epoch-0000.pt is the initialisation)."""
+    return max(len(list(_entry_marker(cache).parent.glob("epoch-*.pt"))) - 1, 0)
+
+
+def _kill_when(cmd: list[str], sig: int | None, ready, *, delay: float = 0.0
+               ) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``cmd``; once ``ready()`` is true (polled every 50 ms), wait ``delay`` seconds and send
+    ``sig`` if it is still running. Returns the result and its wall time (with ``sig`` None: an
+    uninterrupted run)."""
+    t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    deadline = time.monotonic() + 120
-    while not _written_since(started, t0) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    t_work = time.monotonic()
     if sig is not None:
-        time.sleep(after)
+        deadline = t0 + 120
+        while proc.poll() is None and time.monotonic() < deadline and not ready():
+            time.sleep(0.05)
+        time.sleep(delay)
         if proc.poll() is None:
             proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), time.monotonic() - t_work
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), time.monotonic() - t0
 
 
 def test_surface_killed_at_random_moments_resumes_to_the_uninterrupted_result(own, tmp_path):
     fresh = tmp_path / "fresh.h5"
-    done, work = _kill_at(_surface_cmd(own, fresh), None, 0.0, started=fresh)
+    done, _ = _kill_when(_surface_cmd(own, fresh), None, lambda: True)
     assert done.returncode == 0, done.stderr
     expected = load_surface(fresh).values["train_loss"]
+    points = expected.size
     rng = random.Random(12)
-    trials = [(signal.SIGKILL, rng.uniform(0.05, 0.45)), (signal.SIGTERM, rng.uniform(0.05, 0.45))]
     out = tmp_path / "killed.h5"
-    interrupted = 0
-    for sig, fraction in trials:
-        # a moment as a fraction of the work still to do (a later trial resumes the earlier one's
-        # points), so that it lands in the work on any machine, however fast
-        left = 1.0 - (load_surface(out).done.mean() if out.exists() else 0.0)
-        r, _ = _kill_at(_surface_cmd(own, out), sig, fraction * left * work, started=out)
+    interrupted, trials = 0, []
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        # after 5-45 % of the points still to do (a later trial resumes the earlier one's): at least
+        # half the grid is left when the signal goes, hundreds of milliseconds of work at any speed
+        before = _points_saved(out)
+        target = before + max(1, round(rng.uniform(0.05, 0.45) * (points - before)))
+        r, _ = _kill_when(_surface_cmd(own, out), sig, lambda: _points_saved(out) >= target)
+        trials.append(f"{sig.name}: from {before} to {target} of {points} points, exit {r.returncode}, "
+                      f"{_points_saved(out)} saved; stderr {r.stderr.strip()[-300:]!r}")
         if r.returncode == 0:
             continue  # it finished first: nothing to resume this time
         interrupted += not load_surface(out).done.all()
@@ -100,7 +111,7 @@ def test_surface_killed_at_random_moments_resumes_to_the_uninterrupted_result(ow
             assert r.stderr.strip().splitlines()[-1].startswith("terminated (SIGTERM): finished points")
         else:
             assert r.returncode == -signal.SIGKILL
-    assert interrupted == len(trials), "a kill came too late to interrupt anything: the trial proves less"
+    assert interrupted == 2, "a kill came too late to interrupt anything: the trial proves less\n" + "\n".join(trials)
     again = subprocess.run(_surface_cmd(own, out), capture_output=True, text=True, env=ENV, timeout=300)
     assert again.returncode == 0, again.stderr
     resumed = load_surface(out)
@@ -125,19 +136,20 @@ TRAIN_PY = textwrap.dedent('''
 def test_training_killed_at_random_moments_resumes_to_the_uninterrupted_weights(tmp_path):
     script = tmp_path / "train_tiny.py"
     script.write_text(TRAIN_PY)
-    fresh, work = _kill_at([sys.executable, str(script), str(tmp_path / "fresh")], None, 0.0,
-                           started=_entry_marker(tmp_path / "fresh"))
+    fresh, seconds = _kill_when([sys.executable, str(script), str(tmp_path / "fresh")], None, lambda: True)
     assert fresh.returncode == 0, fresh.stderr
+    epoch = seconds / EPOCHS  # more than one epoch takes (the run also imports torch and draws the data)
     rng = random.Random(3)
     cache = tmp_path / "killed"
     interrupted = 0
     for sig in (signal.SIGKILL, signal.SIGTERM):
-        # config.json is written when a run takes the entry: the kill lands in the training, at a
-        # fraction of the epochs still to train (a later trial resumes the earlier one's)
-        saved = len(list(_entry_marker(cache).parent.glob("epoch-*.pt"))) - 1  # epoch 0 is the init
-        left = 1.0 - max(saved, 0) / EPOCHS
-        r, _ = _kill_at([sys.executable, str(script), str(cache)], sig, rng.uniform(0.05, 0.45) * left * work,
-                        started=_entry_marker(cache))
+        # once the run has saved one or two more epochs than it started from (never beyond the
+        # fourth of six), then 5-60 % of that bound later: inside the next epoch or the one after,
+        # with at least one still to go even if the bound is twice an epoch
+        before = _epochs_saved(cache)
+        target = min(before + rng.randint(1, 2), EPOCHS - 2)
+        r, _ = _kill_when([sys.executable, str(script), str(cache)], sig, lambda: _epochs_saved(cache) >= target,
+                          delay=rng.uniform(0.05, 0.6) * epoch)
         interrupted += r.returncode != 0
     assert interrupted == 2, "a kill came too late to interrupt anything: the trial proves less"
     again = subprocess.run([sys.executable, str(script), str(cache)], capture_output=True, text=True, env=ENV,
