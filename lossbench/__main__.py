@@ -603,6 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(_join_axis_values(sys.argv[1:] if argv is None else argv))
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from . import stop
     from ._malloc import keep_freed_memory_once
     from .errors import LossbenchError
 
@@ -611,6 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def on_sigterm(signum, frame):  # what batch schedulers send: save and stop as on Ctrl-C
         terminated.append(signum)
+        stop.request(signum)  # raised again at the next point or step if this one is swallowed
         raise KeyboardInterrupt
 
     restore = None
@@ -630,6 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 143 if terminated else 130
     finally:
+        stop.clear()
         if restore is not None:
             signal.signal(signal.SIGTERM, restore)
 

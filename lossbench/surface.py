@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import stop
 from ._malloc import keep_freed_memory_once
 from ._progress import progress_bar
 from .directions import Direction, check_compatible, model_tensors
@@ -288,6 +289,7 @@ def compute_grid(
                 if on_checkpoint is not None and time.monotonic() - last_flush >= checkpoint_seconds:
                     on_checkpoint(surface)
                     last_flush, dirty = time.monotonic(), False
+                stop.check()  # a SIGTERM whose KeyboardInterrupt was swallowed (see lossbench.stop)
     finally:
         bar.close()
         if on_checkpoint is not None and dirty:

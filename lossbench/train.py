@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import __version__
+from . import __version__, stop
 from ._io import torch_save_atomic, write_text_atomic
 from ._progress import progress_bar
 from .config import NORMAL_INIT_STD, RunConfig
@@ -437,6 +437,7 @@ def _train_locked(
                 seen += len(yb)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", refresh=False)
+                stop.check()  # a SIGTERM whose KeyboardInterrupt was swallowed (see lossbench.stop)
             test = evaluate(model, loss_fn, test_batches)
             row = dict(epoch=epoch + 1, lr=lr, train_loss=loss_sum / seen, train_acc=correct / seen,
                        test_loss=test.loss, test_acc=test.acc, seconds=time.perf_counter() - t_epoch)

@@ -149,3 +149,27 @@ def test_eta_without_betas_is_an_error():
     batches = [(torch.randn(4, *model[0].weight.shape[1:]), torch.zeros(4, dtype=torch.long))]
     with pytest.raises(ValueError, match="eta and betas together"):
         compute_surface(model, cross_entropy(), {"train": batches}, delta=d, eta=d, alphas=np.zeros(1))
+
+
+def test_a_stop_request_whose_interrupt_was_swallowed_stops_the_grid_at_the_next_point():
+    """The CLI's SIGTERM handler raises KeyboardInterrupt and records the request; when the raise lands
+    in a finalizer Python swallows it ("Exception ignored"), so the loop raises it at its next point,
+    after flushing the points it finished."""
+    from lossbench import stop
+
+    model = mlp()
+    delta = create_random_direction(model, seed=0)
+    flushed = []
+
+    def swallowed_sigterm(partial):  # as if the signal's KeyboardInterrupt had been lost right here
+        flushed.append(int(partial.done.sum()))
+        if len(flushed) == 3:
+            stop.request(15)
+
+    try:
+        with pytest.raises(KeyboardInterrupt, match="signal 15"):
+            compute_surface(model, nn.MSELoss(), {"train": regression_batches()}, delta=delta,
+                            alphas=np.linspace(-1, 1, 9), on_checkpoint=swallowed_sigterm, checkpoint_seconds=0)
+    finally:
+        stop.clear()
+    assert flushed == [1, 2, 3]  # stopped right after the third point was saved: no fourth point computed
