@@ -123,7 +123,7 @@ def _evaluate_on_two_cores(model, x, y) -> tuple[float, float]:
     from concurrent.futures import ThreadPoolExecutor
 
     batches = make_batches(x, y, 500)
-    halves = [batches[: len(batches) // 2], batches[len(batches) // 2 :]]
+    halves = [h for h in (batches[: len(batches) // 2], batches[len(batches) // 2 :]) if h]  # one batch: one half
     with _intra_op_threads(TRAIN_THREADS), ThreadPoolExecutor(2) as pool:
         parts = list(pool.map(lambda part: evaluate(model, cross_entropy(), part), halves))
     n = sum(p.n for p in parts)
