@@ -11,11 +11,13 @@ is tested against ``torch.linalg.eigvalsh`` on explicit matrices.
 
 **lambda_min.** The authors find lambda_max by power iteration, then run it again on H - lambda_max I
 to reach lambda_min. We run one Lanczos process with full reorthogonalisation and read both ends of
-its Ritz spectrum: Lanczos converges at both extremes of the spectrum at once, and a small or
-positive lambda_min is found as reliably as a negative one (no shift to choose). Each end has its own
-residual bound ``|beta_k s_k|`` (Parlett); an end whose bound exceeds ``tol * max |lambda|`` (the spectrum's scale) after
-``max_iter`` steps is reported with ``converged=False``; :func:`eig_ratio_map` then stores NaN there
-rather than a number that is not an answer.
+its Ritz spectrum: Lanczos converges at both extremes of the spectrum at once (no shift to choose).
+Each end has its own residual bound ``|beta_k s_k|`` (Parlett) and is judged against *its own*
+``|lambda|``: a lambda_min of 1e-3 lambda_max accepted at 1e-2 of lambda_max (the former rule) can
+have the wrong sign. An end whose bound exceeds ``tol * |lambda|`` after ``max_iter`` steps is
+``converged=False``; a lambda_min whose size is below ``floor * max |lambda|`` (1e-6 by default) is
+below the resolution of float32 Hessian-vector products and is reported as unresolved too. Callers
+store NaN (with the reason) for an end that did not converge, never a number that is not an answer.
 """
 
 from __future__ import annotations
@@ -104,6 +106,11 @@ def _hvp(model: nn.Module, loss_fn: LossFn, batches: list[Batch], v: Mapping[str
     return dict(zip(names, out))
 
 
+#: Below this fraction of the spectrum's scale max |lambda| an eigenvalue is not resolved: the
+#: float32 Hessian-vector products of a net differ from float64 ones by ~1e-6 of |H v| (README).
+EIG_FLOOR = 1e-6
+
+
 @dataclass(frozen=True)
 class EigenResult:
     """Extreme eigenvalues from Lanczos.
@@ -111,10 +118,13 @@ class EigenResult:
     Attributes:
         eig_max, eig_min: largest and smallest Ritz values (nats / unit^2 for a loss Hessian).
         iterations: Lanczos steps taken.
-        converged: both ends within tolerance.
-        converged_max, converged_min: each end separately.
+        converged: both ends converged.
+        converged_max, converged_min: each end separately: residual bound <= tol * its own |lambda|.
         residual_max, residual_min: the residual bounds |beta_k s_k| of the two Ritz pairs.
         tol: the relative tolerance asked for.
+        note_max, note_min: why an end is not converged ("" when it is): too few steps, or (lambda_min)
+            below ``floor`` times the spectrum's scale.
+        min_below_floor: lambda_min is resolved to be that small (an answer, if not a number).
     """
 
     eig_max: float
@@ -126,28 +136,39 @@ class EigenResult:
     residual_max: float
     residual_min: float
     tol: float
+    note_max: str = ""
+    note_min: str = ""
+    min_below_floor: bool = False
 
     @property
     def eig_ratio(self) -> float:
         """|lambda_min / lambda_max| (the paper's convexity measure), NaN unless both ends converged."""
         return float(eig_ratio(self.eig_min, self.eig_max)) if self.converged else math.nan
 
+    @property
+    def values(self) -> tuple[float, float]:
+        """(lambda_max, lambda_min), NaN at an end that did not converge."""
+        return (self.eig_max if self.converged_max else math.nan, self.eig_min if self.converged_min else math.nan)
 
-def lanczos(matvec: Callable[[Tensor], Tensor], dim: int, *, max_iter: int = 100, tol: float = 1e-3,
-            generator: torch.Generator | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,
-            device: torch.device | str = "cpu") -> EigenResult:
+
+def lanczos(matvec: Callable[[Tensor], Tensor], dim: int, *, max_iter: int = 200, tol: float = 1e-3,
+            floor: float = EIG_FLOOR, generator: torch.Generator | None = None, seed: int = 0,
+            dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> EigenResult:
     """Extreme eigenvalues of a symmetric operator of size ``dim`` by Lanczos with full reorthogonalisation.
 
     Args:
         matvec: ``v (dim,) -> A v (dim,)``.
         max_iter: at most this many steps (capped at ``dim``).
-        tol: stop when both extreme Ritz pairs have residual bound <= tol * (the spectrum's scale,
-            max |lambda|): judged against its own |lambda|, a lambda_min near 0 would rarely converge
-            and turn NaN exactly where the surface is convex.
+        tol: an end is converged when its Ritz pair's residual bound is <= tol * its own |lambda|; the
+            run stops when both are (or when lambda_min is resolved to lie below ``floor``).
+        floor: a lambda_min with |theta_min| + residual <= floor * max |lambda| is unresolved: its size is
+            below what the products resolve, so neither it nor its sign is reported.
         generator, seed: the start vector is Gaussian from ``generator`` (or a new one seeded ``seed``).
     """
     if dim < 1:
         raise ValueError(f"dim={dim} must be positive")
+    if not 0 < tol < 1:
+        raise ValueError(f"tol={tol} must be in (0, 1)")
     g = generator if generator is not None else torch.Generator().manual_seed(seed)
     q = torch.randn(dim, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
     q = q / q.norm()
@@ -168,13 +189,19 @@ def lanczos(matvec: Callable[[Tensor], Tensor], dim: int, *, max_iter: int = 100
         T = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
         theta, S = np.linalg.eigh(T)
         res = np.abs(b * S[-1, :])  # residual bound of each Ritz pair
-        scale = max(abs(theta[-1]), abs(theta[0]), 1e-30)
-        ok_max = res[-1] <= tol * scale
-        ok_min = res[0] <= tol * scale
+        scale = max(abs(theta[-1]), abs(theta[0]), 1e-300)
         invariant = b <= 1e-12 * scale  # Krylov space exhausted: the Ritz values are exact
-        result = EigenResult(float(theta[-1]), float(theta[0]), k + 1, bool((ok_max and ok_min) or invariant),
-                             bool(ok_max or invariant), bool(ok_min or invariant), float(res[-1]), float(res[0]), tol)
-        if result.converged:
+        ok_max = bool(invariant or res[-1] <= tol * abs(theta[-1]))
+        ok_min = bool(invariant or res[0] <= tol * abs(theta[0]))
+        tiny_min = not ok_min and abs(theta[0]) + res[0] <= floor * scale
+        last = k + 1 == steps
+        note_max = "" if ok_max else f"residual {res[-1]:.2g} > {tol:g} x |lambda_max| after {k + 1} steps"
+        note_min = ("" if ok_min else
+                    f"|lambda_min| < {floor:g} x max |lambda|: below the resolution of the products" if tiny_min else
+                    f"residual {res[0]:.2g} > {tol:g} x |lambda_min| after {k + 1} steps")
+        result = EigenResult(float(theta[-1]), float(theta[0]), k + 1, ok_max and ok_min, ok_max, ok_min,
+                             float(res[-1]), float(res[0]), tol, note_max, note_min, bool(tiny_min))
+        if (ok_max and (ok_min or tiny_min)) or last:
             break
         betas.append(b)
         basis.append(w / b)
@@ -194,8 +221,9 @@ def _unflatten(x: Tensor, like: Mapping[str, Tensor]) -> Direction:
 
 
 def hessian_eigs(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *, ignore: str = "biasbn",
-                 max_iter: int = 100, tol: float = 1e-3, seed: int = 0) -> EigenResult:
-    """lambda_max and lambda_min of the loss Hessian of ``model`` at its current weights."""
+                 max_iter: int = 200, tol: float = 1e-3, floor: float = EIG_FLOOR, seed: int = 0) -> EigenResult:
+    """lambda_max and lambda_min of the loss Hessian of ``model`` at its current weights (:func:`lanczos`:
+    each end to ``tol`` of its own size, NaN-worthy ends flagged)."""
     batches = as_batches(batches)
     check_loss_fn(loss_fn)
     params = hessian_params(model, ignore)
@@ -208,7 +236,7 @@ def hessian_eigs(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *,
         hv = _hvp(model, loss_fn, batches, _unflatten(x.to(dtype), like), ignore=ignore)
         return _flatten(hv, list(like)).to(torch.float64)
 
-    return lanczos(matvec, dim, max_iter=max_iter, tol=tol, seed=seed, device=device)
+    return lanczos(matvec, dim, max_iter=max_iter, tol=tol, floor=floor, seed=seed, device=device)
 
 
 @dataclass(frozen=True)
@@ -242,7 +270,7 @@ EIG_KEYS = ("max_eig", "min_eig", "eig_converged")
 
 
 def eig_ratio_map(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *, delta: Direction, eta: Direction,
-                  alphas: np.ndarray, betas: np.ndarray, ignore: str = "biasbn", max_iter: int = 100,
+                  alphas: np.ndarray, betas: np.ndarray, ignore: str = "biasbn", max_iter: int = 200,
                   tol: float = 1e-3, seed: int = 0, resume: Surface | None = None, attrs=None,
                   on_checkpoint=None, checkpoint_seconds: float = 30.0, progress: bool | None = None) -> Surface:
     """lambda_max and lambda_min at every point of a 2D grid (the same directions as a loss surface).
@@ -256,9 +284,8 @@ def eig_ratio_map(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *
 
     def measure(m: nn.Module) -> dict[str, float]:
         r = hessian_eigs(m, loss_fn, batches, ignore=ignore, max_iter=max_iter, tol=tol, seed=seed)
-        return {"max_eig": r.eig_max if r.converged_max else math.nan,
-                "min_eig": r.eig_min if r.converged_min else math.nan,
-                "eig_converged": float(r.converged)}
+        eig_max, eig_min = r.values
+        return {"max_eig": eig_max, "min_eig": eig_min, "eig_converged": float(r.converged)}
 
     return compute_grid(model, measure, EIG_KEYS, delta=delta, eta=eta, alphas=alphas, betas=betas,
                         dir_type="weights", resume=resume, attrs=attrs, on_checkpoint=on_checkpoint,

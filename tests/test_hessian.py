@@ -154,17 +154,54 @@ def test_hessian_cli_point_and_map(tmp_path, capsys):
     assert (tmp_path / "eig-ratio.png").exists()
 
 
-def test_a_lambda_min_near_zero_converges_against_the_spectrum_scale():
-    """lambda_min = 1e-6 lambda_max: judged against its own |lambda| (1e-9 here) it would stay
-    unconverged and the convexity map would get NaN exactly where the surface is convex."""
-    rng = np.random.default_rng(1)
-    evals = np.concatenate([[1e-6], np.linspace(2e-3, 0.5, 198), [1.0]])
-    q, _ = np.linalg.qr(rng.normal(size=(200, 200)))
-    A = torch.tensor(q @ np.diag(evals) @ q.T)
-    r = lanczos(lambda v: A @ v, 200, max_iter=40, tol=1e-3)
-    assert r.converged_min and r.converged_max and not math.isnan(r.eig_ratio)
-    assert abs(r.eig_min - 1e-6) <= 1e-3 * 1.0 and r.eig_max == pytest.approx(1.0, rel=1e-3)
-    assert r.residual_min <= 1e-3 * max(abs(r.eig_max), abs(r.eig_min))
+def _operator(evals, seed=1):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(len(evals), len(evals))))
+    return torch.tensor(q @ np.diag(evals) @ q.T)
+
+
+def test_lambda_min_is_judged_against_its_own_size():
+    """lambda_min = -2e-3 lambda_max: to 1e-3 of itself, not of lambda_max."""
+    evals = np.concatenate([[-2e-3], np.linspace(1e-2, 0.5, 198), [1.0]])
+    A = _operator(evals)
+    r = lanczos(lambda v: A @ v, 200, max_iter=200, tol=1e-3)
+    assert r.converged and r.note_min == "" and r.residual_min <= 1e-3 * abs(r.eig_min)
+    assert r.eig_min == pytest.approx(-2e-3, rel=1e-3) and r.eig_max == pytest.approx(1.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("steps", range(1, 41))
+def test_a_converged_lambda_min_never_has_the_wrong_sign(steps):
+    """Stopped after any number of steps (the suite's former rule stopped after 4, with a residual
+    hundreds of times lambda_min: issue 21), an end is either converged with the right sign and within
+    tol of the true value, or NaN with a reason; never a number of the wrong sign."""
+    evals = np.concatenate([[-2e-3], np.linspace(1e-3, 0.5, 198), [1.0]])
+    A = _operator(evals, seed=2)
+    r = lanczos(lambda v: A @ v, 200, max_iter=steps, tol=1e-2)
+    eig_max, eig_min = r.values
+    if r.converged_min:
+        assert eig_min < 0 and abs(eig_min + 2e-3) <= 2e-2 * 2e-3
+    else:
+        assert math.isnan(eig_min) and r.note_min and math.isnan(r.eig_ratio)
+    if r.converged_max:
+        assert abs(eig_max - 1.0) <= 2e-2
+
+
+def test_a_lambda_min_below_the_floor_is_unresolved_not_a_number():
+    """lambda_min = 1e-8 lambda_max cannot be resolved at its own size: NaN with the reason, and the
+    run stops once that is known instead of running to max_iter."""
+    evals = np.concatenate([[1e-8], np.linspace(2e-3, 0.5, 198), [1.0]])
+    A = _operator(evals)
+    r = lanczos(lambda v: A @ v, 200, max_iter=200, tol=1e-3)
+    assert r.converged_max and not r.converged_min and r.min_below_floor
+    assert math.isnan(r.values[1]) and math.isnan(r.eig_ratio) and "below the resolution" in r.note_min
+    assert r.iterations < 200
+
+
+def test_the_floor_rule_is_what_stops_it():
+    """Mutant: without the floor the same operator runs to max_iter and still has no answer."""
+    evals = np.concatenate([[1e-8], np.linspace(2e-3, 0.5, 198), [1.0]])
+    A = _operator(evals)
+    r = lanczos(lambda v: A @ v, 200, max_iter=60, tol=1e-3, floor=0.0)
+    assert not r.converged_min and not r.min_below_floor and r.iterations == 60
 
 
 def _old_float32_hvp(net, data, v):
