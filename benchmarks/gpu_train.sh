@@ -1,35 +1,47 @@
 #!/usr/bin/env bash
-# On a lent GPU, in one go: train the small scale's nets not shipped yet and its GPU-only nets
-# (ResNet-110 with/without shortcuts, ResNet-56 at widths 2 and 4), one process per net on the one
-# GPU; ship them (finals re-scored on the CPU); study the GPU-only nets (benchmarks/gpu_extras.py).
-# Usage (repository root, on the GPU machine): bash benchmarks/gpu_train.sh OUTDIR TRAIN_LIMIT_S ID...
-# The shipped files are packed into OUTDIR/nets-*.tar (at most ~14 MB each, so they come back) before the
-# study of the GPU-only nets, the step most likely to be cut short.
+# On a lent GPU, in one go: train the small scale's nets at the given training seeds (one process per
+# net, PARALLEL at a time on the one card, longest first), ship them (finals re-scored on the CPU), and
+# pack what comes back into tars of at most 15 MB (benchmarks/pack.py).
+# Usage (repository root, on the GPU machine):
+#   bash benchmarks/gpu_train.sh OUTDIR DEADLINE_S PARALLEL JOB...      JOB = CONFIG_ID:SEED (a seed-0 id)
+# Training stops at DEADLINE_S after the start (unfinished nets are listed, not shipped); shipping and
+# packing take about a minute after it. Packs: nets-*.tar (baselines/small/nets), meta.tar (provenance of
+# seed-nets/ and gpu-nets/, logs), seeds-<S>-*.tar (seed-nets weights of seed S); whatever does not fit
+# the 64 MB that one call brings back is left in /tmp/lossbench-pending for a second call
+# (`cp /tmp/lossbench-pending/* $OUT`).
 set -u
-out=${1:?output folder}; limit=${2:?seconds}; shift 2
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-cache=/tmp/lossbench-cache; mkdir -p "$out" "$cache"; log="$out/gpu_train.log"
+out=${1:?output folder}; deadline_s=${2:?seconds}; par=${3:?parallel processes}; shift 3
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+export cache=/tmp/lossbench-cache logs=/tmp/lossbench-logs
+# a dry run on a CPU: LOSSBENCH_DEVICE=cpu LOSSBENCH_SCALE=ci bash benchmarks/gpu_train.sh ...
+export scale=${LOSSBENCH_SCALE:-small} device=${LOSSBENCH_DEVICE:-cuda}
+rm -rf "baselines/$scale/nets" "baselines/$scale/seed-nets" "baselines/$scale/gpu-nets"  # only what this run ships
+mkdir -p "$out" "$cache" "$logs"; log="$logs/gpu_train.log"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
-  nproc; date; } >>"$log" 2>&1
-t0=$SECONDS
-for id in "$@"; do
-  timeout "$limit" python3 -m lossbench train --scale small --all --only "$id" --device cuda --cache-dir "$cache" \
-      >"$out/train-$id.txt" 2>&1 &
-done
-wait
-echo "=== training done in $((SECONDS - t0)) s" >>"$log"
-for id in "$@"; do echo "--- $id"; grep -v "^\s*$" "$out/train-$id.txt" | tail -n 3; rm -f "$out/train-$id.txt"; done >>"$log"
-# one process per net: re-scoring a wide net on one CPU thread takes a minute or more
-for id in "$@"; do
-  timeout 170 python3 -m lossbench ship --scale small --cache-dir "$cache" --commit "${LOSSBENCH_COMMIT:-unknown}" --only "$id" \
-      >"$out/ship-$id.txt" 2>&1 &
-done
-wait
-for id in "$@"; do grep -v "^\s*$" "$out/ship-$id.txt" | tail -n 2; rm -f "$out/ship-$id.txt"; done >>"$log"
-echo "=== shipped at $((SECONDS - t0)) s" >>"$log"
-( cd baselines/small/nets
-  tar cf "$out/nets-matrix.tar" resnet20-*2000* resnet56-*bs2000* resnet20-sgd-* resnet56-w4-bs128-s0.json
-  tar cf "$out/nets-r110.tar" resnet110-*; tar cf "$out/nets-w2.tar" resnet56-w2-*; ls -l ) >>"$log" 2>&1
-timeout 100 python3 benchmarks/gpu_extras.py --device cuda -o "$out/gpu-extras.json" >>"$log" 2>&1
-echo "=== extras studied at $((SECONDS - t0)) s (rc $?)" >>"$log"
+  python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
+  nproc --all; date; } >>"$log" 2>&1
+t0=$(date +%s); export end=$((t0 + deadline_s))
+train_one() {  # CONFIG_ID:SEED
+    local id=${1%:*} seed=${1#*:} left=$((end - $(date +%s)))
+    [ "$left" -gt 5 ] || { echo "not started: $1"; return; }
+    timeout "$left" python3 -m lossbench train --scale "$scale" --all --only "$id" --seed "$seed" --device "$device" \
+        --cache-dir "$cache" >"$logs/train-$1.txt" 2>&1
+    echo "$1: rc $? at $(( $(date +%s) - t0 )) s"
+}
+export -f train_one; export t0
+printf '%s\n' "$@" | xargs -P "$par" -I{} bash -c 'train_one {}' >>"$log" 2>&1
+echo "=== training done in $(( $(date +%s) - t0 )) s" >>"$log"
+for job in "$@"; do echo "--- $job"; grep -v "^\s*$" "$logs/train-$job.txt" 2>/dev/null | tail -n 2; done >>"$log"
+ship_one() {  # CONFIG_ID:SEED
+    timeout 240 python3 -m lossbench ship --scale "$scale" --cache-dir "$cache" --commit "${LOSSBENCH_COMMIT:-unknown}" \
+        --only "${1%:*}" --seeds "${1#*:}" 2>&1 | grep -v "^\s*$" | tail -n 2
+}
+export -f ship_one
+printf '%s\n' "$@" | xargs -P "$(nproc --all)" -I{} bash -c 'ship_one {}' >>"$log" 2>&1
+echo "=== shipped at $(( $(date +%s) - t0 )) s" >>"$log"
+cp "$log" "$out/"
+python3 benchmarks/pack.py --out "$out" --pending /tmp/lossbench-pending --budget-mb 60 \
+    nets=baselines/$scale/nets/ \
+    meta=baselines/$scale/seed-nets/*.json,baselines/$scale/seed-nets/*.pca.pt,baselines/$scale/gpu-nets/*.json,$logs/ \
+    seeds-1=baselines/$scale/seed-nets/*-s1.pt seeds-2=baselines/$scale/seed-nets/*-s2.pt >>"$out/gpu_train.log" 2>&1
+echo "=== packed at $(( $(date +%s) - t0 )) s" >>"$out/gpu_train.log"

@@ -399,8 +399,10 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
                    help="biasbn: Hessian over conv/linear weights only, as the authors (default)")
     p.add_argument("--eval-samples", type=int, default=None, help="training images per Hessian-vector product (default: the scale's)")
     p.add_argument("--eval-batch", type=int, default=500, help="images per forward pass (default 500)")
-    p.add_argument("--max-iter", type=int, default=100, help="Lanczos steps at most (default 100)")
-    p.add_argument("--tol", type=float, default=1e-3, help="relative residual tolerance (default 1e-3)")
+    p.add_argument("--max-iter", type=int, default=200, help="Lanczos steps at most (default 200)")
+    p.add_argument("--tol", type=float, default=1e-3,
+                   help="residual tolerance of each end relative to its own |lambda| (default 1e-3); an end that "
+                        "does not reach it is reported as unresolved, never as a number")
     p.add_argument("--trace-probes", type=int, default=0, help="also estimate tr(H) with this many Rademacher probes")
     p.add_argument("-o", "--output", default=None, help="map output (default results/<config_id>/eig-map.h5)")
     p.add_argument("--overwrite", action="store_true", help="start the map over even if the output exists")
@@ -435,16 +437,21 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         batches = make_batches(data.x_train[:n], data.y_train[:n], args.eval_batch, device=device)
         r = hessian_eigs(model, loss_fn, batches, ignore=args.ignore, max_iter=args.max_iter, tol=args.tol,
                          seed=args.seed)
-        state = "converged" if r.converged else "NOT converged (raise --max-iter or --tol)"
-        print(f"{name}: lambda_max {r.eig_max:.6g}  lambda_min {r.eig_min:.6g}  "
-              f"|min/max| {float(eig_ratio(r.eig_min, r.eig_max)):.4g}  ({r.iterations} Lanczos steps, {state}; "
+        eig_max, eig_min = r.values
+
+        def shown(value: float, note: str) -> str:
+            return f"{value:.6g}" if note == "" else f"unresolved ({note})"
+
+        state = "converged" if r.converged else "NOT converged at one end (raise --max-iter)"
+        print(f"{name}: lambda_max {shown(eig_max, r.note_max)}  lambda_min {shown(eig_min, r.note_min)}  "
+              f"|min/max| {float(eig_ratio(eig_min, eig_max)):.4g}  ({r.iterations} Lanczos steps, {state}; "
               f"residuals {r.residual_max:.2g}, {r.residual_min:.2g}); Hessian over {len(scope)} tensors, "
               f"{count} parameters (--ignore {args.ignore}), {n} samples")
         if args.trace_probes:
             t = hutchinson_trace(model, loss_fn, batches, probes=args.trace_probes, ignore=args.ignore,
                                  seed=args.seed)
             print(f"{name}: trace {t.trace:.6g} +- {t.stderr:.2g} (standard error, {t.probes} probes)")
-        return 0 if r.converged else 1
+        return 0 if r.converged_max and (r.converged_min or r.min_below_floor) else 1
     spec = SurfaceSpec(x=args.x, y=args.y, norm="filter", ignore=args.ignore, seed=args.seed, eval_samples=n,
                        eval_batch=args.eval_batch)
     out = Path(args.output or Path("results") / name / "eig-map.h5")
@@ -528,7 +535,11 @@ def _add_ship(sub: argparse._SubParsersAction) -> None:
                                    "repository, so the reproduction evaluates them without training.",
                        epilog=EPILOG_SHIP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(p.add_argument)
-    p.add_argument("--only", nargs="+", default=None, metavar="CONFIG_ID", help="just these config ids")
+    p.add_argument("--only", nargs="+", default=None, metavar="CONFIG_ID", help="just these config ids (seed 0 ids)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                   help="training seeds to ship (default 0). Seed 0 of the matrix goes to nets/ (weights in git), "
+                        "other seeds to seed-nets/ and the GPU-only configs to gpu-nets/ (provenance in git, "
+                        "weights not)")
     p.add_argument("--baselines-dir", default="baselines", help="root of the baselines (default ./baselines)")
     p.add_argument("--commit", default=None,
                    help="the commit that trained the nets, recorded in the provenance (default: git's HEAD; "
@@ -551,8 +562,12 @@ def cmd_ship(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: unknown config id(s) {', '.join(unknown)} in scale {args.scale!r}")
         configs = [by_id[name] for name in args.only]
     commit = args.commit or provenance()["commit"]
+    matrix = {c.config_hash for c in get_scale(args.scale).all_configs}
+    configs = [c.replace(seed=seed) for seed in args.seeds for c in configs]
     shipped = 0
     for config in configs:
+        kind = ("nets" if config.seed == 0 else "seed-nets") if config.replace(seed=0).config_hash in matrix \
+            else "gpu-nets"
         try:
             result = load_trained(config, cache_dir=args.cache_dir)
         except CheckpointError as exc:
@@ -560,7 +575,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
             continue
         recipe = "paper-sgd" if config.optimizer == "sgd" else "seed"
         path = ship(result, args.baselines_dir, args.scale, recipe=recipe, commit=commit,
-                    converged=converged)
+                    converged=converged, kind=kind)
         f = result.final
         print(f"shipped {config.config_id:<34} train acc {f['train_acc']:.3f} test acc {f['test_acc']:.3f} -> {path}")
         shipped += 1

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .config import RunConfig
+from .config import SYNTHETIC_DATASETS, RunConfig
 from .errors import DataError
 
 NUM_CLASSES = 10
@@ -74,12 +74,43 @@ class ImageData:
             raise ValueError(f"unknown split {which!r}; expected train or test")
 
 
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """How the synthetic images vary; the defaults are the ``synthetic`` data set (the ``ci`` scale's).
+
+    Attributes:
+        size_min, size_range: the shape's half-extent is uniform in [size_min, size_min + size_range],
+            as a fraction of the image side.
+        max_angle: rotation uniform in [-max_angle, max_angle], degrees. Beyond about 22 degrees a
+            rotated square can look like a diamond and a plus like a cross: the classes overlap.
+        contrast_min, contrast_range: per-channel foreground offset from the background, in [0, 1] pixel
+            units, uniform in [contrast_min, contrast_min + contrast_range].
+        pixel_noise: standard deviation of the i.i.d. Gaussian pixel noise, [0, 1] pixel units.
+        label_noise: fraction of *training* labels replaced by another class, uniformly (test labels
+            stay true), so fitting the training set means memorising them.
+    """
+
+    size_min: float = 0.20
+    size_range: float = 0.10
+    max_angle: float = 15.0
+    contrast_min: float = 0.35
+    contrast_range: float = 0.30
+    pixel_noise: float = 0.06
+    label_noise: float = 0.0
+
+    @classmethod
+    def named(cls, dataset: str) -> "SyntheticSpec":
+        """The spec of a synthetic data set named in :data:`lossbench.config.SYNTHETIC_DATASETS`."""
+        if dataset not in SYNTHETIC_DATASETS:
+            raise ValueError(f"unknown synthetic data set {dataset!r}; expected one of {', '.join(SYNTHETIC_DATASETS)}")
+        return cls(**SYNTHETIC_DATASETS[dataset])
+
+
 def load_dataset(config: RunConfig, *, data_dir: str | Path | None = None, download: bool = False) -> ImageData:
     """The data set a :class:`RunConfig` asks for."""
-    if config.dataset == "synthetic":
-        return make_synthetic(
-            n_train=config.n_train, n_test=config.n_test, image_size=config.image_size, seed=config.data_seed
-        )
+    if config.dataset in SYNTHETIC_DATASETS:
+        return make_synthetic(n_train=config.n_train, n_test=config.n_test, image_size=config.image_size,
+                              seed=config.data_seed, spec=SyntheticSpec.named(config.dataset), name=config.dataset)
     elif config.dataset == "cifar10":
         if config.image_size != 32:
             raise ValueError(f"cifar10 images are 32x32; got image_size={config.image_size}")
@@ -88,7 +119,7 @@ def load_dataset(config: RunConfig, *, data_dir: str | Path | None = None, downl
                             f"holds '{CIFAR10_FOLDER}'")
         return load_cifar10(data_dir, n_train=config.n_train, n_test=config.n_test, download=download)
     else:
-        raise ValueError(f"unknown dataset {config.dataset!r}; expected synthetic or cifar10")
+        raise ValueError(f"unknown dataset {config.dataset!r}; expected one of {', '.join(SYNTHETIC_DATASETS)}, cifar10")
 
 
 # ----------------------------------------------------------------------------- synthetic
@@ -122,18 +153,20 @@ def _shape_distance(cls: Tensor, u: Tensor, v: Tensor) -> Tensor:
     return fields.gather(0, cls.view(1, -1, 1, 1).expand(1, *u.shape)).squeeze(0)
 
 
-def _synthetic_chunk(n: int, image_size: int, generator: torch.Generator, first_label: int) -> tuple[Tensor, Tensor]:
-    """``n`` images in [0, 1], (n, 3, S, S) float32, and their labels (cyclic from ``first_label``)."""
+def _synthetic_chunk(n: int, image_size: int, generator: torch.Generator, first_label: int,
+                     spec: SyntheticSpec = SyntheticSpec()) -> tuple[Tensor, Tensor]:
+    """``n`` images in [0, 1], (n, 3, S, S) float32, and their true labels (cyclic from ``first_label``)."""
     g = generator
     labels = (torch.arange(n) + first_label) % NUM_CLASSES
-    size = 0.20 + 0.10 * torch.rand(n, generator=g)  # half-extent, fraction of the image side
+    size = spec.size_min + spec.size_range * torch.rand(n, generator=g)  # half-extent, fraction of the side
     centre = 0.32 + 0.36 * torch.rand(n, 2, generator=g)
-    angle = (torch.rand(n, generator=g) - 0.5) * math.radians(30)
+    angle = (torch.rand(n, generator=g) - 0.5) * math.radians(2 * spec.max_angle)
     background = torch.rand(n, 3, generator=g)
     polarity = torch.where(background.mean(1, keepdim=True) < 0.5, 1.0, -1.0)
-    foreground = (background + polarity * (0.35 + 0.3 * torch.rand(n, 3, generator=g))).clamp(0, 1)
+    contrast = spec.contrast_min + spec.contrast_range * torch.rand(n, 3, generator=g)
+    foreground = (background + polarity * contrast).clamp(0, 1)
     ramp = 0.2 * (torch.rand(n, 2, generator=g) - 0.5)
-    noise = 0.06 * torch.randn(n, 3, image_size, image_size, generator=g)
+    noise = spec.pixel_noise * torch.randn(n, 3, image_size, image_size, generator=g)
 
     pix = (torch.arange(image_size, dtype=torch.float32) + 0.5) / image_size  # pixel centres in (0, 1)
     yy, xx = torch.meshgrid(pix, pix, indexing="ij")  # (S, S), y is the row
@@ -152,13 +185,23 @@ def _synthetic_chunk(n: int, image_size: int, generator: torch.Generator, first_
     return images.clamp(0, 1), labels
 
 
-def synthetic_images(n: int, *, image_size: int = 32, seed: int = 0, split: str = "train") -> tuple[Tensor, Tensor]:
+def _noisy_labels(labels: Tensor, rate: float, generator: torch.Generator) -> Tensor:
+    """Each label replaced, with probability ``rate``, by one of the nine other classes (uniformly)."""
+    flip = torch.rand(len(labels), generator=generator) < rate
+    other = (labels + torch.randint(1, NUM_CLASSES, (len(labels),), generator=generator)) % NUM_CLASSES
+    return torch.where(flip, other, labels)
+
+
+def synthetic_images(n: int, *, image_size: int = 32, seed: int = 0, split: str = "train",
+                     spec: SyntheticSpec = SyntheticSpec()) -> tuple[Tensor, Tensor]:
     """Raw synthetic images in [0, 1] and labels, before normalisation.
 
     Args:
-        n: number of images, 1..60 000; labels cycle 0..9 so any multiple of 10 is exactly balanced.
+        n: number of images, 1..60 000; true labels cycle 0..9 so any multiple of 10 is exactly balanced.
         image_size: side in pixels (>= 8).
         seed: data seed; ``split`` makes train and test independent draws.
+        spec: how the images vary (:class:`SyntheticSpec`); its ``label_noise`` applies to ``train`` only,
+            so test labels are always the true classes.
 
     Returns:
         x: (n, 3, image_size, image_size) float32 in [0, 1]; y: (n,) int64.
@@ -172,35 +215,40 @@ def synthetic_images(n: int, *, image_size: int = 32, seed: int = 0, split: str 
         raise ValueError(f"unknown split {split!r}; expected train or test")
     xs, ys = [], []
     for chunk, start in enumerate(range(0, n, _CHUNK)):
-        g = torch.Generator().manual_seed(((seed * 2 + split_index) * 100_003 + chunk) % (2**63))
-        x, y = _synthetic_chunk(_CHUNK, image_size, g, first_label=start)
+        chunk_seed = ((seed * 2 + split_index) * 100_003 + chunk) % (2**63)
+        x, y = _synthetic_chunk(_CHUNK, image_size, torch.Generator().manual_seed(chunk_seed), start, spec)
+        if spec.label_noise and split == "train":
+            # a generator of its own: the images of a noisy spec are those of the same spec without noise
+            y = _noisy_labels(y, spec.label_noise, torch.Generator().manual_seed(chunk_seed ^ 0x5EED))
         take = min(_CHUNK, n - start)
         xs.append(x[:take])
         ys.append(y[:take])
     return torch.cat(xs), torch.cat(ys)
 
 
-def make_synthetic(*, n_train: int, n_test: int, image_size: int = 32, seed: int = 0) -> ImageData:
+def make_synthetic(*, n_train: int, n_test: int, image_size: int = 32, seed: int = 0,
+                   spec: SyntheticSpec = SyntheticSpec(), name: str = "synthetic") -> ImageData:
     """The embedded data set: independent train and test draws, normalised by the train statistics.
 
     A pure function of its arguments, drawn once per process and handed out as copies: drawing the
     ``small`` scale's 10 000 images takes about 2 s, and a session asks for them dozens of times.
     """
-    data = _synthetic_memo(n_train, n_test, image_size, seed)
+    data = _synthetic_memo(n_train, n_test, image_size, seed, spec, name)
     return dataclasses.replace(data, x_train=data.x_train.clone(), y_train=data.y_train.clone(),
                                x_test=data.x_test.clone(), y_test=data.y_test.clone())
 
 
 @functools.lru_cache(maxsize=4)
-def _synthetic_memo(n_train: int, n_test: int, image_size: int, seed: int) -> ImageData:
-    x_train, y_train = synthetic_images(n_train, image_size=image_size, seed=seed, split="train")
-    x_test, y_test = synthetic_images(n_test, image_size=image_size, seed=seed, split="test")
+def _synthetic_memo(n_train: int, n_test: int, image_size: int, seed: int, spec: SyntheticSpec,
+                    name: str) -> ImageData:
+    x_train, y_train = synthetic_images(n_train, image_size=image_size, seed=seed, split="train", spec=spec)
+    x_test, y_test = synthetic_images(n_test, image_size=image_size, seed=seed, split="test", spec=spec)
     mean = tuple(float(m) for m in x_train.mean(dim=(0, 2, 3)))
     std = tuple(float(s) for s in x_train.std(dim=(0, 2, 3)))
     return ImageData(
         x_train=normalize(x_train, mean, std), y_train=y_train,
         x_test=normalize(x_test, mean, std), y_test=y_test,
-        mean=mean, std=std, name="synthetic",
+        mean=mean, std=std, name=name,
     )
 
 

@@ -131,14 +131,24 @@ def compute_path_pca(checkpoints: Sequence[Path], final: dict[str, Tensor], *, s
                       random_coords=random_coords)
 
 
-def nets_dir(baselines_dir: str | Path, scale: str) -> Path:
-    return Path(baselines_dir) / scale / "nets"
+#: Where ``ship`` puts a net, by kind: the scale's matrix at training seed 0 (weights in git), its
+#: other training seeds (the seed spread) and its GPU-only nets (provenance in git, weights not: they
+#: would break the repository's size budget).
+NET_FOLDERS = ("nets", "seed-nets", "gpu-nets")
+
+
+def nets_dir(baselines_dir: str | Path, scale: str, kind: str = "nets") -> Path:
+    if kind not in NET_FOLDERS:
+        raise ValueError(f"unknown kind of net folder {kind!r}; expected one of {', '.join(NET_FOLDERS)}")
+    return Path(baselines_dir) / scale / kind
 
 
 def ships_pca_directions(config: RunConfig) -> bool:
-    """Whether a net's PCA directions are shipped: batch 128 with the seed recipe (Adam), width 1 and
-    depth at most 56 (ResNet-110 and the wide nets would double their weights' size on disk)."""
-    return config.batch_size == 128 and config.optimizer == "adam" and config.width == 1 and config.depth <= 56
+    """Whether a net's PCA directions are shipped: only for the net whose PCA plane the suite draws
+    (ResNet-20 with shortcuts, batch 128, seed recipe, training seed 0); they are as large as the
+    weights, and every net carries what the PCA claim needs without them."""
+    return (config.depth == 20 and config.shortcut and config.batch_size == 128 and config.optimizer == "adam"
+            and config.width == 1 and config.seed == 0)
 
 
 def final_on_cpu(config: RunConfig, model: nn.Module) -> dict[str, float]:
@@ -165,20 +175,21 @@ def final_on_cpu(config: RunConfig, model: nn.Module) -> dict[str, float]:
 
 
 def ship(result, baselines_dir: str | Path, scale: str, *, recipe: str, commit: str,
-         converged: Callable[[dict[str, float]], bool]) -> Path:
-    """Write a finished :class:`~lossbench.train.TrainResult` to ``baselines/<scale>/nets/``.
+         converged: Callable[[dict[str, float]], bool], kind: str = "nets") -> Path:
+    """Write a finished :class:`~lossbench.train.TrainResult` to ``baselines/<scale>/<kind>/``.
 
     Args:
         result: the cached training result (its folder must still hold the per-epoch checkpoints).
         recipe: the recipe's name (``seed`` or ``paper-sgd``) for the provenance.
         commit: the commit of the code that trained it.
         converged: the caller's criterion of a minimum, applied to the recorded ``final``.
+        kind: one of :data:`NET_FOLDERS`.
 
     Returns:
         The provenance file's path.
     """
     config: RunConfig = result.config
-    folder = nets_dir(baselines_dir, scale)
+    folder = nets_dir(baselines_dir, scale, kind)
     folder.mkdir(parents=True, exist_ok=True)
     meta = json.loads((Path(result.path) / "final.json").read_text())
     state = {k: v.detach().to("cpu", torch.float32, copy=True) if v.is_floating_point() else v.detach().cpu().clone()
@@ -285,20 +296,20 @@ def _verify(file: Path, expected: str, config_id: str) -> None:
         )
 
 
-def shipped_ids(baselines_dir: str | Path, scale: str) -> list[str]:
+def shipped_ids(baselines_dir: str | Path, scale: str, kind: str = "nets") -> list[str]:
     """Config ids of the nets shipped for ``scale`` (sorted)."""
-    folder = nets_dir(baselines_dir, scale)
+    folder = nets_dir(baselines_dir, scale, kind)
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
 def load_reference(config_id: str, baselines_dir: str | Path, scale: str, *,
-                   device: torch.device | str = "cpu") -> ReferenceNet:
+                   device: torch.device | str = "cpu", kind: str = "nets") -> ReferenceNet:
     """Load and verify a shipped net: provenance format, config hash, weights sha256."""
     from .models import build_model
 
-    path = nets_dir(baselines_dir, scale) / f"{config_id}.json"
+    path = nets_dir(baselines_dir, scale, kind) / f"{config_id}.json"
     if not path.is_file():
-        have = ", ".join(shipped_ids(baselines_dir, scale)) or "none"
+        have = ", ".join(shipped_ids(baselines_dir, scale, kind)) or "none"
         raise CheckpointError(f"no shipped net {config_id!r} for scale {scale!r} in {path.parent}; shipped: {have}")
     prov = json.loads(path.read_text())
     if not isinstance(prov, dict) or prov.get("format") != PROVENANCE_FORMAT:

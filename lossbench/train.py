@@ -414,7 +414,10 @@ def _train_locked(
             t_epoch = time.perf_counter()
             model.train()
             order = torch.randperm(n, generator=generator)
-            loss_sum, correct, seen = 0.0, 0, 0
+            # running sums stay on the device: reading them each step would wait for the GPU every step
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            seen = 0
             lr = config.lr
             for k in range(steps_per_epoch):
                 step = epoch * steps_per_epoch + k
@@ -432,14 +435,15 @@ def _train_locked(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                loss_sum += float(loss.detach()) * len(yb)
-                correct += int((logits.argmax(1) == yb).sum())
+                loss_sum += loss.detach().double() * len(yb)
+                correct += (logits.argmax(1) == yb).sum()
                 seen += len(yb)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", refresh=False)
                 stop.check()  # a SIGTERM whose KeyboardInterrupt was swallowed (see lossbench.stop)
+            train_loss, train_acc = float(loss_sum) / seen, int(correct) / seen
+            bar.set_postfix(epoch=epoch + 1, loss=f"{train_loss:.3f}")
             test = evaluate(model, loss_fn, test_batches)
-            row = dict(epoch=epoch + 1, lr=lr, train_loss=loss_sum / seen, train_acc=correct / seen,
+            row = dict(epoch=epoch + 1, lr=lr, train_loss=train_loss, train_acc=train_acc,
                        test_loss=test.loss, test_acc=test.acc, seconds=time.perf_counter() - t_epoch)
             history.append(row)
             _save_epoch(config, model, folder, epoch + 1)
