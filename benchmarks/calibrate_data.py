@@ -30,7 +30,6 @@ CANDIDATES: dict[str, tuple[int, SyntheticSpec]] = {
     "milder-4000": (4000, SyntheticSpec(size_min=0.17, size_range=0.13, max_angle=20.0, contrast_min=0.20,
                                         contrast_range=0.30, pixel_noise=0.10)),
     "labelnoise10-4000": (4000, SyntheticSpec(label_noise=0.10)),
-    "fewer-2000": (2000, SyntheticSpec()),
 }
 #: the configs of each candidate: the easiest to fit, the hardest, and a large batch
 RUNS = (dict(depth=20, shortcut=True, batch_size=128), dict(depth=56, shortcut=False, batch_size=128),
