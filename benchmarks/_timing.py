@@ -4,3 +4,12 @@
 def mean_seconds(benchmark) -> float:
     """Mean time of the timed rounds; NaN under --benchmark-disable (nothing was timed)."""
     return benchmark.stats.stats.mean if benchmark.stats else float("nan")
+
+
+def run_on_request(pytestconfig, name: str, what: str) -> None:
+    """Skip a timing-only benchmark unless asked for: ``-k <name>`` or ``--lossbench-speed``. The main
+    job (`pytest benchmarks`) is the reproduction and must fit its 15 minutes (on a GPU, about two)."""
+    import pytest
+
+    if not (pytestconfig.getoption("lossbench_speed") or name in (pytestconfig.getoption("keyword") or "")):
+        pytest.skip(f"{what} runs on request: pytest benchmarks -k {name} (or --lossbench-speed)")

@@ -28,7 +28,7 @@ from lossbench.evaluate import cross_entropy, cuda_math, make_batches
 from lossbench.surface import perturbation
 from lossbench.train import init_weights_, make_model
 
-from _timing import mean_seconds
+from _timing import mean_seconds, run_on_request
 
 IMAGES = 1000
 MODELS = [(20, True), (20, False), (56, True), (56, False)]
@@ -41,8 +41,7 @@ CASES = [(d, s, size) for size in SIZES for d, s in MODELS]
 def _on_request(pytestconfig):
     """Speed is measured when asked for: the main job (`pytest benchmarks`) is the reproduction and
     must fit 15 minutes on 2 cores; these 16 benchmarks add ~45 s there."""
-    if not (pytestconfig.getoption("lossbench_speed") or "grid_speed" in (pytestconfig.getoption("keyword") or "")):
-        pytest.skip("grid speed runs on request: pytest benchmarks -k grid_speed (or --lossbench-speed)")
+    run_on_request(pytestconfig, "grid_speed", "grid speed")
 
 
 def cpu_peak_gflops() -> float | None:

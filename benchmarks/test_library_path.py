@@ -21,6 +21,8 @@ import time
 import pytest
 import torch
 
+from _timing import run_on_request
+
 IMAGES = 1000
 MODEL_PY = textwrap.dedent('''
     import torch
@@ -57,8 +59,7 @@ LIBRARY_PY = textwrap.dedent('''
 
 @pytest.fixture(autouse=True)
 def _on_request(pytestconfig):
-    if not (pytestconfig.getoption("lossbench_speed") or "library_path" in (pytestconfig.getoption("keyword") or "")):
-        pytest.skip("the library-path timing runs on request: pytest benchmarks -k library_path (or --lossbench-speed)")
+    run_on_request(pytestconfig, "library_path", "the library-path timing")
 
 
 @pytest.fixture(scope="module")

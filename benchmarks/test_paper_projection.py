@@ -3,6 +3,9 @@ to the 51x51 grid (2 601 points) from the measured time per point.
 
     pytest benchmarks -k paper_projection --lossbench-device cuda --benchmark-autosave
 
+Timing only, so on request like the grid speed: the GPU main job skips it (its compile rows alone took
+over three minutes on an H200).
+
 The images are random normal tensors of CIFAR-10's shape, already on the device (the time of a point
 does not depend on their values; the synthetic set is not generated at 50 000 images just to time it).
 Each row's ``extra_info`` has seconds per point, the projected minutes for 51x51, the achieved TFLOP/s
@@ -23,7 +26,7 @@ from lossbench.evaluate import cross_entropy, make_batches
 from lossbench.models import CifarResNet
 from lossbench.surface import perturbation
 
-from _timing import mean_seconds
+from _timing import mean_seconds, run_on_request
 
 IMAGES = 50_000
 POINTS = 51 * 51
@@ -55,7 +58,8 @@ VARIANTS = {
 
 
 @pytest.fixture(scope="module")
-def paper_setup(lossbench_device):
+def paper_setup(lossbench_device, pytestconfig):
+    run_on_request(pytestconfig, "paper_projection", "the paper-scale projection (timing only, minutes of compiling)")
     if lossbench_device.type != "cuda":
         pytest.skip("the paper-scale projection runs on CUDA only (--lossbench-device cuda)")
     g = torch.Generator().manual_seed(0)

@@ -20,7 +20,7 @@ from lossbench.config import find_config
 from lossbench.data import load_dataset
 from lossbench.train import TRAIN_THREADS, init_weights_, make_model, make_optimizer
 
-from _timing import mean_seconds
+from _timing import mean_seconds, run_on_request
 
 MODELS = [(20, True), (20, False), (56, True), (56, False)]
 STEPS = 8
@@ -30,8 +30,7 @@ BATCH = 128
 @pytest.fixture(autouse=True)
 def _on_request(pytestconfig):
     """Opt-in like the grid speed: the main job is the reproduction and must fit its 15 minutes."""
-    if not (pytestconfig.getoption("lossbench_speed") or "train_speed" in (pytestconfig.getoption("keyword") or "")):
-        pytest.skip("training speed runs on request: pytest benchmarks -k train_speed (or --lossbench-speed)")
+    run_on_request(pytestconfig, "train_speed", "training speed")
 
 
 @pytest.fixture(scope="module")

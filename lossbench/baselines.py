@@ -351,6 +351,10 @@ def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, sc
         write_baseline(path, make_baseline(config_id, scale, obtained, source=full_source, extra=base_extra))
         return Outcome("created", path, message=f"created baseline {path}; review and commit it")
     baseline = load_baseline(path)
+    if baseline.get("config_id") not in (None, config_id):
+        return Outcome("failed", path, message=(
+            f"baseline file of {baseline['config_id']} used for {config_id}: {path} holds another net's metrics "
+            f"(a file copied over another?); restore it with `git checkout -- {path}`"))
     stale_recipe = config_hash is not None and baseline.get("config_hash") not in (None, config_hash)
     stored_sha = baseline.get("source", {}).get("weights_sha256")
     other_weights = bool(weights_sha256 and stored_sha and stored_sha != weights_sha256)

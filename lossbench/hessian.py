@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from .directions import IGNORES, Direction
 from .errors import check_choice
-from .evaluate import Batch, LossFn, as_batches, check_loss_fn
+from .evaluate import Batch, LossFn, as_batches, check_loss_fn, cuda_math
 from .metrics import eig_ratio
 from .models import is_biasbn
 from .surface import Surface, compute_grid
@@ -93,7 +93,8 @@ def _hvp(model: nn.Module, loss_fn: LossFn, batches: list[Batch], v: Mapping[str
     was_training = model.training
     model.eval()
     try:
-        with _differentiable(tensors), torch.enable_grad():
+        # IEEE float32 on CUDA: cuDNN's default lets the convolutions' backward use TF32 (~1e-3)
+        with _differentiable(tensors), torch.enable_grad(), cuda_math(tensors[0].device):
             for inputs, targets in batches:
                 loss = loss_fn(model(inputs), targets) * (len(targets) / n_total)
                 grads = torch.autograd.grad(loss, tensors, create_graph=True)

@@ -262,3 +262,18 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
     path.unlink()
     with pytest.raises(FileNotFoundError, match="write it first with `python -m lossbench baselines --scale ci`"):
         write_spread(tiny, seeds=(0,), dir_seeds=(0,), **kw)
+
+
+def test_a_baseline_file_of_another_net_is_named_as_such(tmp_path):
+    """A baseline file copied over another's (issue 23): the file's own config_id is compared with the
+    one it is used for, before any value (it used to read as a recipe change, "regenerate it")."""
+    other = check(tmp_path / "ci" / "resnet56-bs128-s0.json", METRICS, config_id="resnet56-bs128-s0", scale="ci",
+                  source=SOURCE, config_hash="a" * 64)
+    assert other.status == "created"
+    target = tmp_path / "ci" / "resnet56-noshort-bs128-s0.json"
+    target.write_text((tmp_path / "ci" / "resnet56-bs128-s0.json").read_text())
+    out = check(target, METRICS, config_id="resnet56-noshort-bs128-s0", scale="ci", source=SOURCE,
+                config_hash="b" * 64)
+    assert out.status == "failed"
+    assert "baseline file of resnet56-bs128-s0 used for resnet56-noshort-bs128-s0" in out.message
+    assert "recipe" not in out.message
