@@ -8,7 +8,6 @@ checked against baselines/<scale>/eigmap/<config_id>.json.
 import pytest
 
 from lossbench.config import find_config
-from lossbench.data import load_dataset
 from lossbench.pipeline import pca_plane_file, trajectory_file
 from lossbench.reference_nets import state_sha256
 from lossbench.reproduce import eig_map_summary
@@ -17,10 +16,10 @@ from _timing import mean_seconds
 
 
 @pytest.fixture(scope="module")
-def net_at(lossbench_scale, lossbench_net, pytestconfig):
+def net_at(lossbench_scale, lossbench_net, lossbench_dataset):
     def get(depth, shortcut, batch_size=128):
         cfg = find_config(lossbench_scale.name, depth=depth, shortcut=shortcut, batch_size=batch_size)
-        return lossbench_net(cfg), load_dataset(cfg, data_dir=pytestconfig.getoption("lossbench_data_dir"))
+        return lossbench_net(cfg), lossbench_dataset(cfg)
 
     return get
 

@@ -56,6 +56,8 @@ def test_reproduction(benchmark, run_config, trained, lossbench_data, lossbench_
                        for k in range(lossbench_scale.dir_pairs)],
         device=str(lossbench_device), torch=str(torch.__version__), python=platform.python_version(),
     )
-    sha = getattr(trained, "state_sha256", None) or state_sha256(trained.model.state_dict())
+    # of the float32 weights as trained, also when --lossbench-dtype float64 evaluates them in double
+    sha = getattr(trained, "state_sha256", None) or state_sha256(
+        {k: v.float() if v.is_floating_point() else v for k, v in trained.model.state_dict().items()})
     lossbench_baseline(run_config.config_id, metrics, config_hash=run_config.config_hash, weights_sha256=sha,
                        extra={"final": dict(trained.final), "converged": record["converged"]})

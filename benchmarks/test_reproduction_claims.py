@@ -10,7 +10,6 @@ inconclusive although all its nets reached a minimum fails too.
 import pytest
 
 from lossbench.claims import INCONCLUSIVE, evaluate_claims, missing_nets
-from lossbench.data import load_dataset
 from lossbench.metrics import interpolation_summary
 from lossbench.reproduce import interpolation_file
 
@@ -28,13 +27,13 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("weight_decay", decays, ids=[f"wd{wd:g}" for wd in decays])
 
 
-def test_interpolation(benchmark, weight_decay, lossbench_scale, lossbench_net, lossbench_results_dir,
-                       lossbench_records):
+def test_interpolation(benchmark, weight_decay, lossbench_scale, lossbench_net, lossbench_dataset,
+                       lossbench_results_dir, lossbench_records):
     """theta(alpha) = theta_128 + alpha (theta_2000 - theta_128): the paper's Figure 2 (left)."""
     configs = sorted((c for c in lossbench_scale.normalization_configs if c.weight_decay == weight_decay),
                      key=lambda c: c.batch_size)
     small, large = lossbench_net(configs[0]), lossbench_net(configs[-1])
-    data = load_dataset(configs[0])
+    data = lossbench_dataset(configs[0])
     path = lossbench_results_dir / f"interpolation-sgd-wd{weight_decay:g}.h5"
     benchmark.group = f"interpolation:{lossbench_scale.name}"
     line = benchmark.pedantic(

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .cli_inputs import add_model_source, config_from_args, eval_samples, load_data, load_subject, loss_of
-from .config import add_run_options, get_scale
+from .cli_inputs import add_model_source, config_from_args, eval_samples, in_dtype, load_data, load_subject, loss_of
+from .config import add_dtype_option, add_run_options, get_scale
 
 EPILOG_TRAIN = """examples:
   python -m lossbench train --arch resnet56 --no-shortcut --batch-size 2000 --scale ci
@@ -173,6 +173,7 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
                         "max-autotune-no-cudagraphs (slower to compile, fastest on a GPU)")
     f.add_argument("--fast-batch", type=int, default=None,
                    help="images per forward pass of the fast engine (default 256 on the CPU, 4096 on CUDA)")
+    add_dtype_option(e.add_argument)
     p.set_defaults(func=cmd_surface)
 
 
@@ -236,7 +237,7 @@ def cmd_surface(args: argparse.Namespace) -> int:
         target = train(other, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir).model
         source["target"] = other.to_dict()
     x = args.x or (Axis(-0.5, 1.5, 41) if interpolation else Axis(-1.0, 1.0, 51))
-    data = load_data(args, subject)
+    data = in_dtype(args, subject, load_data(args, subject), target)
     splits = tuple(s.strip() for s in args.dataset.split(",") if s.strip())
     spec = SurfaceSpec(
         x=x, y=args.y, norm=args.norm, ignore=args.ignore,
@@ -404,6 +405,7 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
                    help="residual tolerance of each end relative to its own |lambda| (default 1e-3); an end that "
                         "does not reach it is reported as unresolved, never as a number")
     p.add_argument("--trace-probes", type=int, default=0, help="also estimate tr(H) with this many Rademacher probes")
+    add_dtype_option(p.add_argument)
     p.add_argument("-o", "--output", default=None, help="map output (default results/<config_id>/eig-map.h5)")
     p.add_argument("--overwrite", action="store_true", help="start the map over even if the output exists")
     p.add_argument("--plot", action="store_true", help="plot the map next to the output")
@@ -426,7 +428,7 @@ def cmd_hessian(args: argparse.Namespace) -> int:
     loss_fn = loss_of(args)
     subject = load_subject(args, device)
     model, name = subject.model, subject.name
-    data = load_data(args, subject)
+    data = in_dtype(args, subject, load_data(args, subject))
     n = eval_samples(args.eval_samples, subject, args.scale, data, ("train",))
     n = len(data.x_train) if n is None else n
     scope = hessian_params(model, args.ignore)  # raises, saying why, when it is empty

@@ -208,6 +208,18 @@ def load_data(args: argparse.Namespace, subject: Subject) -> ImageData:
     return load_dataset(subject.config, data_dir=args.data_dir)
 
 
+def in_dtype(args: argparse.Namespace, subject: Subject, data: ImageData, target: nn.Module | None = None) -> ImageData:
+    """``--dtype``: the subject's model (and an interpolation's target) converted in place, and the data
+    as a converted copy; float32 leaves all as they are."""
+    dtype = getattr(torch, args.dtype)
+    if dtype != torch.float32:
+        subject.model.to(dtype)
+        if target is not None:
+            target.to(dtype)
+        data = data.to(dtype)
+    return data
+
+
 def loss_of(args: argparse.Namespace) -> LossFn:
     """``--loss`` as a batch-mean loss function."""
     from .user_inputs import resolve_loss

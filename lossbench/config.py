@@ -413,6 +413,18 @@ def parse_model_name(name: str) -> tuple[str, int]:
     raise ValueError(f"unknown model {name!r}; expected resnet<6n+2> (e.g. resnet20, resnet56, resnet110) or vgg9")
 
 
+#: The evaluation dtypes: float32 (what the nets were trained and the baselines measured in) and
+#: float64, the truth a platform's float32 result is held against.
+DTYPES: tuple[str, ...] = ("float32", "float64")
+
+
+def add_dtype_option(addoption: Any, prefix: str = "") -> None:
+    """``--[prefix]dtype``, shared by the pytest plugin and the CLI's surface and hessian commands."""
+    addoption(f"--{prefix}dtype", default="float32", choices=list(DTYPES),
+              help="evaluate the model and the data in this dtype (default float32); float64 recomputes a "
+                   "float32 result in double precision: the same baselines must pass")
+
+
 def add_run_options(addoption: Any, prefix: str = "") -> None:
     """Options shared by the pytest plugin (``prefix="lossbench-"``) and the CLI (no prefix).
 

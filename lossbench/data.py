@@ -61,6 +61,15 @@ class ImageData:
     std: tuple[float, ...]
     name: str
 
+    def to(self, dtype: torch.dtype) -> "ImageData":
+        """A copy whose floating-point inputs (and float targets) are ``dtype``: float64 holds a
+        float32 result against the truth (``--dtype float64``); class labels stay int64."""
+        def cast(t: Tensor) -> Tensor:
+            return t.to(dtype) if t.is_floating_point() else t
+
+        return dataclasses.replace(self, x_train=cast(self.x_train), y_train=cast(self.y_train),
+                                   x_test=cast(self.x_test), y_test=cast(self.y_test))
+
     def split(self, which: str) -> tuple[Tensor, Tensor]:
         """(x, y) of ``train`` or ``test``."""
         if which == "train":

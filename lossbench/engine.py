@@ -173,7 +173,9 @@ def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Seque
                 total = torch.zeros((), dtype=torch.float64, device=device)
                 correct = torch.zeros((), dtype=torch.int64, device=device)
                 for x, y in batches:
-                    logits = net(x).float()
+                    logits = net(x)
+                    if logits.dtype in (torch.bfloat16, torch.float16):  # bf16 autocast: the loss in float32
+                        logits = logits.float()
                     total += loss_fn(logits, y).double() * len(y)
                     correct += (logits.argmax(1) == y).sum()
                 out.append((total, correct))

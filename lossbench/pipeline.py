@@ -165,14 +165,22 @@ def _settings_digest(meta: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _dtype_attr(model: nn.Module) -> dict[str, str]:
+    """``{"dtype": "float64"}`` for a model evaluated in another dtype than float32 (nothing for float32,
+    so the files made before the option existed resume as they did)."""
+    dtype = next(model.parameters()).dtype
+    return {} if dtype == torch.float32 else {"dtype": str(dtype).removeprefix("torch.")}
+
+
 def _resume_or_start(path: Path, meta: dict[str, Any], overwrite: bool, make: Callable[[], tuple[Direction, Direction | None]]
                      ) -> tuple[Surface | None, Direction, Direction | None]:
     """An existing file with the same metadata is resumed (its directions reused); else new directions."""
     if path.exists() and not overwrite:
         resume = load_surface(path)
-        # precision is stored only when it is not float32, so compare it with that default on both sides
-        wanted = {"precision": "float32", **meta}
-        stored = {k: resume.attrs.get(k, "float32" if k == "precision" else None) for k in wanted}
+        # precision and dtype are stored only when they are not float32: compare with that default on both sides
+        defaults = {"precision": "float32", "dtype": "float32"}
+        wanted = {**defaults, **meta}
+        stored = {k: resume.attrs.get(k, defaults.get(k)) for k in wanted}
         if stored != wanted:
             raise ValueError(
                 f"{path} holds {int(resume.done.sum())} of {resume.done.size} points of another computation: "
@@ -274,7 +282,8 @@ def surface_file(
     device = next(model.parameters()).device
     datasets = _batches(data, spec, device)
     inputs = input_hashes(model, datasets, engine=engine, directions=directions, target=target)
-    meta = {"spec": spec.to_attrs(), "inputs": inputs, "loss": loss_name(loss_fn), **(attrs or {})}
+    meta = {"spec": spec.to_attrs(), "inputs": inputs, "loss": loss_name(loss_fn), **_dtype_attr(model),
+            **(attrs or {})}
     if world > 1:
         if barrier is None:
             raise ValueError("a sharded run needs barrier= (e.g. torch.distributed.barrier)")
@@ -346,7 +355,7 @@ def eig_map_file(
             "hessian": {"max_iter": max_iter, "tol": tol, "ignore": spec.ignore, "tensors": len(scope),
                         "parameters": sum(p.numel() for p in scope.values())},
             "inputs": input_hashes(model, {spec.splits[0]: batches}, engine="reference"),
-            "loss": loss_name(loss_fn), **(attrs or {})}
+            "loss": loss_name(loss_fn), **_dtype_attr(model), **(attrs or {})}
     with output_lock(path, _settings_digest(meta), say=log.warning):
         resume, delta, eta = _resume_or_start(path, meta, overwrite, lambda: make_directions(model, spec))
         meta["eval_samples"] = {spec.splits[0]: sum(len(t) for _, t in batches)}

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from .config import add_run_options
+from .config import add_dtype_option, add_run_options
 
 MARKERS = {
     "gpu": "needs a CUDA device; skipped (with a reason) when none is available",
@@ -34,6 +34,7 @@ _CONFIGS_KEY = pytest.StashKey[set]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("lossbench")
     add_run_options(group.addoption, prefix="lossbench-")
+    add_dtype_option(group.addoption, prefix="lossbench-")
     group.addoption("--lossbench-regen", action="store_true",
                     help="rewrite baselines that differ (tolerances kept); the tests still fail, so it is never silent")
     group.addoption("--lossbench-regen-all", action="store_true",
@@ -97,6 +98,25 @@ def lossbench_device(pytestconfig: pytest.Config):
 
 
 @pytest.fixture(scope="session")
+def lossbench_dtype(pytestconfig: pytest.Config):
+    """``--lossbench-dtype`` as a torch dtype: what the nets and the data are evaluated in."""
+    import torch
+
+    return getattr(torch, pytestconfig.getoption("lossbench_dtype"))
+
+
+@pytest.fixture(scope="session")
+def lossbench_dataset(pytestconfig: pytest.Config, lossbench_dtype):
+    """``get(config)``: the data set of a config as tensors, in ``--lossbench-dtype``."""
+    from .data import load_dataset
+
+    def get(config):
+        return load_dataset(config, data_dir=pytestconfig.getoption("lossbench_data_dir")).to(lossbench_dtype)
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def lossbench_cache_dir(pytestconfig: pytest.Config) -> Path:
     """``--lossbench-cache-dir``, else a folder in pytest's cache (kept between runs, not in git), else
     (cache plugin disabled) :func:`lossbench.train.default_cache_dir`."""
@@ -125,9 +145,27 @@ def lossbench_baselines_dir(pytestconfig: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lossbench_net(lossbench_scale, lossbench_device, lossbench_cache_dir, lossbench_baselines_dir, pytestconfig):
+def lossbench_net(lossbench_scale, lossbench_device, lossbench_cache_dir, lossbench_baselines_dir, pytestconfig,
+                  lossbench_dtype):
     """``get(config)``: the net of a config of the scale: the shipped reference net (sha256-verified)
-    where the scale ships them, else the cached training result (trained on first use)."""
+    where the scale ships them, else the cached training result (trained on first use); its model in
+    ``--lossbench-dtype`` (the hashes are of the float32 weights as stored)."""
+    return _nets(lossbench_scale, lossbench_device, lossbench_cache_dir, lossbench_baselines_dir, pytestconfig,
+                 lossbench_dtype)
+
+
+def _nets(lossbench_scale, lossbench_device, lossbench_cache_dir, lossbench_baselines_dir, pytestconfig, dtype):
+    get = _float32_nets(lossbench_scale, lossbench_device, lossbench_cache_dir, lossbench_baselines_dir, pytestconfig)
+
+    def get_in_dtype(config):
+        net = get(config)
+        net.model.to(dtype)  # in place: the same module the cache and the reference net hold
+        return net
+
+    return get_in_dtype
+
+
+def _float32_nets(lossbench_scale, lossbench_device, lossbench_cache_dir, lossbench_baselines_dir, pytestconfig):
     from .errors import CheckpointError
     from .reference_nets import load_reference, shipped_ids
     from .train import train, train_many
@@ -167,11 +205,9 @@ def trained(run_config, lossbench_net):
 
 
 @pytest.fixture(scope="session")
-def lossbench_data(run_config, pytestconfig):
-    """The data set of ``run_config`` (as tensors)."""
-    from .data import load_dataset
-
-    return load_dataset(run_config, data_dir=pytestconfig.getoption("lossbench_data_dir"))
+def lossbench_data(run_config, lossbench_dataset):
+    """The data set of ``run_config`` (as tensors, in ``--lossbench-dtype``)."""
+    return lossbench_dataset(run_config)
 
 
 @pytest.fixture(scope="session")

@@ -195,3 +195,24 @@ def test_config_options_that_contradict_the_checkpoint_are_refused(trained, tmp_
     assert len(err) == 1 and "holds resnet8-bs32-s0, which --arch resnet56, --no-shortcut, --batch-size 2000" in err[0]
     assert not out.exists()
     assert main([*base, "--arch", "resnet8", "--batch-size", "32"]) == 0 and out.exists()
+
+
+@pytest.mark.parametrize("engine", ["reference", "fast"])
+def test_float64_recomputes_the_float32_surface(trained, tmp_path, capsys, engine):
+    """--dtype float64 (issue 23): the model and the data in double precision, the same directions (drawn
+    in float32, normalised in float64: equal to float32 rounding), the values within float32 rounding of
+    the float32 run; the file says float64, and a float32 run does not resume it."""
+    ckpt = str(trained[0].checkpoint(2))
+    args = ["surface", "--checkpoint", ckpt, "--x", "-1:1:3", "--y", "-1:1:3", "--engine", engine]
+    assert main([*args, "-o", str(tmp_path / "f32.h5")]) == 0
+    assert main([*args, "--dtype", "float64", "-o", str(tmp_path / "f64.h5")]) == 0
+    a, b = load_surface(tmp_path / "f32.h5"), load_surface(tmp_path / "f64.h5")
+    assert b.attrs["dtype"] == "float64" and "dtype" not in a.attrs
+    for k in ("xdirection", "ydirection"):
+        with h5py.File(tmp_path / "f32.h5", "r") as fa, h5py.File(tmp_path / "f64.h5", "r") as fb:
+            assert all(np.allclose(fa[k][n][()], fb[k][n][()], rtol=1e-6, atol=0) for n in fa[k])
+    diff = np.abs(a.values["train_loss"] - b.values["train_loss"]) / np.abs(b.values["train_loss"])
+    print(f"{engine}: float32 vs float64 train loss, largest relative difference {diff.max():.2e}")
+    assert 0 < diff.max() < 1e-4
+    assert main([*args, "-o", str(tmp_path / "f64.h5")]) == 2
+    assert "dtype ('float64' in the file, 'float32' now)" in capsys.readouterr().err
