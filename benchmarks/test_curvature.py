@@ -2,17 +2,17 @@
 pair at batch 128 (their Figure 7), and the training path on its PCA plane (Figure 9).
 
 Their summaries go to extra_info for the report and the claims; the eigen-ratio map summaries are
-checked against baselines/<scale>/eigmap/<config_id>.json.
+checked against baselines/<scale>/eigmap/<config_id>.json, the PCA-plane surface point by point
+against baselines/<scale>/trajectory/<config_id>.json.
 """
 
 import pytest
 
+from lossbench.baselines import uncertainty_context
 from lossbench.config import find_config
-from lossbench.pipeline import pca_plane_file, trajectory_file
-from lossbench.reference_nets import state_sha256
-from lossbench.reproduce import eig_map_summary
+from lossbench.reproduce import eig_map_summary, trajectory_metrics
 
-from _timing import mean_seconds
+from _timing import float32_sha, mean_seconds
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def net_at(lossbench_scale, lossbench_net, lossbench_dataset):
 
 @pytest.mark.parametrize("shortcut", [True, False], ids=["resnet56", "resnet56-noshort"])
 def test_eigen_ratio_map(benchmark, shortcut, net_at, lossbench_scale, lossbench_results_dir, lossbench_baseline,
-                         lossbench_records, lossbench_progress):
+                         lossbench_baseline_doc, lossbench_records, lossbench_progress):
     net, data = net_at(56, shortcut)
     config = net.config
     path = lossbench_results_dir / config.config_id / "eig-map.h5"
@@ -36,7 +36,8 @@ def test_eigen_ratio_map(benchmark, shortcut, net_at, lossbench_scale, lossbench
         kwargs=dict(attrs={"config_id": config.config_id, "kind": "eig-map"}),
         rounds=1, iterations=1, warmup_rounds=0,
     )
-    lossbench_records["eig_maps"][config.config_id] = summary
+    lossbench_records["eig_maps"][config.config_id] = {
+        "summary": summary, **uncertainty_context(lossbench_baseline_doc(f"eigmap/{config.config_id}"))}
     lossbench_progress(f"{config.config_id}: eigen-ratio map {lossbench_scale.eig_map} x {lossbench_scale.eig_map}")
     points = int(surface.done.size)
     benchmark.extra_info.update(
@@ -45,29 +46,23 @@ def test_eigen_ratio_map(benchmark, shortcut, net_at, lossbench_scale, lossbench
         seconds_per_point=mean_seconds(benchmark) / points, eig_summary=summary, final=dict(net.final),
         surface_path=str(path.relative_to(lossbench_results_dir.parent.parent)),
     )
-    sha = getattr(net, "state_sha256", None) or state_sha256(net.model.state_dict())
-    lossbench_baseline(f"eigmap/{config.config_id}", summary, config_hash=config.config_hash, weights_sha256=sha)
+    lossbench_baseline(f"eigmap/{config.config_id}", summary, config_hash=config.config_hash,
+                       weights_sha256=float32_sha(net))
 
 
-def test_trajectory_plane(benchmark, net_at, lossbench_scale, lossbench_results_dir):
-    """The loss on the PCA plane of ResNet-20's path, with the path drawn on it (Figure 9)."""
+def test_trajectory_plane(benchmark, net_at, lossbench_scale, lossbench_results_dir, lossbench_baseline):
+    """The loss on the PCA plane of ResNet-20's path, with the path drawn on it (Figure 9); every point
+    of it checked against baselines/<scale>/trajectory/<config_id>.json."""
     net, data = net_at(20, True)
     config = net.config
     path = lossbench_results_dir / config.config_id / "trajectory.h5"
     benchmark.group = f"trajectory:{lossbench_scale.name}"
-    if hasattr(net, "pca"):  # a shipped net: its PCA was computed from the checkpoints when it was shipped
-        fn, args = pca_plane_file, (path, net.model, net.pca(), data)
-        kwargs = dict(config=config)
-    else:
-        fn, args, kwargs = trajectory_file, (path, net.model, net.checkpoints, data), dict(config=config)
-    surface = benchmark.pedantic(
-        fn, args=args, kwargs=dict(grid=lossbench_scale.trajectory_grid, eval_samples=lossbench_scale.eval_samples,
-                                   overwrite=True, **kwargs),
-        rounds=1, iterations=1, warmup_rounds=0,
-    )
-    ev = surface.attrs["explained_variance_ratio"]
+    metrics = benchmark.pedantic(trajectory_metrics, args=(path, net.model, net, data, lossbench_scale),
+                                 rounds=1, iterations=1, warmup_rounds=0)
     benchmark.extra_info.update(
-        kind="trajectory", config_id=config.config_id, scale=lossbench_scale.name, explained_variance_ratio=ev,
+        kind="trajectory", config_id=config.config_id, scale=lossbench_scale.name,
+        explained_variance_ratio=[metrics["pca_var_1"], metrics["pca_var_2"]],
         surface_path=str(path.relative_to(lossbench_results_dir.parent.parent)),
     )
-    assert 0.0 < ev[0] <= 1.0 and ev[1] <= ev[0]
+    lossbench_baseline(f"trajectory/{config.config_id}", metrics, config_hash=config.config_hash,
+                       weights_sha256=float32_sha(net))

@@ -13,14 +13,15 @@ import time
 
 import torch
 
-from lossbench.reference_nets import state_sha256
+from lossbench.baselines import uncertainty_context
 from lossbench.reproduce import compute_config_surface, study_net
 
-from _timing import mean_seconds
+from _timing import float32_sha, mean_seconds
 
 
 def test_reproduction(benchmark, run_config, trained, lossbench_data, lossbench_scale, lossbench_results_dir,
-                      lossbench_baseline, lossbench_device, lossbench_records, lossbench_progress):
+                      lossbench_baseline, lossbench_baseline_doc, lossbench_device, lossbench_records,
+                      lossbench_progress):
     path = lossbench_results_dir / run_config.config_id / "surface-2d-p0.h5"
     benchmark.group = f"reproduction:{lossbench_scale.name}"
 
@@ -41,6 +42,8 @@ def test_reproduction(benchmark, run_config, trained, lossbench_data, lossbench_
         record["line_paths"] = {norm: [str((lossbench_results_dir / run_config.config_id / f"line-{norm}-p{k}.h5")
                                            .relative_to(root)) for k in range(len(per))]
                                 for norm, per in record["lines"].items()}
+    # the other training seeds' numbers and each number's sampling and numerical error, for the claims
+    record.update(uncertainty_context(lossbench_baseline_doc(run_config.config_id)))
     lossbench_records["nets"][run_config.config_id] = record
     points = int(surface.done.size)
     eval_samples = min(lossbench_scale.eval_samples, len(lossbench_data.x_train))
@@ -56,8 +59,6 @@ def test_reproduction(benchmark, run_config, trained, lossbench_data, lossbench_
                        for k in range(lossbench_scale.dir_pairs)],
         device=str(lossbench_device), torch=str(torch.__version__), python=platform.python_version(),
     )
-    # of the float32 weights as trained, also when --lossbench-dtype float64 evaluates them in double
-    sha = getattr(trained, "state_sha256", None) or state_sha256(
-        {k: v.float() if v.is_floating_point() else v for k, v in trained.model.state_dict().items()})
-    lossbench_baseline(run_config.config_id, metrics, config_hash=run_config.config_hash, weights_sha256=sha,
+    lossbench_baseline(run_config.config_id, metrics, config_hash=run_config.config_hash,
+                       weights_sha256=float32_sha(trained),
                        extra={"final": dict(trained.final), "converged": record["converged"]})

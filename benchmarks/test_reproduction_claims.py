@@ -9,9 +9,9 @@ inconclusive although all its nets reached a minimum fails too.
 
 import pytest
 
-from lossbench.claims import INCONCLUSIVE, evaluate_claims, missing_nets
-from lossbench.metrics import interpolation_summary
-from lossbench.reproduce import interpolation_file
+from lossbench.baselines import load_paper_numbers
+from lossbench.claims import INCONCLUSIVE, claims_json, evaluate_claims, missing_nets
+from lossbench.reproduce import interpolation_metrics
 
 
 def _weight_decays(scale):
@@ -28,28 +28,32 @@ def pytest_generate_tests(metafunc):
 
 
 def test_interpolation(benchmark, weight_decay, lossbench_scale, lossbench_net, lossbench_dataset,
-                       lossbench_results_dir, lossbench_records):
-    """theta(alpha) = theta_128 + alpha (theta_2000 - theta_128): the paper's Figure 2 (left)."""
+                       lossbench_results_dir, lossbench_records, lossbench_baseline):
+    """theta(alpha) = theta_128 + alpha (theta_2000 - theta_128), BatchNorm statistics interpolated too:
+    the paper's Figure 2 (left); loss and accuracy at every alpha checked against
+    baselines/<scale>/interpolation/sgd-wd<wd>.json."""
     configs = sorted((c for c in lossbench_scale.normalization_configs if c.weight_decay == weight_decay),
                      key=lambda c: c.batch_size)
     small, large = lossbench_net(configs[0]), lossbench_net(configs[-1])
     data = lossbench_dataset(configs[0])
     path = lossbench_results_dir / f"interpolation-sgd-wd{weight_decay:g}.h5"
     benchmark.group = f"interpolation:{lossbench_scale.name}"
-    line = benchmark.pedantic(
-        interpolation_file, args=(path, small.model, large.model, data, lossbench_scale),
+    metrics = benchmark.pedantic(
+        interpolation_metrics, args=(path, small.model, large.model, data, lossbench_scale),
         kwargs=dict(attrs={"from": configs[0].config_id, "to": configs[-1].config_id}),
         rounds=1, iterations=1, warmup_rounds=0,
     )
     summary = {"from": configs[0].config_id, "to": configs[-1].config_id,
-               "train": interpolation_summary(line.alphas, line.values["train_loss"]),
+               "train": {k: metrics[k] for k in ("loss_start", "loss_end", "barrier", "nonfinite_points")},
                "path": str(path.relative_to(lossbench_results_dir.parent.parent))}
     lossbench_records["interpolations"][f"wd{weight_decay:g}"] = summary
     benchmark.extra_info.update(kind="interpolation", scale=lossbench_scale.name, weight_decay=weight_decay,
                                 surface_path=summary["path"], **{k: summary[k] for k in ("from", "to")})
+    lossbench_baseline(f"interpolation/sgd-wd{weight_decay:g}", metrics)
 
 
-def test_claims(lossbench_scale, lossbench_records, lossbench_verdicts, lossbench_selected_configs, record_property):
+def test_claims(lossbench_scale, lossbench_records, lossbench_verdicts, lossbench_selected_configs,
+                lossbench_baselines_dir):
     nets = lossbench_records["nets"]
     expected = {c.config_id for c in lossbench_scale.all_configs}
     gap = missing_nets(expected, nets, lossbench_selected_configs)
@@ -58,13 +62,13 @@ def test_claims(lossbench_scale, lossbench_records, lossbench_verdicts, lossbenc
         if action == "fail":
             pytest.fail(why)
         pytest.skip(why)
-    claims = evaluate_claims(list(nets.values()), eig_maps=lossbench_records["eig_maps"])
+    published = load_paper_numbers(lossbench_baselines_dir)["test_error_percent"]
+    claims = evaluate_claims(list(nets.values()), eig_maps=lossbench_records["eig_maps"], published=published)
     for c in claims:
-        print(f"{c.verdict:>12}  {c.key}: " + "; ".join(
-            ", ".join(f"{k} {v:.4g}" for k, v in p.items() if k != "holds") for p in c.per_pair))
+        print(f"{c.verdict:>12}  {c.key}: {c.summary()}")
     stuck = [c.key for c in claims if c.verdict == INCONCLUSIVE and all(n["converged"] for n in c.nets.values())]
     assert not stuck, f"inconclusive although every net converged: {stuck}"
     if lossbench_scale.name == "ci":
         pytest.skip("ci tests the pipeline, not the science: its claims are printed, not judged")
     lossbench_verdicts({c.key: c.verdict for c in claims}, {k: bool(r["converged"]) for k, r in nets.items()},
-                       numbers={c.key: list(c.per_pair) for c in claims})
+                       numbers=claims_json(claims))

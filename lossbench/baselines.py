@@ -1,20 +1,29 @@
-"""Baselines: stored metric values with two numbers each, compared the way pytest-regressions does it.
+"""Baselines: stored metric values with the numbers that say how well each is known, compared the way
+pytest-regressions does it.
 
-Two questions, two numbers (DESIGN.md, "Checks that can fail"):
+Three questions, three numbers (DESIGN.md, "Checks that can fail"):
 
-* ``tol``, the *recompute tolerance*: did the code change? The measured jitter of recomputing the
-  same metric on the same weights across what may legitimately vary (1 and 2 threads, reference and
-  fast engine, evaluation batch size, a repeated run), times :data:`SAFETY_FACTOR`, with a small
-  floor (:data:`TOL_FLOORS`). A 1 % change in a metric fails.
-* ``spread``, the seed-to-seed statistics (sd, n, min, max over training x direction seeds): is a
-  finding robust? Kept for the science; the claims and the report use it.
+* ``tol``, the *recompute tolerance*: did the code change? :data:`SAFETY_FACTOR` x the largest
+  deviation of the same metric on the same weights across what may legitimately vary between two
+  correct runs (``jitter``: a float64 recompute of model and data, 2 threads, the other engine, other
+  evaluation and Hessian batch sizes, a repeated run), with a small per-kind floor
+  (:data:`TOL_FLOORS`). The float64 recompute measures the metric's conditioning: how far float32
+  rounding alone moves it, which is what another CPU or a GPU in float32 changes too.
+* ``sampling``: how well is the number known from its images? The sd of a Hessian quantity over
+  disjoint image subsets (the main job uses the first).
+* ``spread``: is a finding robust? Each metric's value for every training seed (``spread.seeds``; seed 0
+  is the one the suite recomputes), with sd, n, min, max, and each seed's final accuracy, convergence
+  and weights' sha256. The claims use it (:func:`uncertainty_context`).
 
 Layout: ``baselines/<scale>/<config_id>.json``, sorted keys, indent 2, final newline::
 
-    {"format": "lossbench-baseline/2", "config_id": ..., "scale": ..., "config_hash": ...,
+    {"format": "lossbench-baseline/3", "config_id": ..., "scale": ..., "config_hash": ...,
      "source": {"commit", "torch", "device", "platform", "weights_sha256", "date"},
      "metrics": {"curv_max": {"value": 1.2345, "tol": 1.2e-05}, ...},
-     "spread": {"curv_max": {"sd": ..., "n": ..., "min": ..., "max": ...}, ...},
+     "jitter": {"curv_max": 1.1e-06, ...},
+     "sampling": {"eig_max": {"sd": ..., "subsets": 3, "images": 128}, ...},
+     "spread": {"seeds": [0, 1, 2], "metrics": {"curv_max": {"values": [...], "sd", "n", "min", "max"}},
+                "finals": [...], "converged": [...], "weights_sha256": [...]},
      "final": {...}, "converged": ..., "tolerance_method": "..."}
 
 The check compares at ``tol`` ("tier: tol"). A net retrained from scratch whose weights are not
@@ -25,7 +34,8 @@ another training seed's would be. Every metric is compared before anything fails
 expected +- band, obtained and the relative difference of each, and ``<config_id>.obtained.json`` is
 written beside the baseline. A missing baseline is created and fails ("review and commit"); ``regen``
 rewrites a differing file (tolerances and spread kept) and still fails; ``regen_all`` rewrites and
-passes. A file whose ``config_hash`` differs from the config's fails: the recipe changed.
+passes. A file whose ``config_hash`` differs from the config's fails: the recipe changed; one whose
+``config_id`` is another net's fails saying so.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from typing import Any
 
 from ._io import write_text_atomic
 
-BASELINE_FORMAT = "lossbench-baseline/2"
+BASELINE_FORMAT = "lossbench-baseline/3"
 
 #: tol = SAFETY_FACTOR x the largest measured recompute deviation (or the floor, if larger).
 SAFETY_FACTOR = 10.0
@@ -76,12 +86,12 @@ SAME_PLATFORM_REASON = ("trained weights differ from the baseline's on the same 
 def metric_kind(name: str) -> str:
     """The tolerance class of a metric name (a direction-pair suffix ``/pK`` and a 1D line's
     ``line_<norm>_`` prefix do not change it)."""
-    name = name.split("/")[0]
+    name = name.split("/")[0].split("@")[0]
     if name.startswith("line_"):
         name = name.split("_", 2)[-1]
-    if name.startswith("loss"):
+    if name.startswith("loss") or name.endswith("_loss"):
         return "loss"
-    if name.startswith("acc"):
+    if name.startswith("acc") or name.endswith("_acc"):
         return "acc"
     if name.startswith("eig_converged") or name.endswith("fraction"):
         return "fraction"
@@ -95,7 +105,7 @@ def metric_kind(name: str) -> str:
         return "basin"
     if name.startswith("pca"):
         return "pca"
-    if name == "local_minima":
+    if name == "local_minima" or name.endswith("_points"):
         return "count"
     if name == "roughness":
         return "roughness"
@@ -124,16 +134,46 @@ def recompute_tolerances(values: Mapping[str, float], jitter: Mapping[str, float
     return out
 
 
-def spread_stats(samples: Mapping[str, Sequence[float]]) -> dict[str, dict[str, float]]:
-    """Seed-to-seed statistics per metric: sample sd, n, min, max over the finite values."""
-    out = {}
+def spread_stats(samples: Mapping[str, Sequence[float]], *, keep_values: bool = False) -> dict[str, dict[str, Any]]:
+    """Seed-to-seed statistics per metric: sample sd, n, min, max over the finite values (and, with
+    ``keep_values``, the values themselves in seed order, NaN kept: the claims average them)."""
+    out: dict[str, dict[str, Any]] = {}
     for name, values in samples.items():
         finite = [float(v) for v in values if math.isfinite(v)]
         sd = statistics.stdev(finite) if len(finite) > 1 else 0.0
         out[name] = {"sd": round_sig(sd, 4), "n": len(finite),
                      "min": round_sig(min(finite)) if finite else math.nan,
                      "max": round_sig(max(finite)) if finite else math.nan}
+        if keep_values:
+            out[name]["values"] = [round_sig(float(v), VALUE_DIGITS) for v in values]
     return out
+
+
+def spread_metrics(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A baseline's per-metric spread entries (``spread.metrics``)."""
+    return dict((doc.get("spread") or {}).get("metrics", {}))
+
+
+def uncertainty_context(doc: Mapping[str, Any], *, session_seed: int = 0) -> dict[str, Any]:
+    """What the claims need from a baseline besides the session's own numbers: the other training
+    seeds' values, finals and convergence (``seeds``), and each metric's sampling error and numerical
+    deviation (``uncertainty``). See :mod:`lossbench.claims`."""
+    spread = doc.get("spread") or {}
+    seeds = list(spread.get("seeds", []))
+    others = [i for i, s in enumerate(seeds) if s != session_seed]
+    metrics = {name: [entry["values"][i] for i in others] for name, entry in spread_metrics(doc).items()
+               if "values" in entry and len(entry["values"]) == len(seeds)}
+    finals = spread.get("finals", [])
+    converged = spread.get("converged", [])
+    unc: dict[str, dict[str, float]] = {}
+    for name, j in (doc.get("jitter") or {}).items():
+        unc.setdefault(name, {})["numeric"] = float(j) if math.isfinite(float(j)) else 0.0
+    for name, entry in (doc.get("sampling") or {}).items():
+        unc.setdefault(name, {})["sampling"] = float(entry["sd"])
+    return {"seeds": {"seeds": [seeds[i] for i in others], "metrics": metrics,
+                      "finals": [finals[i] for i in others] if len(finals) == len(seeds) else [],
+                      "converged": [bool(converged[i]) for i in others] if len(converged) == len(seeds) else []},
+            "uncertainty": unc}
 
 
 def round_sig(x: float, digits: int = 6) -> float:
@@ -236,12 +276,13 @@ def validate(doc: Any, path: str | Path) -> None:
         if not entry["tol"] >= 0:
             raise BaselineFileError(f"{where}: metrics.{name}.tol must be >= 0, got {entry['tol']!r}")
     spread = doc.get("spread", {})
-    if not isinstance(spread, dict):
-        raise BaselineFileError(f"{where}: field 'spread' must be an object of metric -> {{sd, n, min, max}}")
-    for name, entry in spread.items():
+    if not isinstance(spread, dict) or not isinstance(spread.get("metrics", {}), dict):
+        raise BaselineFileError(f"{where}: field 'spread' must be an object with 'seeds' and 'metrics' "
+                                "(metric -> {values, sd, n, min, max})")
+    for name, entry in spread.get("metrics", {}).items():
         if not isinstance(entry, dict) or any(
                 isinstance(entry.get(k), bool) or not isinstance(entry.get(k), (int, float)) for k in ("sd", "min", "max")):
-            raise BaselineFileError(f"{where}: spread.{name} must hold numbers sd, min and max")
+            raise BaselineFileError(f"{where}: spread.metrics.{name} must hold numbers sd, min and max")
 
 
 def _band(entry: Mapping[str, Any], spread: Mapping[str, Any] | None, tier: str) -> tuple[float, float]:
@@ -257,7 +298,7 @@ def _band(entry: Mapping[str, Any], spread: Mapping[str, Any] | None, tier: str)
 def compare(obtained: Mapping[str, float], baseline: Mapping[str, Any], *, tier: str = TIER_TOL) -> list[Row]:
     """Compare every metric (union of both sides) and return one :class:`Row` each, sorted by name."""
     stored = baseline.get("metrics", {})
-    spread = baseline.get("spread", {})
+    spread = spread_metrics(baseline)
     rows = []
     for name in sorted(set(stored) | set(obtained)):
         entry = stored.get(name)

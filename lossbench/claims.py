@@ -1,37 +1,177 @@
-"""The paper's findings as checks over a matrix of measured nets (plain dicts in, verdicts out).
+"""The paper's findings as checks over a matrix of measured nets: plain dicts in, verdicts out.
 
-A record describes one net (what :func:`lossbench.reproduce.study_record` and
-:meth:`lossbench.reproduce.Reproduction.to_json` give)::
+A record describes one net (what :func:`lossbench.reproduce.study_net` gives, with the seed spread
+and the uncertainties of :func:`lossbench.baselines.uncertainty_context` merged in)::
 
-    {"config_id", "config": {depth, shortcut, batch_size, optimizer, weight_decay, ...},
+    {"config_id", "config": {depth, shortcut, batch_size, optimizer, weight_decay, n_test, ...},
      "final": {train_loss, train_acc, test_loss, test_acc}, "converged": bool,
-     "pairs": [metrics of the 2D surface on direction pair k, ...],   # or "metrics": one pair
-     "curvature": {eig_max, eig_min, eig_ratio_center, trace},         # optional (or in "metrics")
-     "pca": {"share", "random_share", "checkpoints"},                  # optional
-     "lines": {"filter": [line metrics per seed], "none": [...]},     # optional (1D random lines)
-     "eig_map": {eig_ratio_mean, ...}}                                 # optional
+     "pairs": [surface metrics of direction pair k, ...],             # or "metrics": one pair
+     "curvature": {eig_max, eig_min, eig_ratio_center, trace},         # at the minimum
+     "pca": {"share", "random_share", "checkpoints", "random_walk_share", "random_walk_sd"},
+     "lines": {"filter": [line metrics per pair], "none": [...]},     # 1D random lines
+     "seeds": {"seeds": [1, 2], "metrics": {flat name: [value per seed]},
+               "finals": [final per seed], "converged": [bool per seed]},
+     "uncertainty": {flat name: {"sampling": sd, "numeric": largest recompute deviation}}}
 
-A claim compares nets. It is judged on every direction pair separately and *holds* only if it holds
-on each (ties do not hold); the per-pair numbers are kept. It is *inconclusive* when a net it needs
-has not reached a minimum (the numbers are still reported, never hidden).
+Flat names are the baselines' (:func:`flat_metrics`): ``curv_max`` (pair 0), ``curv_max/p1``,
+``eig_max``, ``pca_share``, ``line_filter_curv/p2``, ``test_error``, ...
+
+**Numbers with their error.** Every number a claim uses is an :class:`Estimate`: the mean over the
+training seeds (seed 0 from this session, the others from the baseline's spread) and its standard
+uncertainty ``u`` = sqrt(seed sd^2 / n + sampling^2 + numeric^2): the seed-to-seed spread, the sampling
+error of the images (disjoint image subsets for Hessian quantities, the binomial error of a test error
+over its test images, the finite set of grid points of a non-convex fraction) and the numerical error
+(the largest deviation between correct recomputations, float64 included).
+
+**Verdicts.** A claim is one or more comparisons (:class:`Test`), each a ``margin`` that is positive
+when the paper's finding holds, with its ``uncertainty`` in the same unit, judged on every direction
+pair (or once, for numbers that have no direction). With :data:`K` = 3:
+
+* ``inconclusive``: a net it needs (any training seed) has not reached a minimum;
+* ``unresolved``: some |margin| <= K x uncertainty (or a number is missing: NaN, e.g. an eigenvalue
+  Lanczos could not resolve): the data cannot decide;
+* ``holds``: every margin > K x uncertainty;
+* ``fails``: every |margin| > K x uncertainty and some margin is negative.
+
+K = 3 because the seed part of ``u`` is estimated from three training seeds per config: Welch's t
+with about four degrees of freedom needs 2.8 for a two-sided 95 % interval.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+HOLDS, FAILS, UNRESOLVED, INCONCLUSIVE = "holds", "fails", "unresolved", "inconclusive"
+VERDICTS = (HOLDS, FAILS, UNRESOLVED, INCONCLUSIVE)
 
-#: The paper reports that the top two PCA directions explain 40-90 % of the path's variance, and
-#: that random directions capture almost none of it (their Figure 8).
-PCA_SHARE_RANGE = (0.4, 0.9)
-#: "close to 0 %" for two random directions.
+#: A margin decides only when it exceeds K times its uncertainty.
+K = 3.0
+
+#: The paper reports that the top two PCA directions explain 40-90 % of the path's variance (their
+#: section 7): "at least 40 %" is the claim (the upper end is what their runs happened to give).
+PCA_SHARE_MIN = 0.4
+#: "close to 0 %" for two random filter-normalised directions (their Figure 8).
 RANDOM_SHARE_MAX = 0.01
+
+#: Bootstrap replicates of a rank correlation, and its seed (the verdict is a function of the data).
+BOOTSTRAP = 2000
+
+
+# ----------------------------------------------------------------------------- numbers and their error
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A number with its standard uncertainty.
+
+    Attributes:
+        value: mean over the training seeds that have it (seed 0 first in ``values``).
+        u: standard uncertainty, sqrt(seeds^2 + sampling^2 + numeric^2) of :attr:`parts`.
+        values: the per-seed values.
+        parts: the three components of ``u`` (seeds: sd / sqrt(n); 0 with one seed).
+    """
+
+    value: float
+    u: float
+    values: tuple[float, ...] = ()
+    parts: dict[str, float] = field(default_factory=dict)
+
+    def __sub__(self, other: "Estimate") -> "Estimate":
+        return Estimate(self.value - other.value, math.hypot(self.u, other.u))
+
+
+def estimate(values: Sequence[float], *, sampling: float = 0.0, numeric: float = 0.0) -> Estimate:
+    """Mean of per-seed ``values`` with u = sqrt(sd^2 / n + sampling^2 + numeric^2); NaN if any is NaN."""
+    v = np.asarray(values, float)
+    if len(v) == 0 or not np.all(np.isfinite(v)):
+        return Estimate(math.nan, math.nan, tuple(v.tolist()))
+    seeds = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+    parts = {"seeds": seeds, "sampling": float(sampling), "numeric": float(numeric)}
+    return Estimate(float(v.mean()), math.sqrt(sum(x * x for x in parts.values())), tuple(v.tolist()), parts)
+
+
+def pair_suffix(k: int) -> str:
+    """Metric-name suffix of direction pair k: none for pair 0, ``/p1`` for pair 1, ..."""
+    return "" if k == 0 else f"/p{k}"
+
+
+def flat_metrics(record: Mapping[str, Any]) -> dict[str, float]:
+    """Every number of a session record under its baseline name (see the module docstring)."""
+    out: dict[str, float] = {}
+    for k, pair in enumerate(pairs_of(record)):
+        out.update({f"{name}{pair_suffix(k)}": float(v) for name, v in pair.items()})
+    out.update({name: float(v) for name, v in (record.get("curvature") or {}).items()})
+    pca = record.get("pca")
+    if pca:
+        out["pca_share"], out["pca_random_share"] = float(pca["share"]), float(pca["random_share"])
+    for norm, per in (record.get("lines") or {}).items():
+        for k, m in enumerate(per):
+            out.update({f"line_{norm}_{name}{pair_suffix(k)}": float(v) for name, v in m.items()})
+    for name, v in (record.get("eig_map") or {}).items():
+        out[f"eigmap_{name}"] = float(v)
+    out["test_error"] = 1.0 - float(record["final"].get("test_acc", math.nan))
+    return out
+
+
+def number(record: Mapping[str, Any], name: str) -> Estimate:
+    """The :class:`Estimate` of flat metric ``name`` of a record, over every training seed it has."""
+    here = flat_metrics(record).get(name, math.nan)
+    seeds = record.get("seeds") or {}
+    if name == "test_error":
+        others = [1.0 - float(f.get("test_acc", math.nan)) for f in seeds.get("finals", [])]
+        values = [here, *others]
+        n_test = int(record["config"].get("n_test", 0)) or 1
+        # binomial error of each net's error over the test images, averaged over the seeds
+        sampling = math.sqrt(sum(max(e * (1 - e), 0.0) / n_test for e in values if math.isfinite(e))) / len(values)
+        return estimate(values, sampling=sampling)
+    values = [here, *seeds.get("metrics", {}).get(name, [])]
+    unc = (record.get("uncertainty") or {}).get(name, {})
+    sampling = float(unc.get("sampling", 0.0))
+    if name.split("/")[0] == "nonconvex_fraction":  # a share of grid points: binomial over the region
+        points = flat_metrics(record).get("nonconvex_points" + name[len("nonconvex_fraction"):], math.nan)
+        if math.isfinite(points) and points > 0:
+            f = float(np.nanmean(values))
+            sampling = max(sampling, math.sqrt(max(f * (1 - f), 0.25 / points) / points))
+    return estimate(values, sampling=sampling, numeric=float(unc.get("numeric", 0.0)))
+
+
+def all_converged(record: Mapping[str, Any]) -> bool:
+    """Every training seed of the config reached a minimum (seed 0's and the stored seeds')."""
+    return bool(record["converged"]) and all((record.get("seeds") or {}).get("converged", []))
+
+
+# ----------------------------------------------------------------------------- tests and claims
+
+
+@dataclass(frozen=True)
+class Test:
+    """One comparison: a margin (positive when the finding holds) and its uncertainty, same unit."""
+
+    what: str
+    margin: float
+    uncertainty: float
+    numbers: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def decided(self) -> bool:
+        return math.isfinite(self.margin) and math.isfinite(self.uncertainty) and abs(self.margin) > K * self.uncertainty
+
+    def to_json(self) -> dict[str, Any]:
+        return {"what": self.what, "margin": self.margin, "uncertainty": self.uncertainty,
+                "decided": self.decided, **self.numbers}
+
+
+def difference(what: str, a: Estimate, b: Estimate, *, names: tuple[str, str], scale: float = 1.0) -> Test:
+    """``a - b`` as a test (times ``scale``, e.g. 100 for percentage points), with both numbers shown."""
+    d = a - b
+    return Test(what, scale * d.value, scale * d.u,
+                {f"{names[0]}": scale * a.value, f"{names[0]} u": scale * a.u,
+                 f"{names[1]}": scale * b.value, f"{names[1]} u": scale * b.u})
 
 
 @dataclass(frozen=True)
@@ -39,32 +179,62 @@ class Claim:
     """One claim's verdict.
 
     Attributes:
-        key: unique id, ``name[group]``; the stored verdicts are keyed by it.
-        name: short name, e.g. ``depth-chaotic-without-skips``.
-        statement: the paper's claim in words, with the condition tested.
-        group: which slice of the matrix (e.g. ``bs128``).
-        per_pair: one dict of numbers per direction pair (or a single one), each with ``holds``.
-        comparison_holds: the condition held on every pair, regardless of convergence.
-        verdict: ``holds``, ``fails`` or ``inconclusive``.
-        nets: config_id -> final train_loss, train_acc, test_acc and converged, for every net involved.
+        name: short name, e.g. ``depth-nonconvex-without-skips``.
+        statement: the finding in words, with the condition tested.
+        group: the slice of the matrix (``bs128``, a config id, ...).
+        paper: the figure or table of the paper it tests.
+        paper_number: the paper's own number where it gives one ("" otherwise).
+        per_pair: per direction pair (or once), the tests; every one must be decided.
+        verdict: one of :data:`VERDICTS`.
+        nets: config_id -> final train loss/accuracy, test accuracy, converged (all seeds), seeds.
     """
 
     name: str
     statement: str
     group: str
-    per_pair: tuple[dict[str, float], ...]
-    comparison_holds: bool
+    paper: str
+    per_pair: tuple[tuple[Test, ...], ...]
     verdict: str
     nets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    paper_number: str = ""
 
     @property
     def key(self) -> str:
         return f"{self.name}[{self.group}]"
 
     @property
-    def numbers(self) -> dict[str, float]:
-        """The first pair's numbers (all pairs: :attr:`per_pair`)."""
-        return dict(self.per_pair[0]) if self.per_pair else {}
+    def tests(self) -> list[Test]:
+        return [t for pair in self.per_pair for t in pair]
+
+    def summary(self) -> str:
+        """The deciding numbers, short: ``margin +- u`` of each test, pair by pair."""
+        return "; ".join(", ".join(f"{t.margin:+.3g} ± {t.uncertainty:.2g}" for t in pair) for pair in self.per_pair)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "statement": self.statement, "paper": self.paper,
+                "paper_number": self.paper_number, "k": K,
+                "pairs": [[t.to_json() for t in pair] for pair in self.per_pair]}
+
+
+def verdict_of(per_pair: Sequence[Sequence[Test]], converged: bool) -> str:
+    """The rule of the module docstring."""
+    tests = [t for pair in per_pair for t in pair]
+    if not converged:
+        return INCONCLUSIVE
+    if not tests or not all(t.decided for t in tests):
+        return UNRESOLVED
+    return HOLDS if all(t.margin > 0 for t in tests) else FAILS
+
+
+def _claim(name: str, statement: str, group: str, paper: str, per_pair: Sequence[Sequence[Test]],
+           nets: Sequence[Mapping[str, Any]], paper_number: str = "") -> Claim:
+    info = {r["config_id"]: {"train_loss": r["final"]["train_loss"], "train_acc": r["final"]["train_acc"],
+                             "test_acc": r["final"].get("test_acc", math.nan), "converged": all_converged(r),
+                             "seeds": 1 + len((r.get("seeds") or {}).get("finals", []))}
+            for r in nets}
+    per_pair = tuple(tuple(p) for p in per_pair)
+    verdict = verdict_of(per_pair, all(v["converged"] for v in info.values()))
+    return Claim(name, statement, group, paper, per_pair, verdict, info, paper_number)
 
 
 def missing_nets(expected: Iterable[str], recorded: Iterable[str], selected: Iterable[str]) -> tuple[str, str] | None:
@@ -87,29 +257,11 @@ def pairs_of(record: Mapping[str, Any]) -> list[Mapping[str, float]]:
     """The per-direction-pair surface metrics of a record (one pair for a flat ``metrics`` record)."""
     if "pairs" in record:
         return list(record["pairs"])
-    return [record["metrics"]]
+    return [record["metrics"]] if "metrics" in record else []
 
 
-def curvature_of(record: Mapping[str, Any]) -> Mapping[str, float]:
-    return record.get("curvature") or record.get("metrics", {})
-
-
-def _claim(name: str, statement: str, group: str, per_pair: Sequence[dict[str, float]],
-           nets: Sequence[Mapping[str, Any]]) -> Claim:
-    info = {r["config_id"]: {"train_loss": r["final"]["train_loss"], "train_acc": r["final"]["train_acc"],
-                             "test_acc": r["final"].get("test_acc", math.nan), "converged": bool(r["converged"])}
-            for r in nets}
-    holds = bool(per_pair) and all(bool(p["holds"]) for p in per_pair)
-    all_converged = all(v["converged"] for v in info.values())
-    verdict = (HOLDS if holds else FAILS) if all_converged else INCONCLUSIVE
-    return Claim(name, statement, group, tuple(dict(p) for p in per_pair), holds, verdict, info)
-
-
-def _per_pair(records: Sequence[Mapping[str, Any]],
-              judge: Callable[[list[Mapping[str, float]]], dict[str, float]]) -> list[dict[str, float]]:
-    """Apply ``judge`` to the k-th pair of every record, for each k all records have."""
-    n = min(len(pairs_of(r)) for r in records)
-    return [judge([pairs_of(r)[k] for r in records]) for k in range(n)]
+def _n_pairs(records: Sequence[Mapping[str, Any]]) -> int:
+    return min(len(pairs_of(r)) for r in records)
 
 
 def _find(records: Sequence[Mapping[str, Any]], *, depth: int, shortcut: bool, batch_size: int,
@@ -121,6 +273,11 @@ def _find(records: Sequence[Mapping[str, Any]], *, depth: int, shortcut: bool, b
                                                                     weight_decay, width):
             return r
     return None
+
+
+def _label(r: Mapping[str, Any]) -> str:
+    c = r["config"]
+    return f"{c['depth']}{'' if c['shortcut'] else '-noshort'}"
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -136,127 +293,196 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+# ----------------------------------------------------------------------------- the claims
+
+
 def evaluate_claims(records: Sequence[Mapping[str, Any]],
-                    eig_maps: Mapping[str, Mapping[str, float]] | None = None) -> list[Claim]:
+                    eig_maps: Mapping[str, Mapping[str, Any]] | None = None,
+                    published: Mapping[str, float] | None = None) -> list[Claim]:
     """Every claim that the given nets allow (a claim whose nets are absent is not listed).
 
     Args:
         records: one per net (see the module docstring).
-        eig_maps: config_id -> :func:`lossbench.metrics.eig_ratio_summary` of its eigen-ratio map
-            (also read from a record's ``eig_map``).
+        eig_maps: config_id -> eigen-ratio map record ``{"summary": {...}, "seeds": ..., "uncertainty": ...}``
+            (or a bare summary), merged into that net's record as ``eig_map``.
+        published: the paper's test errors in percent by model name (``baselines/paper/published.json``).
     """
-    eig_maps = dict(eig_maps or {})
+    records = [dict(r) for r in records]
     for r in records:
-        if r.get("eig_map"):
-            eig_maps.setdefault(r["config_id"], r["eig_map"])
+        m = (eig_maps or {}).get(r["config_id"])
+        if m:
+            _merge_eig_map(r, m)
     claims: list[Claim] = []
     seed = [r for r in records if r["config"].get("optimizer", "adam") == "adam" and r["config"].get("width", 1) == 1]
     batch_sizes = sorted({r["config"]["batch_size"] for r in seed})
-    depths = sorted({r["config"]["depth"] for r in seed})
     for bs in batch_sizes:
-        claims += _depth_claims(seed, bs, depths)
-        claims += _skip_claims(seed, bs, eig_maps)
-    claims += _large_batch_claims(seed, batch_sizes, depths)
+        claims += _table1_claims(seed, bs, published or {})
+        claims += _depth_claims(seed, bs)
+        claims += _skip_claims(seed, bs)
+    claims += _large_batch_claims(seed, batch_sizes)
     claims += _filter_normalisation_claims(records)
-    claims += _correlation_claims(records)
+    claims += _correlation_claims(records, batch_sizes)
     claims += _pca_claims(records)
     return claims
 
 
-def _depth_claims(records, bs: int, depths: list[int]) -> list[Claim]:
+def _merge_eig_map(record: dict[str, Any], m: Mapping[str, Any]) -> None:
+    summary = m.get("summary", m)
+    record["eig_map"] = dict(summary)
+    seeds = dict(record.get("seeds") or {})
+    metrics = dict(seeds.get("metrics", {}))
+    for name, values in ((m.get("seeds") or {}).get("metrics", {})).items():
+        metrics[f"eigmap_{name}"] = values
+    seeds["metrics"] = metrics
+    record["seeds"] = seeds
+    record["uncertainty"] = {**(record.get("uncertainty") or {}),
+                             **{f"eigmap_{k}": v for k, v in (m.get("uncertainty") or {}).items()}}
+
+
+def _table1_claims(records, bs: int, published: Mapping[str, float]) -> list[Claim]:
+    """Table 1 / Figure 5 captions: test error against depth, with and without skip connections."""
     out = []
-    for shallow, deep in zip(depths, depths[1:]):
-        a = _find(records, depth=shallow, shortcut=False, batch_size=bs)
-        b = _find(records, depth=deep, shortcut=False, batch_size=bs)
+    nets = {(d, s): _find(records, depth=d, shortcut=s, batch_size=bs) for d in (20, 56, 110) for s in (True, False)}
+
+    def err(r):
+        return number(r, "test_error")
+
+    for deep in (56, 110):
+        shallow = 20 if deep == 56 else 56
+        a, b = nets[(shallow, False)], nets[(deep, False)]
         if not (a and b):
             continue
-        ca, cb = curvature_of(a), curvature_of(b)
-
-        def judge(p, ca=ca, cb=cb, shallow=shallow, deep=deep):
-            nc_a, nc_b = p[0]["nonconvex_fraction"], p[1]["nonconvex_fraction"]
-            ra, rb = ca.get("eig_ratio_center", math.nan), cb.get("eig_ratio_center", math.nan)
-            return {f"nonconvex_fraction {deep}-noshort": nc_b, f"nonconvex_fraction {shallow}-noshort": nc_a,
-                    f"eig_ratio_center {deep}-noshort": rb, f"eig_ratio_center {shallow}-noshort": ra,
-                    "holds": float(nc_b > nc_a and rb > ra)}
-
+        p = published
+        paper = (f"{p.get(f'resnet{shallow}-noshort', math.nan):g} % -> {p.get(f'resnet{deep}-noshort', math.nan):g} %"
+                 if p else "")
         out.append(_claim(
-            "depth-chaotic-without-skips",
-            f"without skip connections ResNet-{deep} is less convex than ResNet-{shallow}: a larger non-convex "
-            f"fraction of its filter-normalised surface and a larger |lambda_min / lambda_max| at the minimum",
-            f"bs{bs}", _per_pair([a, b], judge), [a, b]))
+            "table1-error-grows-with-depth-without-skips",
+            f"without skip connections ResNet-{deep} has a higher test error than ResNet-{shallow} "
+            "(percentage points; seeds and a binomial error over the test images)",
+            f"bs{bs}" if deep == 56 else f"bs{bs}-110", "Table 1 (Figure 5 captions)",
+            [[difference(f"test error {deep}-noshort - {shallow}-noshort (pp)", err(b), err(a),
+                         names=(f"test error {deep}-noshort %", f"test error {shallow}-noshort %"), scale=100)]],
+            [a, b], paper))
+        sa, sb = nets[(shallow, True)], nets[(deep, True)]
+        if sa and sb:
+            growth_without = err(b) - err(a)
+            growth_with = err(sb) - err(sa)
+            gap = growth_without - growth_with
+            paper = ""
+            if p:
+                gw = p.get(f"resnet{deep}-noshort", math.nan) - p.get(f"resnet{shallow}-noshort", math.nan)
+                gs = p.get(f"resnet{deep}", math.nan) - p.get(f"resnet{shallow}", math.nan)
+                paper = f"{gw:+.2f} pp without skips, {gs:+.2f} pp with"
+            out.append(_claim(
+                "table1-skips-stop-error-growing-with-depth",
+                f"from ResNet-{shallow} to ResNet-{deep} the test error grows more without skip connections than "
+                "with them (difference of the two growths, percentage points)",
+                f"bs{bs}" if deep == 56 else f"bs{bs}-110", "Table 1 (Figure 5 captions)",
+                [[Test("growth without - growth with skips (pp)", 100 * gap.value, 100 * gap.u,
+                       {"growth without skips pp": 100 * growth_without.value,
+                        "growth with skips pp": 100 * growth_with.value})]],
+                [a, b, sa, sb], paper))
     return out
 
 
-def _skip_claims(records, bs: int, eig_maps) -> list[Claim]:
+def _per_pair_diff(a, b, metric: str, what: str, names: tuple[str, str]) -> list[list[Test]]:
+    return [[difference(what, number(a, metric + pair_suffix(k)), number(b, metric + pair_suffix(k)), names=names)]
+            for k in range(_n_pairs([a, b]))]
+
+
+def _depth_claims(records, bs: int) -> list[Claim]:
+    """Figures 5 and 7: without skips, the deeper net is less convex."""
+    out = []
+    a = _find(records, depth=20, shortcut=False, batch_size=bs)
+    b = _find(records, depth=56, shortcut=False, batch_size=bs)
+    if not (a and b):
+        return out
+    out.append(_claim(
+        "depth-nonconvex-without-skips",
+        "without skip connections ResNet-56's filter-normalised surface has a larger non-convex fraction than "
+        "ResNet-20's (points below the contour level, within radius 1)", f"bs{bs}", "Figure 5",
+        _per_pair_diff(b, a, "nonconvex_fraction", "non-convex fraction 56-noshort - 20-noshort",
+                       ("56-noshort", "20-noshort")), [a, b]))
+    out.append(_claim(
+        "depth-eig-ratio-without-skips",
+        "without skip connections ResNet-56 has a larger |lambda_min / lambda_max| at the minimum than ResNet-20",
+        f"bs{bs}", "Figure 7",
+        [[difference("eig ratio 56-noshort - 20-noshort", number(b, "eig_ratio_center"), number(a, "eig_ratio_center"),
+                     names=("56-noshort", "20-noshort"))]], [a, b]))
+    return out
+
+
+def _skip_claims(records, bs: int) -> list[Claim]:
+    """Figures 5 and 7: skip connections keep the deep net's landscape convex."""
     out = []
     s20 = _find(records, depth=20, shortcut=True, batch_size=bs)
     for deep in (56, 110):
-        s, n = _find(records, depth=deep, shortcut=True, batch_size=bs), _find(records, depth=deep, shortcut=False, batch_size=bs)
-        if s and n and s20:
-            def judge(p, deep=deep):
-                nc20, ncs, ncn = p[0]["nonconvex_fraction"], p[1]["nonconvex_fraction"], p[2]["nonconvex_fraction"]
-                # "about as convex as ResNet-20": the depth effect with skips is smaller than the skip
-                # effect at this depth, and the net without skips is the less convex one
-                return {f"nonconvex_fraction {deep}": ncs, "nonconvex_fraction 20": nc20,
-                        f"nonconvex_fraction {deep}-noshort": ncn,
-                        "holds": float(ncn > ncs and abs(ncs - nc20) < ncn - ncs)}
-
+        s, n = _find(records, depth=deep, shortcut=True, batch_size=bs), _find(records, depth=deep, shortcut=False,
+                                                                                 batch_size=bs)
+        if not (s and n):
+            continue
+        out.append(_claim(
+            "skips-prevent-nonconvexity",
+            f"ResNet-{deep} without skip connections has a larger non-convex fraction than with them",
+            f"bs{bs}", "Figure 5",
+            _per_pair_diff(n, s, "nonconvex_fraction", f"non-convex fraction {deep}-noshort - {deep}",
+                           (f"{deep}-noshort", f"{deep}")), [s, n]))
+        if s20:
+            per = []
+            for k in range(_n_pairs([s20, s, n])):
+                name = "nonconvex_fraction" + pair_suffix(k)
+                f20, fs, fn = number(s20, name), number(s, name), number(n, name)
+                skip, depth = fn - fs, fs - f20
+                # the skip effect at this depth must exceed the depth effect with skips, |fs - f20|
+                per.append([Test(f"(nc {deep}-noshort - nc {deep}) - |nc {deep} - nc 20|",
+                                 skip.value - abs(depth.value), math.hypot(skip.u, depth.u),
+                                 {f"nc {deep}-noshort": fn.value, f"nc {deep}": fs.value, "nc 20": f20.value})])
             out.append(_claim(
-                "skips-prevent-chaos",
-                f"with skip connections ResNet-{deep} is about as convex as ResNet-20 (|difference of non-convex "
-                f"fractions| smaller than the gap to ResNet-{deep} without skips), and far more convex than "
-                f"ResNet-{deep} without them", f"bs{bs}", _per_pair([s20, s, n], judge), [s20, s, n]))
-        if s and n:
-            cs, cn = curvature_of(s), curvature_of(n)
-            maps = (eig_maps.get(s["config_id"]), eig_maps.get(n["config_id"]))
-            numbers = {f"eig_ratio_center {deep}-noshort": cn.get("eig_ratio_center", math.nan),
-                       f"eig_ratio_center {deep}": cs.get("eig_ratio_center", math.nan)}
-            holds = numbers[f"eig_ratio_center {deep}-noshort"] > numbers[f"eig_ratio_center {deep}"]
-            if maps[0] and maps[1]:
-                numbers[f"eig_ratio_mean map {deep}-noshort"] = maps[1]["eig_ratio_mean"]
-                numbers[f"eig_ratio_mean map {deep}"] = maps[0]["eig_ratio_mean"]
-                holds = holds and maps[1]["eig_ratio_mean"] > maps[0]["eig_ratio_mean"]
+                "skips-keep-deep-nets-as-convex-as-shallow",
+                f"with skip connections ResNet-{deep} is about as convex as ResNet-20: its difference from ResNet-20 "
+                f"is smaller than the gap to ResNet-{deep} without skips", f"bs{bs}", "Figure 5", per, [s20, s, n]))
+        out.append(_claim(
+            "larger-eig-ratio-without-skips",
+            f"without skip connections ResNet-{deep} has a larger |lambda_min / lambda_max| at the minimum",
+            f"bs{bs}", "Figure 7",
+            [[difference(f"eig ratio {deep}-noshort - {deep}", number(n, "eig_ratio_center"),
+                         number(s, "eig_ratio_center"), names=(f"{deep}-noshort", f"{deep}"))]], [s, n]))
+        if s.get("eig_map") and n.get("eig_map"):
             out.append(_claim(
-                "larger-eig-ratio-without-skips",
-                f"without skip connections ResNet-{deep} has larger Hessian eigen ratios |lambda_min / lambda_max|: "
-                "at the minimum and, where mapped, averaged over the eigen-ratio map", f"bs{bs}",
-                [{**numbers, "holds": float(holds)}], [n, s]))
+                "larger-eig-ratio-map-without-skips",
+                f"without skip connections ResNet-{deep}'s eigen-ratio map has a larger mean |lambda_min / lambda_max| "
+                "(points where both ends resolved)", f"bs{bs}", "Figure 7",
+                [[difference(f"map mean eig ratio {deep}-noshort - {deep}", number(n, "eigmap_eig_ratio_mean"),
+                             number(s, "eigmap_eig_ratio_mean"), names=(f"{deep}-noshort", f"{deep}"))]], [s, n]))
     return out
 
 
-def _large_batch_claims(records, batch_sizes: list[int], depths: list[int]) -> list[Claim]:
+def _large_batch_claims(records, batch_sizes: list[int]) -> list[Claim]:
+    """Figure 3 (and Keskar et al.): large batches find sharper minima, on filter-normalised directions."""
     out = []
     if len(batch_sizes) < 2:
         return out
     small, large = batch_sizes[0], batch_sizes[-1]
+    depths = sorted({r["config"]["depth"] for r in records})
     for depth in depths:
         for shortcut in (True, False):
             a = _find(records, depth=depth, shortcut=shortcut, batch_size=small)
             b = _find(records, depth=depth, shortcut=shortcut, batch_size=large)
             if not (a and b):
                 continue
-
-            def judge(p):
-                return {f"curv_max bs{large}": p[1]["curv_max"], f"curv_max bs{small}": p[0]["curv_max"],
-                        f"sharpness_0.5 bs{large}": p[1]["sharpness_0.5"], f"sharpness_0.5 bs{small}": p[0]["sharpness_0.5"],
-                        "holds": float(p[1]["curv_max"] > p[0]["curv_max"] and p[1]["sharpness_0.5"] > p[0]["sharpness_0.5"])}
-
             out.append(_claim(
                 "large-batch-sharper",
-                f"batch {large} finds a sharper minimum than batch {small} on filter-normalised directions "
-                "(larger curv_max and 0.5-sharpness)", f"resnet{depth}{'' if shortcut else '-noshort'}",
-                _per_pair([a, b], judge), [a, b]))
+                f"batch {large} finds a sharper minimum than batch {small}: a larger curvature curv_max of the "
+                "filter-normalised surface at the minimum", f"resnet{depth}{'' if shortcut else '-noshort'}",
+                "Figure 3", _per_pair_diff(b, a, "curv_max", f"curv_max bs{large} - bs{small}",
+                                           (f"bs{large}", f"bs{small}")), [a, b]))
     return out
 
 
-def _line_curvatures(record, norm: str) -> list[float]:
-    return [float(m["curv"]) for m in record.get("lines", {}).get(norm, [])]
-
-
 def _filter_normalisation_claims(records) -> list[Claim]:
-    """Paper section 4 (Figures 2-3): with filter-normalised directions the flatter minimiser is the one
-    that generalises better, at both weight decays; without normalisation the apparent ordering of
-    small- and large-batch minimisers can flip with weight decay."""
+    """Section 4, Figures 2-3: with filter-normalised directions the flatter minimiser is the one that
+    generalises better, at both weight decays; without normalisation the ordering can flip with weight
+    decay."""
     out = []
     sgd = [r for r in records if r["config"].get("optimizer", "adam") == "sgd" and r.get("lines")]
     decays = sorted({r["config"]["weight_decay"] for r in sgd})
@@ -264,87 +490,144 @@ def _filter_normalisation_claims(records) -> list[Claim]:
     if len(sizes) < 2:
         return out
     small, large = sizes[0], sizes[-1]
-    order_none: dict[float, list[bool]] = {}
-    pairs_none: dict[float, tuple] = {}
+    unnormalised: dict[float, tuple] = {}
     for wd in decays:
         a = _find(sgd, depth=20, shortcut=True, batch_size=small, optimizer="sgd", weight_decay=wd)
         b = _find(sgd, depth=20, shortcut=True, batch_size=large, optimizer="sgd", weight_decay=wd)
         if not (a and b):
             continue
-        err_a, err_b = 1 - a["final"]["test_acc"], 1 - b["final"]["test_acc"]
-        ka, kb = _line_curvatures(a, "filter"), _line_curvatures(b, "filter")
+        err = number(b, "test_error") - number(a, "test_error")
+        sign = 1.0 if err.value >= 0 else -1.0
         per = []
-        for k in range(min(len(ka), len(kb))):
-            # the lower-error net must be the flatter one (a tie in either is not a "holds")
-            holds = (err_a < err_b and ka[k] < kb[k]) or (err_b < err_a and kb[k] < ka[k])
-            per.append({f"test error bs{small}": err_a, f"test error bs{large}": err_b,
-                        f"curv (filter) bs{small}": ka[k], f"curv (filter) bs{large}": kb[k], "holds": float(holds)})
+        n = min(len(a["lines"]["filter"]), len(b["lines"]["filter"]))
+        for k in range(n):
+            curv = number(b, f"line_filter_curv{pair_suffix(k)}") - number(a, f"line_filter_curv{pair_suffix(k)}")
+            per.append([
+                Test(f"|test error bs{large} - bs{small}| (pp): a difference to track", 100 * abs(err.value),
+                     100 * err.u, {f"test error bs{large} - bs{small} pp": 100 * err.value}),
+                Test("curv (filter) of the worse minus the better net", sign * curv.value, curv.u,
+                     {f"curv (filter) bs{large} - bs{small}": curv.value}),
+            ])
         out.append(_claim(
             "filter-normalised-sharpness-tracks-error",
             f"with filter-normalised directions the minimiser with the lower test error is the flatter one "
-            f"(1D curvature at the minimum), batch {small} against {large}", f"sgd-wd{wd:g}", per, [a, b]))
-        na, nb = _line_curvatures(a, "none"), _line_curvatures(b, "none")
-        order_none[wd] = [na[k] < nb[k] for k in range(min(len(na), len(nb)))]
-        pairs_none[wd] = (a, b, na, nb)
-    if len(order_none) == 2:
-        (wd0, o0), (wd1, o1) = sorted(order_none.items())
+            f"(1D curvature at the minimum), batch {small} against {large}", f"sgd-wd{wd:g}", "Figures 2-3", per,
+            [a, b]))
+        na = [number(a, f"line_none_curv{pair_suffix(k)}") for k in range(len(a["lines"].get("none", [])))]
+        nb = [number(b, f"line_none_curv{pair_suffix(k)}") for k in range(len(b["lines"].get("none", [])))]
+        unnormalised[wd] = (a, b, na, nb)
+    if len(unnormalised) == 2:
+        (wd0, (a0, b0, na0, nb0)), (wd1, (a1, b1, na1, nb1)) = sorted(unnormalised.items())
         per = []
-        for k in range(min(len(o0), len(o1))):
-            a0, b0, na0, nb0 = pairs_none[wd0]
-            a1, b1, na1, nb1 = pairs_none[wd1]
-            per.append({f"curv (none) bs{small} wd{wd0:g}": na0[k], f"curv (none) bs{large} wd{wd0:g}": nb0[k],
-                        f"curv (none) bs{small} wd{wd1:g}": na1[k], f"curv (none) bs{large} wd{wd1:g}": nb1[k],
-                        "holds": float(o0[k] != o1[k])})
+        for k in range(min(len(na0), len(nb0), len(na1), len(nb1))):
+            d0, d1 = nb0[k] - na0[k], nb1[k] - na1[k]
+            sign = 1.0 if d0.value >= 0 else -1.0
+            per.append([
+                Test(f"|curv (none) bs{large} - bs{small}| at wd {wd0:g}: an ordering to flip", abs(d0.value), d0.u,
+                     {f"curv (none) bs{large} - bs{small} wd{wd0:g}": d0.value}),
+                Test(f"the same difference at wd {wd1:g}, with the opposite sign", -sign * d1.value, d1.u,
+                     {f"curv (none) bs{large} - bs{small} wd{wd1:g}": d1.value}),
+            ])
         out.append(_claim(
             "unnormalised-ordering-flips-with-weight-decay",
             f"without normalisation the flatter-looking of the batch {small} and {large} minimisers changes "
-            "with weight decay (the paper's Figure 2: unnormalised plots mislead)", "sgd",
-            per, [pairs_none[wd0][0], pairs_none[wd0][1], pairs_none[wd1][0], pairs_none[wd1][1]]))
+            "with weight decay (unnormalised plots mislead)", "sgd", "Figure 2", per, [a0, b0, a1, b1]))
     return out
 
 
-SHARPNESS_METRICS = ("curv_max", "sharpness_0.5")
+SHARPNESS_METRIC = "curv_max"
 
 
-def _correlation_claims(records) -> list[Claim]:
-    """Sharpness against test error over every converged net with 2D surfaces."""
-    nets = [r for r in records if r["converged"] and (r.get("pairs") or r.get("metrics"))]
-    if len(nets) < 4:
-        return []
-    err = [1 - r["final"]["test_acc"] for r in nets]
-    per = []
-    n_pairs = min(len(pairs_of(r)) for r in nets)
-    for k in range(n_pairs):
-        numbers = {f"spearman {m}": spearman([pairs_of(r)[k][m] for r in nets], err) for m in SHARPNESS_METRICS}
-        numbers["nets"] = float(len(nets))
-        numbers["holds"] = float(numbers["spearman curv_max"] > 0)
-        per.append(numbers)
-    curv = [curvature_of(r).get("eig_max", math.nan) for r in nets]
-    trace = [curvature_of(r).get("trace", math.nan) for r in nets]
-    for p in per:
-        p["spearman eig_max"] = spearman(curv, err)
-        p["spearman trace"] = spearman(trace, err)
-    return [_claim(
-        "sharpness-tracks-test-error",
-        "over all converged nets, sharper minima (curv_max of the filter-normalised surface) have higher test "
-        "error: a positive Spearman rank correlation (other sharpness measures reported)", "all-converged",
-        per, nets)]
+def _correlation_claims(records, batch_sizes: list[int]) -> list[Claim]:
+    """Figures 2-3's broader point: sharper minima generalise worse. Spearman's rho between curv_max
+    (filter-normalised, mean over seeds) and the test error, judged by a bootstrap over training seeds
+    and test images, over every config and within each batch size."""
+    out = []
+    groups = [("all", list(records))] + [(f"bs{bs}", [r for r in records if r["config"]["batch_size"] == bs])
+                                         for bs in batch_sizes if len(batch_sizes) > 1]
+    for group, nets in groups:
+        nets = [r for r in nets if pairs_of(r)]
+        if len(nets) < 4:
+            continue
+        per = []
+        for k in range(_n_pairs(nets)):
+            name = SHARPNESS_METRIC + pair_suffix(k)
+            rho, sd = _bootstrap_spearman([number(r, name) for r in nets], [number(r, "test_error") for r in nets],
+                                          [int(r["config"].get("n_test", 0)) or 1 for r in nets], seed=k)
+            per.append([Test(f"spearman(curv_max, test error) over {len(nets)} configs", rho, sd,
+                             {"nets": float(len(nets)), "bootstrap lower bound (rho - K sd)": rho - K * sd})])
+        out.append(_claim(
+            "sharpness-tracks-test-error",
+            "sharper minima (curv_max of the filter-normalised surface) have higher test error: Spearman's rho over "
+            "the configs, its uncertainty the sd of a bootstrap over training seeds and test images",
+            group, "Figures 2-3", per, nets))
+    return out
+
+
+def _bootstrap_spearman(sharp: Sequence[Estimate], err: Sequence[Estimate], n_test: Sequence[int], *,
+                        seed: int) -> tuple[float, float]:
+    """(rho of the seed means, sd of rho over :data:`BOOTSTRAP` replicates that resample each config's
+    training seeds (the sharpness and the error of one seed together) and draw each test error from its
+    binomial over the test images)."""
+    if any(not math.isfinite(e.value) for e in (*sharp, *err)):
+        return math.nan, math.nan
+    from scipy.stats import rankdata
+
+    rho = spearman([e.value for e in sharp], [e.value for e in err])
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for s, e, n in zip(sharp, err, n_test):
+        sv, ev = np.asarray(s.values, float), np.asarray(e.values, float)
+        if len(sv) == len(ev):
+            idx = rng.integers(0, len(sv), (BOOTSTRAP, len(sv)))
+            sv, ev = sv[idx], ev[idx]  # (B, seeds)
+        else:  # no pairing of seeds: keep the values, resample the test images only
+            sv, ev = np.broadcast_to(sv, (BOOTSTRAP, len(sv))), np.broadcast_to(ev, (BOOTSTRAP, len(ev)))
+        xs.append(sv.mean(1))
+        ys.append((rng.binomial(n, np.clip(ev, 0, 1)) / n).mean(1))
+    rx, ry = rankdata(np.stack(xs, 1), axis=1), rankdata(np.stack(ys, 1), axis=1)  # (B, configs)
+    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reps = (rx * ry).sum(1) / np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
+    return rho, float(np.nanstd(reps, ddof=1))
 
 
 def _pca_claims(records) -> list[Claim]:
+    """Section 7 (Figure 8): two PCA directions capture the path (at least 40 % of its variance), two
+    random directions almost none; and, as a null model, more than a random walk sampled at the same
+    checkpoints gets from the same PCA."""
     out = []
-    lo, hi = PCA_SHARE_RANGE
     for r in records:
         pca = r.get("pca")
         if not pca:
             continue
-        share, rand = pca["share"], pca["random_share"]
-        holds = lo <= share <= hi and rand <= RANDOM_SHARE_MAX and pca["checkpoints"] >= 20
+        share, rand = number(r, "pca_share"), number(r, "pca_random_share")
         out.append(_claim(
             "pca-explains-path",
-            f"the top two PCA directions explain {lo:.0%}-{hi:.0%} of the training path's variance "
-            f"(>= 20 checkpoints), two random filter-normalised directions at most {RANDOM_SHARE_MAX:.0%}",
-            r["config_id"],
-            [{"share top-2 PCA": share, "share random": rand, "checkpoints": float(pca["checkpoints"]),
-              "holds": float(holds)}], [r]))
+            f"the top two PCA directions explain at least {PCA_SHARE_MIN:.0%} of the training path's variance "
+            f"({pca['checkpoints']} checkpoints), two random filter-normalised directions at most "
+            f"{RANDOM_SHARE_MAX:.0%}", r["config_id"], "Section 7, Figure 8",
+            [[Test(f"top-2 share - {PCA_SHARE_MIN:g}", share.value - PCA_SHARE_MIN, share.u, {"share": share.value}),
+              Test(f"{RANDOM_SHARE_MAX:g} - random share", RANDOM_SHARE_MAX - rand.value, rand.u,
+                   {"random share": rand.value})]], [r], "40-90 %"))
+        if "random_walk_share" in pca:
+            walk = Estimate(float(pca["random_walk_share"]), float(pca.get("random_walk_sd", 0.0)))
+            d = share - walk
+            out.append(_claim(
+                "pca-path-lower-dimensional-than-random-walk",
+                "the top two PCA directions explain more of the training path than they do of a random walk sampled "
+                "at the same number of checkpoints (the null model: a path with no low-dimensional structure)",
+                r["config_id"], "Section 7 (a control the paper does not run)",
+                [[Test("top-2 share - random walk's", d.value, d.u, {"share": share.value, "random walk": walk.value})]],
+                [r]))
     return out
+
+
+def claims_json(claims: Sequence[Claim]) -> dict[str, Any]:
+    """``claim key -> claim.to_json()``, sorted: the ``numbers`` of ``claims.json``."""
+    return {c.key: c.to_json() for c in sorted(claims, key=lambda c: c.key)}
+
+
+def count_verdicts(claims: Sequence[Claim]) -> dict[str, int]:
+    return {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
+

@@ -12,9 +12,12 @@ directions; losses in nats. Formulas (also printed in the report):
   level ``L(0) + tau`` (bilinear interpolation; a ray that leaves the grid first counts its length
   inside the grid); ``basin_area``: area (unit^2) of the connected set ``{L <= L(0) + tau}`` that
   contains the centre. tau = 0.1 is the paper's "0.1-level contour".
-* ``nonconvex_fraction``: share of interior points within ``radius`` of the centre whose
-  finite-difference 2x2 Hessian has ``lambda_min < -0.1 |lambda_max|`` and ``lambda_min < -1e-4``
-  (significantly negative: relative to the local curvature, and above float noise).
+* ``nonconvex_fraction``: share of the interior points within ``radius`` of the centre *and below
+  the contour level* ``L(0) + CONTOUR_MAX`` (10 nats: the highest contour of the paper's Figure 5,
+  the authors' ``plot_2D.py --vmax 10``; what lies above is the diverged wall of the surface, not the
+  landscape the paper reads) whose finite-difference 2x2 Hessian has ``lambda_min < -0.1 |lambda_max|``
+  and ``lambda_min < -1e-4`` (significantly negative: relative to the local curvature, and above float
+  noise); ``nonconvex_points``: how many points that region holds (its binomial error).
 * ``local_minima``: interior points strictly below all 8 neighbours, the centre point excluded.
 * ``roughness``: total variation along every grid row and column divided by the least variation a
   unimodal line with the same end points and minimum would have,
@@ -40,6 +43,7 @@ TAU = 0.1
 EPSILONS = (0.25, 0.5, 1.0)
 PATCH = 0.25
 RADIUS = 1.0
+CONTOUR_MAX = 10.0
 N_RAYS = 64
 NONCONVEX_REL = 0.1
 NONCONVEX_ABS = 1e-4
@@ -141,14 +145,23 @@ def finite_difference_hessians(alphas: np.ndarray, betas: np.ndarray, loss: np.n
     return np.stack([np.stack([h11, h12], -1), np.stack([h12, h22], -1)], -2)
 
 
-def nonconvex_fraction(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, *, radius: float = RADIUS) -> float:
-    """Share of interior points within ``radius`` whose local Hessian has a significantly negative eigenvalue."""
+def nonconvex_region(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, *, radius: float = RADIUS,
+                     level: float = CONTOUR_MAX) -> np.ndarray:
+    """(n_alpha-2, n_beta-2) bool: the interior points within ``radius`` of the centre whose loss is at
+    most ``level`` nats above the centre's."""
+    aa, bb = np.meshgrid(alphas[1:-1], betas[1:-1], indexing="ij")
+    c = center_index(alphas, betas)
+    return (np.hypot(aa, bb) <= radius + 1e-12) & (loss[1:-1, 1:-1] <= loss[c] + level)
+
+
+def nonconvex_fraction(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, *, radius: float = RADIUS,
+                       level: float = CONTOUR_MAX) -> float:
+    """Share of the :func:`nonconvex_region` whose local Hessian has a significantly negative eigenvalue."""
     eig = np.linalg.eigvalsh(finite_difference_hessians(alphas, betas, loss))  # ascending
     eig_min, eig_max = eig[..., 0], eig[..., 1]
-    aa, bb = np.meshgrid(alphas[1:-1], betas[1:-1], indexing="ij")
-    inside = np.hypot(aa, bb) <= radius + 1e-12
+    inside = nonconvex_region(alphas, betas, loss, radius=radius, level=level)
     if not inside.any():
-        raise ValueError(f"no interior grid point lies within radius {radius}")
+        raise ValueError(f"no interior grid point lies within radius {radius} and {level} nats of the centre")
     bad = (eig_min < -NONCONVEX_REL * np.abs(eig_max)) & (eig_min < -NONCONVEX_ABS)
     return float(bad[inside].mean())
 
@@ -199,6 +212,7 @@ def surface_metrics(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, acc
         "basin_radius": basin_radius(alphas, betas, loss, tau=tau),
         "basin_area": basin_area(alphas, betas, loss, tau=tau),
         "nonconvex_fraction": nonconvex_fraction(alphas, betas, loss, radius=radius),
+        "nonconvex_points": float(nonconvex_region(alphas, betas, loss, radius=radius).sum()),
         "local_minima": float(local_minima(loss, c)),
         "roughness": roughness(loss),
     }

@@ -292,6 +292,20 @@ def lossbench_baseline(pytestconfig: pytest.Config, lossbench_scale, lossbench_b
     return _check
 
 
+@pytest.fixture(scope="session")
+def lossbench_baseline_doc(lossbench_scale, lossbench_baselines_dir):
+    """``get(name)``: the stored baseline ``baselines/<scale>/<name>.json`` as a dict ({} when there is
+    none yet: the check itself creates it and fails), for what a check does not compare: the seed spread
+    and the uncertainties the claims use."""
+    from .baselines import load_baseline
+
+    def get(name: str) -> dict[str, Any]:
+        path = lossbench_baselines_dir / lossbench_scale.name / f"{name}.json"
+        return load_baseline(path) if path.exists() else {}
+
+    return get
+
+
 @pytest.fixture
 def lossbench_verdicts(pytestconfig: pytest.Config, lossbench_scale, lossbench_baselines_dir):
     """``check(verdicts, converged, numbers)``: the claims' verdicts against

@@ -6,6 +6,7 @@ tolerance derivation (``python -m lossbench baselines``).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,34 +57,59 @@ def config_metrics(surface: Surface) -> dict[str, float]:
 
 
 #: Curvature at the minimum in the suite, besides the images (the scale's ``hessian_samples`` in
-#: batches of ``hessian_batch``; HVPs are ~3x a training step): Lanczos to 1 % relative residual,
-#: Hutchinson with 8 probes.
-CURVATURE = {"max_iter": 60, "tol": 1e-2, "probes": 8}
+#: batches of ``hessian_batch``; HVPs are ~3x a training step): Lanczos until each end's residual is
+#: within 1e-3 of its own |lambda| (:func:`lossbench.hessian.lanczos`; an end that does not get there
+#: is NaN, unresolved), Hutchinson with 8 probes.
+CURVATURE = {"max_iter": 200, "tol": 1e-3, "probes": 8}
+
+#: The Hessian at the minimum is also taken over this many disjoint image subsets of the same size
+#: (images [k n, (k+1) n)) when a baseline is written: their sd is the sampling error of each
+#: Hessian number (the main job recomputes subset 0).
+HESSIAN_SUBSETS = 3
 
 
-def curvature_metrics(model: nn.Module, data: ImageData, *, samples: int, batch: int, seed: int = 0
-                      ) -> tuple[dict[str, float], dict[str, Any]]:
-    """(metrics, details) of the Hessian over the first ``samples`` training images in batches of
-    ``batch``: ``eig_max``, ``eig_min`` (NaN where Lanczos did not converge at that end),
-    ``eig_ratio_center`` = |eig_min / eig_max| and the Hutchinson ``trace``; details hold the
-    iterations, residuals and the trace's standard error."""
+def curvature_metrics(model: nn.Module, data: ImageData, *, samples: int, batch: int, seed: int = 0,
+                      subset: int = 0) -> tuple[dict[str, float], dict[str, Any]]:
+    """(metrics, details) of the Hessian over ``samples`` training images (subset k: images
+    [k samples, (k+1) samples)) in batches of ``batch``: ``eig_max``, ``eig_min`` (NaN where Lanczos did
+    not resolve that end), ``eig_ratio_center`` = |eig_min / eig_max| (NaN unless both resolved) and the
+    Hutchinson ``trace``; details hold the iterations, residuals, why an end is unresolved, and the
+    trace's standard error."""
     from .evaluate import cross_entropy, make_batches
     from .hessian import hessian_eigs, hutchinson_trace
 
+    lo, hi = subset * samples, (subset + 1) * samples
+    if hi > len(data.x_train):
+        raise ValueError(f"Hessian image subset {subset} needs images {lo}:{hi}; the train split holds {len(data.x_train)}")
     device = next(model.parameters()).device
-    batches = make_batches(data.x_train[:samples], data.y_train[:samples], batch, device=device)
+    batches = make_batches(data.x_train[lo:hi], data.y_train[lo:hi], batch, device=device)
     eig = hessian_eigs(model, cross_entropy(), batches, max_iter=CURVATURE["max_iter"], tol=CURVATURE["tol"], seed=seed)
     trace = hutchinson_trace(model, cross_entropy(), batches, probes=CURVATURE["probes"], seed=seed)
-    metrics = {
-        "eig_max": eig.eig_max if eig.converged_max else float("nan"),
-        "eig_min": eig.eig_min if eig.converged_min else float("nan"),
-        "eig_ratio_center": eig.eig_ratio,
-        "trace": trace.trace,
-    }
+    eig_max, eig_min = eig.values
+    metrics = {"eig_max": eig_max, "eig_min": eig_min, "eig_ratio_center": eig.eig_ratio, "trace": trace.trace}
     details = {"lanczos_iterations": eig.iterations, "lanczos_converged": eig.converged,
-               "residual_max": eig.residual_max, "residual_min": eig.residual_min, "trace_stderr": trace.stderr,
-               "samples": samples, "batch": batch, **CURVATURE}
+               "residual_max": eig.residual_max, "residual_min": eig.residual_min,
+               "unresolved_max": eig.note_max, "unresolved_min": eig.note_min, "trace_stderr": trace.stderr,
+               "samples": samples, "images": [lo, hi], "batch": batch, **CURVATURE}
     return metrics, details
+
+
+def curvature_sampling(model: nn.Module, data: ImageData, scale: Scale, *, subsets: int = HESSIAN_SUBSETS
+                       ) -> dict[str, dict[str, Any]]:
+    """The Hessian numbers at the minimum over ``subsets`` disjoint image subsets: per metric the values
+    (subset 0 first, the one the suite uses), their sd (the sampling error of one subset's number), the
+    subset count and size. A NaN subset (an end Lanczos could not resolve there) makes the sd NaN."""
+    import statistics
+
+    runs = [curvature_metrics(model, data, samples=scale.hessian_samples, batch=scale.hessian_batch, subset=k)[0]
+            for k in range(subsets)]
+    out = {}
+    for name in runs[0]:
+        values = [r[name] for r in runs]
+        finite = all(np.isfinite(values))
+        out[name] = {"sd": statistics.stdev(values) if finite and subsets > 1 else float("nan"),
+                     "subsets": subsets, "images": scale.hessian_samples, "values": values}
+    return out
 
 
 def scale_curvature(model: nn.Module, data: ImageData, scale: Scale, *, batch: int | None = None
@@ -107,6 +133,16 @@ def suite_metrics(surface: Surface, model: nn.Module, data: ImageData, scale: Sc
     return metrics, details
 
 
+@functools.lru_cache(maxsize=8)
+def random_walk_share(checkpoints: int) -> tuple[float, float]:
+    """(mean, sd) of the top-2 PCA share of random walks sampled at ``checkpoints`` times: the null model
+    of the PCA claim (:func:`lossbench.trajectory.random_walk_shares`, 200 walks, seed 0)."""
+    from .trajectory import random_walk_shares
+
+    shares = random_walk_shares(checkpoints)
+    return float(shares.mean()), float(shares.std(ddof=1))
+
+
 def pca_metrics(checkpoints: list[Path], names: list[str]) -> dict[str, float]:
     """Explained-variance ratios of the top two PCA directions of the training path over the weights
     ``names`` (``pca_var_1``, ``pca_var_2``; the paper reports 40-90 % together). The last checkpoint
@@ -121,6 +157,9 @@ def pca_metrics(checkpoints: list[Path], names: list[str]) -> dict[str, float]:
 #: What may legitimately vary when the same metrics are recomputed on the same weights; the largest
 #: deviation over these, times a safety factor, is a baseline's recompute tolerance.
 RECOMPUTE_VARIANTS: tuple[dict[str, Any], ...] = (
+    # model and data in double precision: how far float32 rounding alone moves each metric (its
+    # conditioning), which is what another CPU or a GPU in float32 changes too
+    {"dtype": "float64", "parts": ("surface", "curvature")},
     {"threads": 2},
     {"engine": "fast", "parts": ("surface",)},  # the engine only evaluates surfaces
     {"eval_batch": 96, "hessian_batch": 48, "parts": ("surface", "curvature")},  # unequal last batches
@@ -154,23 +193,27 @@ def recompute_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data:
         metric -> largest |deviation| from them over the variants (inf where only some are NaN);
         variant name -> its metrics).
     """
+    import copy
     import dataclasses
 
     def run(threads: int, engine: str = "reference", eval_batch: int | None = None,
-            hessian_batch: int | None = None, parts: tuple[str, ...] = ("surface", "curvature", "pca")
-            ) -> dict[str, float]:
+            hessian_batch: int | None = None, parts: tuple[str, ...] = ("surface", "curvature", "pca"),
+            dtype: str = "float32") -> dict[str, float]:
         spec = scale_spec(scale, dir_seed=dir_seed)
         if eval_batch:
             spec = dataclasses.replace(spec, eval_batch=eval_batch)
         path = Path(results_dir) / config.config_id / f"jitter-d{dir_seed}.h5"
+        m, d = model, data
+        if dtype != "float32":
+            m, d = copy.deepcopy(model).to(getattr(torch, dtype)), data.to(getattr(torch, dtype))
         metrics: dict[str, float] = {}
         with _with_threads(threads):
             if "surface" in parts:
-                surface = surface_file(path, model, data, spec, attrs={"config_id": config.config_id},
+                surface = surface_file(path, m, d, spec, attrs={"config_id": config.config_id},
                                        overwrite=True, allow_nonfinite=True, engine=engine)
                 metrics.update(config_metrics(surface))
             if "curvature" in parts:
-                metrics.update(scale_curvature(model, data, scale, batch=hessian_batch)[0])
+                metrics.update(scale_curvature(m, d, scale, batch=hessian_batch)[0])
             if "pca" in parts and checkpoints:
                 metrics.update(pca_metrics(checkpoints, [n for n, _ in model.named_parameters()]))
         return metrics
@@ -180,7 +223,8 @@ def recompute_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data:
     for v in RECOMPUTE_VARIANTS:
         name = ",".join(f"{k}={val}" for k, val in v.items() if k != "parts") or "repeat"
         variants[name] = run(v.get("threads", base_threads), v.get("engine", "reference"), v.get("eval_batch"),
-                             v.get("hessian_batch"), v.get("parts", ("surface", "curvature", "pca")))
+                             v.get("hessian_batch"), v.get("parts", ("surface", "curvature", "pca")),
+                             v.get("dtype", "float32"))
     jitter = _max_deviation(base, variants)
     return base, jitter, variants
 
@@ -216,6 +260,51 @@ def interpolation_file(path: str | Path, small: nn.Module, large: nn.Module, dat
                        eval_batch=scale.eval_batch, interpolation=True)
     return surface_file(path, small, data, spec, target=large, attrs={"kind": "interpolation", **(attrs or {})},
                         overwrite=True, allow_nonfinite=True, progress=progress)
+
+
+def grid_values(surface: Surface, keys: tuple[str, ...] | None = None) -> dict[str, float]:
+    """Every point of a surface as flat metrics: ``train_loss@+0.25`` (1D, alpha to 2 decimals) or
+    ``train_loss@+0.25,-1.00`` (2D); NaN where a point is not finite."""
+    out = {}
+    for key in keys or tuple(surface.values):
+        values = np.asarray(surface.values[key], float)
+        for idx in np.ndindex(values.shape):
+            where = [surface.alphas[idx[0]]] + ([] if surface.betas is None else [surface.betas[idx[1]]])
+            out[f"{key}@" + ",".join(f"{c:+.2f}" for c in where)] = float(values[idx])
+    return out
+
+
+def interpolation_metrics(path: str | Path, small: nn.Module, large: nn.Module, data: ImageData, scale: Scale,
+                          *, attrs: dict[str, Any] | None = None, progress: bool | None = None) -> dict[str, float]:
+    """The interpolation's baseline metrics: loss and accuracy of both splits at every alpha, and the
+    summary (the two ends and the barrier between them, :func:`lossbench.metrics.interpolation_summary`)."""
+    from .metrics import interpolation_summary
+
+    line = interpolation_file(path, small, large, data, scale, attrs=attrs, progress=progress)
+    return {**grid_values(line), **interpolation_summary(line.alphas, line.values["train_loss"])}
+
+
+def trajectory_metrics(path: str | Path, model: nn.Module, net, data: ImageData, scale: Scale, *,
+                       progress: bool | None = None) -> dict[str, float]:
+    """The PCA-plane surface's baseline metrics: the train loss and accuracy at every grid point and the
+    top-2 explained variance. ``net`` carries the PCA (a shipped net) or the checkpoints of its path;
+    ``model`` is what is evaluated (``net.model``, or a float64 copy of it)."""
+    surface = trajectory_surface(path, model, net, data, scale, progress=progress)
+    ev = surface.attrs["explained_variance_ratio"]
+    return {**grid_values(surface, ("train_loss", "train_acc")), "pca_var_1": float(ev[0]), "pca_var_2": float(ev[1])}
+
+
+def trajectory_surface(path: str | Path, model: nn.Module, net, data: ImageData, scale: Scale, *,
+                       progress: bool | None = None) -> Surface:
+    """The loss on the PCA plane of ``net``'s training path (the paper's Figure 9), over the scale's
+    trajectory grid: from the shipped PCA where there is one, else from the checkpoints."""
+    from .pipeline import pca_plane_file, trajectory_file
+
+    kwargs = dict(grid=scale.trajectory_grid, eval_samples=scale.eval_samples, overwrite=True, config=net.config,
+                  progress=progress)
+    if hasattr(net, "pca"):  # a shipped net: its PCA was computed from the checkpoints when it was shipped
+        return pca_plane_file(path, model, net.pca(), data, **kwargs)
+    return trajectory_file(path, model, net.checkpoints, data, **kwargs)
 
 
 def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_dir: str | Path,
@@ -266,10 +355,13 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
                               "curvature": curvature, "curvature_details": details}
     if hasattr(net, "pca"):
         pca = net.pca()
+        walk = random_walk_share(len(pca.epochs))
         record["pca"] = {"share": float(pca.explained_variance_ratio[:2].sum()), "random_share": pca.random_share,
                          "checkpoints": len(pca.epochs), "pca_var_1": float(pca.explained_variance_ratio[0]),
-                         "pca_var_2": float(pca.explained_variance_ratio[1])}
-        flat.update({"pca_var_1": record["pca"]["pca_var_1"], "pca_var_2": record["pca"]["pca_var_2"]})
+                         "pca_var_2": float(pca.explained_variance_ratio[1]),
+                         "random_walk_share": walk[0], "random_walk_sd": walk[1]}
+        flat.update({"pca_var_1": record["pca"]["pca_var_1"], "pca_var_2": record["pca"]["pca_var_2"],
+                     "pca_share": record["pca"]["share"], "pca_random_share": pca.random_share})
     elif getattr(net, "checkpoints", None):
         flat.update(pca_metrics(net.checkpoints, [n for n, _ in model.named_parameters()]))
     if lines if lines is not None else config.optimizer == "sgd":
@@ -366,12 +458,14 @@ def derive_spread(config: RunConfig, scale: Scale, *, seeds: tuple[int, ...], di
 
 
 TOL_METHOD = (
-    "value: the metric at training seed 0 and direction seed 0, one thread, the reference engine; "
-    "tol: {factor:g} x the largest deviation of the same computation on the same weights across 2 threads, "
-    "an evaluation batch of 96 (Hessian batch 48), and for the surface metrics the fast engine and a repeated "
-    "run (stored as 'jitter'), "
+    "value: the metric at training seed 0, one thread, the reference engine, float32 (pair k of the surface "
+    "metrics: direction seeds 2k, 2k+1; the Hessian: image subset 0); "
+    "tol: {factor:g} x the largest deviation of the same computation on the same weights across a float64 "
+    "recompute of model and data, 2 threads, an evaluation batch of 96 (Hessian batch 48), and for the surface "
+    "metrics the fast engine and a repeated run (stored as 'jitter'; later pairs get pair 0's relative jitter), "
     "or the per-kind floor of lossbench.baselines.TOL_FLOORS where that is larger; "
-    "spread: sd, n, min, max over training seeds x direction seeds (python -m lossbench baselines --spread)"
+    "sampling: sd of the Hessian numbers over {subsets} disjoint image subsets; "
+    "spread: every metric at each training seed (python -m lossbench baselines --spread)"
 )
 
 

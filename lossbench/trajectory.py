@@ -136,3 +136,27 @@ def path_extent(coords: np.ndarray, *, margin: float = 0.3) -> tuple[tuple[float
     span = np.maximum(hi - lo, 1e-6)
     lo, hi = lo - margin * span, hi + margin * span
     return (float(min(lo[0], 0.0)), float(max(hi[0], 0.0))), (float(min(lo[1], 0.0)), float(max(hi[1], 0.0)))
+
+
+def random_walk_shares(checkpoints: int, *, dim: int = 4096, walks: int = 200, seed: int = 0) -> np.ndarray:
+    """Top-2 PCA share of random walks sampled at ``checkpoints`` evenly spaced times: the share a path
+    without any low-dimensional structure gets from the same PCA (rows centred, as above), the null
+    model for the paper's 40-90 %.
+
+    Each walk is ``checkpoints - 1`` i.i.d. Gaussian increments in ``dim`` dimensions (a Brownian path
+    sampled at equal times; ``dim`` >> ``checkpoints``, so the dimension no longer matters).
+
+    Returns:
+        (walks,) float64 shares in (0, 1].
+    """
+    if checkpoints < 3:
+        raise ValueError(f"checkpoints={checkpoints}; need at least 3 for two principal directions")
+    rng = np.random.default_rng(seed)
+    out = np.empty(walks)
+    for w in range(walks):
+        steps = rng.standard_normal((checkpoints - 1, dim))
+        path = np.vstack([np.zeros((1, dim)), np.cumsum(steps, axis=0)])  # (E, dim)
+        centred = path - path.mean(0, keepdims=True)
+        evals = np.clip(np.linalg.eigvalsh(centred @ centred.T)[::-1], 0, None)
+        out[w] = evals[:2].sum() / evals.sum()
+    return out

@@ -1,29 +1,54 @@
+"""The claims' verdict rule on synthetic records: every number an estimate over training seeds with its
+error, and a claim decided only where its margin exceeds K times its uncertainty (issue 21)."""
+
 import copy
 import math
 
+import numpy as np
 import pytest
 
-from lossbench.claims import FAILS, HOLDS, INCONCLUSIVE, evaluate_claims, spearman
+from lossbench.claims import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    K,
+    UNRESOLVED,
+    claims_json,
+    estimate,
+    evaluate_claims,
+    flat_metrics,
+    missing_nets,
+    number,
+    spearman,
+)
+
+SEED_JITTER = (1.0, 1.01, 0.99)  # seeds 0, 1, 2 of every number: a 1 % spread
 
 
-def record(depth, shortcut, bs, *, nc, curv, sharp, ratio, test_acc, acc=0.99, pairs=3, optimizer="adam",
-           wd=0.0, lines=None, pca=None):
+def record(depth, shortcut, bs, *, nc, curv, ratio, err, acc=1.0, pairs=3, optimizer="adam", wd=0.0, lines=None,
+           pca=None, n_test=5000, points=60):
     recipe = ("-sgd" if optimizer == "sgd" else "") + (f"-wd{wd:g}" if wd else "")
     cid = f"resnet{depth}{'' if shortcut else '-noshort'}{recipe}-bs{bs}-s0"
-    pair = {"nonconvex_fraction": nc, "curv_max": curv, "sharpness_0.5": sharp}
+    pair = {"nonconvex_fraction": nc, "nonconvex_points": points, "curv_max": curv, "sharpness_0.5": 10 * curv}
     out = {
         "config_id": cid,
         "config": {"arch": "resnet", "depth": depth, "shortcut": shortcut, "batch_size": bs, "optimizer": optimizer,
-                   "weight_decay": wd, "width": 1},
-        "final": {"train_loss": 0.05, "train_acc": acc, "test_acc": test_acc},
+                   "weight_decay": wd, "width": 1, "n_test": n_test},
+        "final": {"train_loss": 0.001, "train_acc": acc, "test_acc": 1 - err},
         "converged": acc >= 0.9,
         "pairs": [dict(pair) for _ in range(pairs)],
-        "curvature": {"eig_max": curv * 10, "eig_ratio_center": ratio, "trace": curv * 100},
+        "curvature": {"eig_max": curv * 10, "eig_min": -ratio * curv * 10, "eig_ratio_center": ratio,
+                      "trace": curv * 100},
     }
     if lines:
         out["lines"] = lines
     if pca:
         out["pca"] = pca
+    flat = flat_metrics(out)
+    out["seeds"] = {"seeds": [1, 2], "metrics": {k: [v * j for j in SEED_JITTER[1:]] for k, v in flat.items()},
+                    "finals": [{"train_acc": acc, "test_acc": 1 - err * j} for j in SEED_JITTER[1:]],
+                    "converged": [acc >= 0.9] * 2}
+    out["uncertainty"] = {"eig_ratio_center": {"sampling": 0.02 * ratio, "numeric": 1e-9}}
     return out
 
 
@@ -31,109 +56,268 @@ def lines(filter_curv, none_curv):
     return {"filter": [{"curv": filter_curv}] * 3, "none": [{"curv": none_curv}] * 3}
 
 
+PCA = {"share": 0.95, "random_share": 1e-4, "checkpoints": 21, "random_walk_share": 0.76, "random_walk_sd": 0.004}
+
+
 def paperlike():
-    """A matrix where every claim of the paper holds."""
+    """A matrix where every claim of the paper holds, by margins far beyond their errors."""
     out = []
     for bs, s in ((128, 1.0), (2000, 3.0)):
         out += [
-            record(20, True, bs, nc=0.02, curv=2 * s, sharp=10 * s, ratio=0.01, test_acc=0.95 - 0.01 * s),
-            record(20, False, bs, nc=0.1, curv=3 * s, sharp=12 * s, ratio=0.05, test_acc=0.94 - 0.01 * s),
-            record(56, True, bs, nc=0.03, curv=2.5 * s, sharp=11 * s, ratio=0.02, test_acc=0.945 - 0.01 * s),
-            record(56, False, bs, nc=0.5, curv=9 * s, sharp=40 * s, ratio=0.4, test_acc=0.90 - 0.01 * s),
+            record(20, True, bs, nc=0.02, curv=2 * s, ratio=0.01, err=0.04 * s),
+            record(20, False, bs, nc=0.1, curv=3 * s, ratio=0.05, err=0.05 * s),
+            record(56, True, bs, nc=0.03, curv=2.5 * s, ratio=0.02, err=0.035 * s),
+            record(56, False, bs, nc=0.5, curv=9 * s, ratio=0.4, err=0.12 * s),
         ]
-    pca = {"share": 0.7, "random_share": 1e-4, "checkpoints": 21}
-    out[0]["pca"] = pca
+    out[0]["pca"] = dict(PCA)
     # the filter-normalisation experiment: the small batch generalises better and is flatter with
     # filter normalisation; without it, weight decay makes the small-batch net look sharper
     out += [
-        record(20, True, 128, nc=0.0, curv=1, sharp=1, ratio=0.0, test_acc=0.97, optimizer="sgd", lines=lines(1.0, 5.0)),
-        record(20, True, 2000, nc=0.0, curv=1, sharp=1, ratio=0.0, test_acc=0.93, optimizer="sgd", lines=lines(3.0, 9.0)),
-        record(20, True, 128, nc=0.0, curv=1, sharp=1, ratio=0.0, test_acc=0.975, optimizer="sgd", wd=5e-4,
-               lines=lines(1.5, 50.0)),
-        record(20, True, 2000, nc=0.0, curv=1, sharp=1, ratio=0.0, test_acc=0.94, optimizer="sgd", wd=5e-4,
+        record(20, True, 128, nc=0.0, curv=1, ratio=0.01, err=0.03, optimizer="sgd", lines=lines(1.0, 5.0)),
+        record(20, True, 2000, nc=0.0, curv=1.5, ratio=0.01, err=0.07, optimizer="sgd", lines=lines(3.0, 9.0)),
+        record(20, True, 128, nc=0.0, curv=1, ratio=0.01, err=0.025, optimizer="sgd", wd=5e-4, lines=lines(1.5, 50.0)),
+        record(20, True, 2000, nc=0.0, curv=1.6, ratio=0.01, err=0.06, optimizer="sgd", wd=5e-4,
                lines=lines(4.0, 20.0)),
     ]
     return out
 
 
-EIG = {"resnet56-bs128-s0": {"eig_ratio_mean": 0.05}, "resnet56-noshort-bs128-s0": {"eig_ratio_mean": 0.4}}
+EIG = {"resnet56-bs128-s0": {"summary": {"eig_ratio_mean": 0.05}},
+       "resnet56-noshort-bs128-s0": {"summary": {"eig_ratio_mean": 0.4}}}
+PUBLISHED = {"resnet20": 7.37, "resnet20-noshort": 8.18, "resnet56": 5.89, "resnet56-noshort": 13.31}
 
 
-def by_key(claims):
-    return {c.key: c for c in claims}
+def judge(recs, **kw):
+    return {c.key: c for c in evaluate_claims(recs, eig_maps=kw.pop("eig_maps", EIG), published=PUBLISHED, **kw)}
+
+
+def find(recs, cid):
+    return next(r for r in recs if r["config_id"] == cid)
 
 
 def test_all_claims_hold_on_a_paperlike_matrix():
-    claims = evaluate_claims(paperlike(), eig_maps=EIG)
-    names = {c.name for c in claims}
-    assert names == {"depth-chaotic-without-skips", "skips-prevent-chaos", "larger-eig-ratio-without-skips",
-                     "large-batch-sharper", "filter-normalised-sharpness-tracks-error",
-                     "unnormalised-ordering-flips-with-weight-decay", "sharpness-tracks-test-error",
-                     "pca-explains-path"}
-    bad = [(c.key, c.per_pair) for c in claims if c.verdict != HOLDS]
+    claims = judge(paperlike())
+    names = {c.name for c in claims.values()}
+    assert names == {"table1-error-grows-with-depth-without-skips", "table1-skips-stop-error-growing-with-depth",
+                     "depth-nonconvex-without-skips", "depth-eig-ratio-without-skips", "skips-prevent-nonconvexity",
+                     "skips-keep-deep-nets-as-convex-as-shallow", "larger-eig-ratio-without-skips",
+                     "larger-eig-ratio-map-without-skips", "large-batch-sharper",
+                     "filter-normalised-sharpness-tracks-error", "unnormalised-ordering-flips-with-weight-decay",
+                     "sharpness-tracks-test-error", "pca-explains-path", "pca-path-lower-dimensional-than-random-walk"}
+    bad = {k: c.summary() for k, c in claims.items() if c.verdict != HOLDS}
     assert not bad
-    assert len([c for c in claims if c.name == "large-batch-sharper"]) == 4
-    assert all(len(c.per_pair) == 3 for c in claims if c.name == "large-batch-sharper")
+    assert {k for k in claims if k.startswith("sharpness-tracks")} == {
+        "sharpness-tracks-test-error[all]", "sharpness-tracks-test-error[bs128]", "sharpness-tracks-test-error[bs2000]"}
+    assert all(len(c.per_pair) == 3 for c in claims.values() if c.name == "large-batch-sharper")
+    assert claims["table1-error-grows-with-depth-without-skips[bs128]"].paper_number == "8.18 % -> 13.31 %"
+
+
+def test_every_decisive_verdict_is_stored_with_margin_and_uncertainty_beyond_k():
+    """claims.json's numbers: per pair, each test's margin and uncertainty in one unit; a decisive
+    verdict has |margin| > K uncertainty on every one (the rule can be read off the file)."""
+    doc = claims_json(evaluate_claims(paperlike(), eig_maps=EIG))
+    for key, c in doc.items():
+        tests = [t for pair in c["pairs"] for t in pair]
+        assert tests and c["k"] == K
+        if c["verdict"] in (HOLDS, FAILS):
+            assert all(abs(t["margin"]) > K * t["uncertainty"] for t in tests), key
+
+
+def test_estimate_combines_seeds_sampling_and_numerics():
+    e = estimate([1.0, 1.2, 0.8], sampling=0.3, numeric=0.4)
+    assert e.value == pytest.approx(1.0)
+    assert e.parts["seeds"] == pytest.approx(0.2 / math.sqrt(3))
+    assert e.u == pytest.approx(math.sqrt(0.2**2 / 3 + 0.3**2 + 0.4**2))
+    assert math.isnan(estimate([1.0, math.nan]).value)
+
+
+def test_a_test_error_carries_its_binomial_error():
+    r = record(20, True, 128, nc=0, curv=1, ratio=0.1, err=0.05, n_test=5000)
+    e = number(r, "test_error")
+    assert e.value == pytest.approx(0.05, rel=1e-3)
+    assert e.parts["sampling"] == pytest.approx(math.sqrt(3 * 0.05 * 0.95 / 5000) / 3, rel=0.05)
 
 
 def test_a_claim_must_hold_on_every_direction_pair():
     recs = paperlike()
-    r = next(r for r in recs if r["config_id"] == "resnet56-noshort-bs128-s0")
-    r["pairs"][2]["nonconvex_fraction"] = 0.05  # pair 2 says the deep no-skip net is as convex
-    c = by_key(evaluate_claims(recs, eig_maps=EIG))["depth-chaotic-without-skips[bs128]"]
-    assert c.verdict == FAILS and [p["holds"] for p in c.per_pair] == [1.0, 1.0, 0.0]
-    assert c.per_pair[2]["nonconvex_fraction 56-noshort"] == 0.05
+    r = find(recs, "resnet56-noshort-bs128-s0")
+    r["pairs"][2]["nonconvex_fraction"] = 0.0  # pair 2 says the deep no-skip net is the more convex
+    r["seeds"]["metrics"]["nonconvex_fraction/p2"] = [0.0, 0.0]
+    for net in (r, find(recs, "resnet20-noshort-bs128-s0")):  # on a grid fine enough to tell 0.1 from 0
+        net["pairs"][2]["nonconvex_points"] = 1000
+    c = judge(recs)["depth-nonconvex-without-skips[bs128]"]
+    assert c.verdict == FAILS and [t.margin > 0 for pair in c.per_pair for t in pair] == [True, True, False]
 
 
-def test_a_tie_is_not_a_hold():
+def test_a_tie_is_unresolved_not_a_verdict():
     recs = paperlike()
-    for r in recs:
-        if r["config_id"] in ("resnet20-noshort-bs128-s0", "resnet56-noshort-bs128-s0"):
-            for p in r["pairs"]:
-                p["nonconvex_fraction"] = 0.2
-    assert by_key(evaluate_claims(recs, eig_maps=EIG))["depth-chaotic-without-skips[bs128]"].verdict == FAILS
+    for cid in ("resnet20-noshort-bs128-s0", "resnet56-noshort-bs128-s0"):
+        r = find(recs, cid)
+        for k, p in enumerate(r["pairs"]):
+            p["nonconvex_fraction"] = 0.2
+            r["seeds"]["metrics"]["nonconvex_fraction" + ("" if k == 0 else f"/p{k}")] = [0.2, 0.2]
+    c = judge(recs)["depth-nonconvex-without-skips[bs128]"]
+    assert c.verdict == UNRESOLVED
+    assert all(t.uncertainty > 0 for pair in c.per_pair for t in pair)  # the grid's binomial error
 
 
-def test_unconverged_nets_make_a_claim_inconclusive_not_hidden():
+def test_a_margin_inside_k_uncertainties_is_unresolved_and_outside_is_decided():
     recs = paperlike()
-    r = next(r for r in recs if r["config_id"] == "resnet56-noshort-bs2000-s0")
+    a, b = find(recs, "resnet20-noshort-bs128-s0"), find(recs, "resnet56-noshort-bs128-s0")
+    u = math.sqrt(2) * number(a, "eig_ratio_center").u  # b below: a's numbers shifted, so the same error
+    for factor, verdict in ((0.5 * K, UNRESOLVED), (0.9 * K, UNRESOLVED), (1.1 * K, HOLDS), (-1.1 * K, FAILS)):
+        b = copy.deepcopy(b)
+        shift = factor * u
+        b["curvature"]["eig_ratio_center"] = a["curvature"]["eig_ratio_center"] + shift
+        b["seeds"]["metrics"]["eig_ratio_center"] = [v + shift for v in a["seeds"]["metrics"]["eig_ratio_center"]]
+        b["uncertainty"]["eig_ratio_center"] = dict(a["uncertainty"]["eig_ratio_center"])
+        recs2 = [b if r["config_id"] == b["config_id"] else r for r in recs]
+        assert judge(recs2)["depth-eig-ratio-without-skips[bs128]"].verdict == verdict, factor
+
+
+def test_an_unresolved_eigenvalue_makes_its_claims_unresolved():
+    """Mutant: Lanczos stopped after 4 steps leaves lambda_min unresolved (NaN, not a number of either
+    sign); every claim that uses it becomes unresolved, none holds or fails on it."""
+    recs = paperlike()
+    r = find(recs, "resnet56-noshort-bs128-s0")
+    r["curvature"]["eig_ratio_center"] = math.nan
+    claims = judge(recs)
+    for key in ("depth-eig-ratio-without-skips[bs128]", "larger-eig-ratio-without-skips[bs128]"):
+        assert claims[key].verdict == UNRESOLVED
+    assert claims["depth-nonconvex-without-skips[bs128]"].verdict == HOLDS  # the others are untouched
+
+
+def test_unconverged_nets_make_a_claim_inconclusive_also_through_a_seed():
+    recs = paperlike()
+    r = find(recs, "resnet56-noshort-bs2000-s0")
     r["final"]["train_acc"], r["converged"] = 0.1, False
-    c = by_key(evaluate_claims(recs, eig_maps=EIG))["depth-chaotic-without-skips[bs2000]"]
-    assert c.verdict == INCONCLUSIVE and c.comparison_holds
-    assert c.nets["resnet56-noshort-bs2000-s0"]["converged"] is False
+    c = judge(recs)["depth-nonconvex-without-skips[bs2000]"]
+    assert c.verdict == INCONCLUSIVE and c.nets["resnet56-noshort-bs2000-s0"]["converged"] is False
+    recs = paperlike()
+    find(recs, "resnet56-noshort-bs128-s0")["seeds"]["converged"] = [True, False]
+    assert judge(recs)["depth-nonconvex-without-skips[bs128]"].verdict == INCONCLUSIVE
+
+
+SWAPPABLE = ("depth-nonconvex-without-skips", "skips-prevent-nonconvexity", "larger-eig-ratio-without-skips",
+             "depth-eig-ratio-without-skips", "table1-error-grows-with-depth-without-skips",
+             "table1-skips-stop-error-growing-with-depth", "skips-keep-deep-nets-as-convex-as-shallow")
+
+
+@pytest.mark.parametrize("pair", [("resnet56-bs128-s0", "resnet56-noshort-bs128-s0"),
+                                  ("resnet20-noshort-bs2000-s0", "resnet56-noshort-bs2000-s0")])
+def test_records_of_two_nets_swapped_never_hold(pair):
+    """Mutant (issue 21): the records of two nets the paper expects to differ, swapped: every claim that
+    compares them must come out fails or unresolved, never holds."""
+    recs = paperlike()
+    a, b = find(recs, pair[0]), find(recs, pair[1])
+    keep = ("config_id", "config")
+    swapped_a = {**{k: v for k, v in b.items() if k not in keep}, **{k: a[k] for k in keep}}
+    swapped_b = {**{k: v for k, v in a.items() if k not in keep}, **{k: b[k] for k in keep}}
+    recs = [swapped_a if r is a else swapped_b if r is b else r for r in recs]
+    claims = evaluate_claims(recs, eig_maps={pair[0]: EIG.get(pair[1], {}), pair[1]: EIG.get(pair[0], {})},
+                             published=PUBLISHED)
+    touched = [c for c in claims if c.name in SWAPPABLE and {pair[0], pair[1]} <= set(c.nets)]
+    assert touched
+    assert all(c.verdict in (FAILS, UNRESOLVED) for c in touched), [(c.key, c.verdict) for c in touched]
+
+
+def test_noise_at_the_size_of_the_uncertainty_does_not_flip_a_decisive_verdict():
+    """Mutant (issue 21): every number moved by up to one stated uncertainty, in a seeded random
+    direction: a decisive verdict may become unresolved, but never turns from holds to fails or back."""
+    base = {k: c.verdict for k, c in judge(paperlike()).items()}
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        recs = paperlike()
+        for r in recs:
+            for name in list(flat_metrics(r)):
+                if name == "test_error" or name.startswith(("pca_", "eigmap_")):
+                    continue
+                e = number(r, name)
+                shift = float(rng.uniform(-1, 1)) * (e.u if math.isfinite(e.u) else 0.0)
+                _shift(r, name, shift)
+        noisy = {k: c.verdict for k, c in judge(recs).items()}
+        flipped = [k for k in base if {base[k], noisy[k]} == {HOLDS, FAILS}]
+        assert not flipped, (trial, flipped)
+
+
+def _shift(r, name, shift):
+    base, _, pair = name.partition("/p")
+    k = int(pair) if pair else 0
+    if base in r["curvature"]:
+        r["curvature"][base] += shift
+    elif name.startswith("line_"):
+        norm, metric = base.split("_", 2)[1:]
+        r["lines"][norm][k] = {**r["lines"][norm][k], metric: r["lines"][norm][k][metric] + shift}
+    elif base in r["pairs"][k]:
+        r["pairs"][k][base] += shift
+    r["seeds"]["metrics"][name] = [v + shift for v in r["seeds"]["metrics"][name]]
 
 
 def test_filter_normalisation_claim_follows_test_error():
     recs = paperlike()
-    r = next(r for r in recs if r["config_id"] == "resnet20-sgd-bs2000-s0")
+    r = find(recs, "resnet20-sgd-bs2000-s0")
     r["lines"] = lines(0.5, 9.0)  # the worse net now looks flatter under filter normalisation
-    c = by_key(evaluate_claims(recs))["filter-normalised-sharpness-tracks-error[sgd-wd0]"]
-    assert c.verdict == FAILS
+    for k in range(3):
+        r["seeds"]["metrics"]["line_filter_curv" + ("" if k == 0 else f"/p{k}")] = [0.5, 0.5]
+    assert judge(recs)["filter-normalised-sharpness-tracks-error[sgd-wd0]"].verdict == FAILS
+
+
+def test_filter_normalisation_claim_needs_a_resolved_error_difference():
+    recs = paperlike()
+    a, b = find(recs, "resnet20-sgd-bs128-s0"), find(recs, "resnet20-sgd-bs2000-s0")
+    b["final"]["test_acc"] = a["final"]["test_acc"] - 0.001  # 5 test images of 5000: within the error
+    b["seeds"]["finals"] = copy.deepcopy(a["seeds"]["finals"])
+    assert judge(recs)["filter-normalised-sharpness-tracks-error[sgd-wd0]"].verdict == UNRESOLVED
 
 
 def test_unnormalised_flip_is_a_claim_that_can_fail():
     recs = paperlike()
-    r = next(r for r in recs if r["config_id"] == "resnet20-sgd-wd0.0005-bs128-s0")
+    r = find(recs, "resnet20-sgd-wd0.0005-bs128-s0")
     r["lines"] = lines(1.5, 10.0)  # no flip: small batch flatter-looking at both decays
-    assert by_key(evaluate_claims(recs))["unnormalised-ordering-flips-with-weight-decay[sgd]"].verdict == FAILS
+    for k in range(3):
+        r["seeds"]["metrics"]["line_none_curv" + ("" if k == 0 else f"/p{k}")] = [10.0, 10.0]
+    assert judge(recs)["unnormalised-ordering-flips-with-weight-decay[sgd]"].verdict == FAILS
 
 
-def test_pca_claim_needs_share_in_range_and_random_near_zero():
+def test_pca_claim_is_at_least_forty_percent_and_random_near_zero():
+    """The paper's 40-90 % is what its runs gave; the claim is "at least 40 %" (a share of 0.95 used to
+    fail as above the range)."""
+    for share, rand, verdict in ((0.95, 1e-4, HOLDS), (0.3, 1e-4, FAILS), (0.95, 0.2, FAILS)):
+        recs = paperlike()
+        recs[0]["pca"] = {**PCA, "share": share, "random_share": rand}
+        recs[0]["seeds"]["metrics"]["pca_share"] = [share, share]
+        recs[0]["seeds"]["metrics"]["pca_random_share"] = [rand, rand]
+        assert judge(recs)["pca-explains-path[resnet20-bs128-s0]"].verdict == verdict, (share, rand)
+
+
+def test_the_pca_share_is_held_against_a_random_walk():
     recs = paperlike()
-    recs[0]["pca"] = {"share": 0.95, "random_share": 1e-4, "checkpoints": 21}
-    assert by_key(evaluate_claims(recs))["pca-explains-path[resnet20-bs128-s0]"].verdict == FAILS
-    recs[0]["pca"] = {"share": 0.7, "random_share": 0.2, "checkpoints": 21}
-    assert by_key(evaluate_claims(recs))["pca-explains-path[resnet20-bs128-s0]"].verdict == FAILS
-    recs[0]["pca"] = {"share": 0.7, "random_share": 1e-4, "checkpoints": 7}
-    assert by_key(evaluate_claims(recs))["pca-explains-path[resnet20-bs128-s0]"].verdict == FAILS
+    recs[0]["pca"] = {**PCA, "share": 0.70}
+    recs[0]["seeds"]["metrics"]["pca_share"] = [0.70, 0.70]
+    claims = judge(recs)
+    assert claims["pca-explains-path[resnet20-bs128-s0]"].verdict == HOLDS
+    assert claims["pca-path-lower-dimensional-than-random-walk[resnet20-bs128-s0]"].verdict == FAILS
 
 
 def test_correlation_claim_fails_when_sharper_nets_generalise_better():
     recs = copy.deepcopy(paperlike())
-    for r in recs:
-        r["final"]["test_acc"] = 1 - r["final"]["test_acc"]  # reverse the error ordering
-    c = by_key(evaluate_claims(recs))["sharpness-tracks-test-error[all-converged]"]
-    assert c.verdict == FAILS and c.per_pair[0]["spearman curv_max"] < 0
+    curvs = sorted(flat_metrics(r)["curv_max"] for r in recs)
+    for r in recs:  # the sharpest net now has the lowest error, and so on
+        err = 0.2 - 0.01 * curvs.index(flat_metrics(r)["curv_max"])
+        r["final"]["test_acc"] = 1 - err
+        r["seeds"]["finals"] = [{"train_acc": 1.0, "test_acc": 1 - err}] * 2
+    c = judge(recs)["sharpness-tracks-test-error[all]"]
+    assert c.verdict == FAILS and all(t.margin < 0 for t in c.tests)
+
+
+def test_table1_claim_fails_when_depth_does_not_hurt_without_skips():
+    recs = paperlike()
+    a = find(recs, "resnet56-noshort-bs128-s0")
+    a["final"]["test_acc"] = 0.97
+    a["seeds"]["finals"] = [{"train_acc": 1.0, "test_acc": 0.97}] * 2
+    claims = judge(recs)
+    assert claims["table1-error-grows-with-depth-without-skips[bs128]"].verdict == FAILS
+    assert claims["table1-skips-stop-error-growing-with-depth[bs128]"].verdict == FAILS
 
 
 def test_spearman():
@@ -145,8 +329,6 @@ def test_spearman():
 def test_nets_that_ran_and_recorded_nothing_fail_the_claims_instead_of_skipping_them():
     """A partial run (-k) skips the claims; a net that was selected and broke before its metrics (a
     method that makes its surface non-finite, say) fails them: the claims test cannot go quiet."""
-    from lossbench.claims import missing_nets
-
     everything = ["a", "b", "c"]
     assert missing_nets(everything, everything, everything) is None
     assert missing_nets(everything, ["a"], ["a"])[0] == "skip"
