@@ -305,13 +305,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 EPILOG_BASELINES = """examples:
-  # values (training seed 0, direction seed 0) and recompute tolerances (10 x the measured jitter
-  # across threads, engines, batch sizes and a repeat), written to baselines/ci/
+  # values + recompute tolerances (float64, threads, engines, batch sizes, a repeat) and the Hessian
+  # numbers' sampling error over image subsets, written to baselines/ci/
   python -m lossbench baselines --scale ci
   python -m lossbench baselines --scale ci --eig-maps
-  # the seed-to-seed spread over 3 training seeds x 2 direction seeds, added to the same files
-  python -m lossbench baselines --scale ci --spread --seeds 0 1 2 --dir-seeds 0 1
-  # the shipped reference nets: no training, their weights are verified by sha256
+  python -m lossbench baselines --scale ci --main-job-files   # interpolations, the PCA-plane surface
+  # every metric at training seeds 0, 1, 2 (the spread the claims use), added to the same files
+  python -m lossbench baselines --scale ci --spread --seeds 0 1 2
+  python -m lossbench baselines --scale ci --eig-maps --spread --seeds 0 1 2
+  # the shipped reference nets: no training, their weights are verified by sha256 (seeds 1-2 from
+  # baselines/small/seed-nets/, where `python -m lossbench ship --seeds 1 2` put them)
   python -m lossbench baselines --scale small
 """
 
@@ -319,22 +322,24 @@ EPILOG_BASELINES = """examples:
 def _add_baselines(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("baselines", help="write baselines: values with measured recompute tolerances, and seed spread",
                        description="Recompute the scale's metrics on the same weights under every legitimate "
-                                   "variation (threads, engine, batch size, repeat) and write value and tol to "
-                                   "baselines/<scale>/<config_id>.json; with --spread, add the seed-to-seed "
-                                   "statistics over training and direction seeds.",
+                                   "variation (float64, threads, engine, batch size, repeat) and write value and "
+                                   "tol to baselines/<scale>/<config_id>.json, with the Hessian numbers' sampling "
+                                   "error; with --spread, add every metric at each training seed.",
                        epilog=EPILOG_BASELINES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(p.add_argument)
     p.add_argument("--spread", action="store_true",
-                   help="measure the seed spread (training x direction seeds) instead of the recompute tolerance")
+                   help="measure every metric at each training seed (--seeds) instead of the recompute tolerance")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
-    p.add_argument("--dir-seeds", type=int, nargs="+", default=[0, 1], help="direction seeds (default 0 1)")
     p.add_argument("--out", default="baselines", help="baselines root (default baselines)")
-    p.add_argument("--results-dir", default=None, help="where the surfaces go (default .benchmarks/surfaces/<scale>-spread)")
+    p.add_argument("--results-dir", default=None, help="where the surfaces go (default .benchmarks/surfaces/<scale>-baselines)")
     p.add_argument("--only", default=None, help="comma-separated config_ids to do (default: the whole matrix)")
-    p.add_argument("--eig-variants", nargs="+", default=["threads=2", "hessian_batch=half", "repeat"],
-                   help="with --eig-maps: the recompute variants measured (default all three; each costs a map)")
+    p.add_argument("--eig-variants", nargs="+", default=["dtype=float64", "threads=2", "hessian_batch=half", "repeat"],
+                   help="with --eig-maps: the recompute variants measured (default all four; each costs a map)")
     p.add_argument("--eig-maps", action="store_true",
                    help="instead: the eigen-ratio map summaries of the ResNet-56 pair at batch 128 (eigmap/<id>.json)")
+    p.add_argument("--main-job-files", action="store_true",
+                   help="instead: the interpolations (interpolation/sgd-wd<wd>.json) and the PCA-plane surface "
+                        "(trajectory/<config_id>.json)")
     p.set_defaults(func=cmd_baselines)
 
 
@@ -342,7 +347,12 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .pipeline import device_of
-    from .regenerate import write_eigmap_baselines, write_recompute_baselines, write_spread
+    from .regenerate import (
+        write_eigmap_baselines,
+        write_main_job_file_baselines,
+        write_recompute_baselines,
+        write_spread,
+    )
 
     scale = get_scale(args.scale)
     common = dict(baselines_dir=args.out, device=device_of(args.device), cache_dir=args.cache_dir,
@@ -353,8 +363,10 @@ def cmd_baselines(args: argparse.Namespace) -> int:
         if args.eig_maps:
             write_eigmap_baselines(scale, variants=tuple(args.eig_variants),
                                    spread_seeds=tuple(args.seeds) if args.spread else None, **common)
+        elif args.main_job_files:
+            write_main_job_file_baselines(scale, **common)
         elif args.spread:
-            write_spread(scale, seeds=tuple(args.seeds), dir_seeds=tuple(args.dir_seeds), only=only, **common)
+            write_spread(scale, seeds=tuple(args.seeds), only=only, **common)
         else:
             write_recompute_baselines(scale, only=only, **common)
     except FileNotFoundError as exc:

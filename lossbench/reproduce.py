@@ -426,37 +426,6 @@ def reproduce(config: RunConfig, scale: Scale, *, model: nn.Module, final: dict[
                         eval_samples=int(min(scale.eval_samples, len(data.x_train))))
 
 
-def derive_spread(config: RunConfig, scale: Scale, *, seeds: tuple[int, ...], dir_seeds: tuple[int, ...],
-                  data: ImageData, results_dir: str | Path, train_fn, progress: bool | None = None,
-                  ) -> tuple[Reproduction, dict[str, list[float]]]:
-    """Metrics over training seeds x direction seeds, for tolerances from measured spread.
-
-    Args:
-        train_fn: ``train_fn(config) -> TrainResult`` (the cached trainer, bound to device and cache).
-
-    Returns:
-        (the reproduction at ``seeds[0]``, ``dir_seeds[0]`` -- the baseline value -- and
-        metric -> list of values over all combinations).
-    """
-    if not seeds or not dir_seeds:
-        raise ValueError("need at least one training seed and one direction seed")
-    reference: Reproduction | None = None
-    samples: dict[str, list[float]] = {}
-    for seed in seeds:
-        result = train_fn(config.replace(seed=seed))
-        for dir_seed in dir_seeds:
-            # curvature and the PCA path do not depend on the direction seed: once per training seed
-            first = dir_seed == dir_seeds[0]
-            rep = reproduce(result.config, scale, model=result.model, final=result.final, data=data,
-                            results_dir=Path(results_dir) / f"seed{seed}", dir_seed=dir_seed,
-                            checkpoints=result.checkpoints if first else None, curvature=first, progress=progress)
-            if reference is None:
-                reference = rep
-            for name, value in rep.metrics.items():
-                samples.setdefault(name, []).append(value)
-    return reference, samples  # type: ignore[return-value]  (set in the first iteration)
-
-
 TOL_METHOD = (
     "value: the metric at training seed 0, one thread, the reference engine, float32 (pair k of the surface "
     "metrics: direction seeds 2k, 2k+1; the Hessian: image subset 0); "
@@ -508,14 +477,16 @@ def _max_deviation(base: dict[str, float], variants: dict[str, dict[str, float]]
     return jitter
 
 
-EIG_MAP_VARIANTS = ("threads=2", "hessian_batch=half", "repeat")
+EIG_MAP_VARIANTS = ("dtype=float64", "threads=2", "hessian_batch=half", "repeat")
 
 
 def eig_map_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: ImageData, results_dir: str | Path,
                    base_threads: int = 1, variants: tuple[str, ...] = EIG_MAP_VARIANTS
                    ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
-    """The eigen-ratio map summary recomputed with 2 threads, the Hessian's batch split in two and once more (or
-    the ``variants`` named): (base summary, largest deviations, variant -> summary)."""
+    """The eigen-ratio map summary recomputed in float64, with 2 threads, the Hessian's batch split in two
+    and once more (or the ``variants`` named): (base summary, largest deviations, variant -> summary)."""
+    import copy
+
     unknown = set(variants) - set(EIG_MAP_VARIANTS)
     if unknown:
         raise ValueError(f"unknown eigen-map variant(s) {sorted(unknown)}; expected some of {EIG_MAP_VARIANTS}")
@@ -523,17 +494,14 @@ def eig_map_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: I
     with _with_threads(base_threads):
         base = eig_map_summary(path, model, data, scale)[1]
     half = max(1, scale.eig_samples // 2)  # the base takes the Hessian's images in one batch
-    runs = {"threads=2": (2, None), "hessian_batch=half": (base_threads, half), "repeat": (base_threads, None)}
+    runs = {"threads=2": (2, None), "hessian_batch=half": (base_threads, half), "repeat": (base_threads, None),
+            "dtype=float64": (base_threads, None)}
     out = {}
     for name in variants:
         threads, batch = runs[name]
+        m, d = model, data
+        if name == "dtype=float64":
+            m, d = copy.deepcopy(model).double(), data.to(torch.float64)
         with _with_threads(threads):
-            out[name] = eig_map_summary(path, model, data, scale, eval_batch=batch)[1]
+            out[name] = eig_map_summary(path, m, d, scale, eval_batch=batch)[1]
     return base, _max_deviation(base, out), out
-
-
-SPREAD_METHOD = (
-    "value: the metric at training seed {seeds[0]} and direction seed {dir_seeds[0]}; "
-    "atol: the per-kind floor of lossbench.baselines.DEFAULT_TOLERANCES plus 3 x the sample standard "
-    "deviation over training seeds {seeds} x direction seeds {dir_seeds}; rtol: the floor's"
-)

@@ -69,7 +69,7 @@ def test_regen_rewrites_keeps_tolerances_and_spread_and_still_fails(tmp_path):
     path = tmp_path / "ci" / "cfg.json"
     doc = json.loads(path.read_text())
     doc["metrics"]["curv_max"]["tol"] = 0.123  # a measured tolerance survives regeneration
-    doc["spread"] = {"curv_max": {"sd": 1.0, "n": 3, "min": 1.0, "max": 3.0}}
+    doc["spread"] = {"seeds": [0, 1, 2], "metrics": {"curv_max": {"sd": 1.0, "n": 3, "min": 1.0, "max": 3.0}}}
     path.write_text(json.dumps(doc))
     out = run(tmp_path, {**METRICS, "curv_max": 9.0}, regen=True)
     assert out.status == "updated"
@@ -106,7 +106,7 @@ def _baseline_with_spread_made_here(tmp_path):
     run(tmp_path, METRICS, weights_sha256="same")
     path = tmp_path / "ci" / "cfg.json"
     doc = json.loads(path.read_text())
-    doc["spread"] = {"curv_max": {"sd": 0.5, "n": 3, "min": 1.5, "max": 2.5}}
+    doc["spread"] = {"seeds": [0, 1, 2], "metrics": {"curv_max": {"sd": 0.5, "n": 3, "min": 1.5, "max": 2.5}}}
     doc["source"]["platform"] = HERE
     path.write_text(json.dumps(doc))
 
@@ -227,7 +227,7 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
     import torch
 
     import lossbench.reproduce as reproduce_mod
-    from lossbench.baselines import check, load_baseline
+    from lossbench.baselines import check, load_baseline, uncertainty_context
     from lossbench.config import SCALES
     from lossbench.data import load_dataset
     from lossbench.regenerate import write_recompute_baselines, write_spread
@@ -247,7 +247,7 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
     [path] = write_recompute_baselines(tiny, **kw)
     doc = load_baseline(path)
     assert doc["config_hash"] == config.config_hash and doc["source"]["weights_sha256"]
-    assert all(entry["tol"] > 0 for name, entry in doc["metrics"].items() if name != "local_minima")  # a count: exact
+    assert all(entry["tol"] > 0 for name, entry in doc["metrics"].items() if metric_kind(name) != "count")  # exact
     result = train(config, cache_dir=tmp_path / "cache")
     monkeypatch.setattr(reproduce_mod, "RECOMPUTE_VARIANTS", ())  # the base computation once: what the suite runs
     obtained, _, _ = recompute_jitter(config, tiny, model=result.model, data=load_dataset(config),
@@ -259,9 +259,18 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
     moved = {k: v + 50 * doc["metrics"][k]["tol"] for k, v in obtained.items()}  # a change of the code
     assert check(path, moved, config_id=config.config_id, scale="ci", source=doc["source"],
                  config_hash=config.config_hash).status == "failed"
+    assert set(doc["sampling"]) == {"eig_max", "eig_min", "eig_ratio_center", "trace"}
+    assert all(len(e["values"]) == 3 and e["images"] == 64 for e in doc["sampling"].values())
+    [same] = write_spread(tiny, seeds=(0, 1), **kw)
+    spread = load_baseline(same)["spread"]
+    assert spread["seeds"] == [0, 1] and len(spread["finals"]) == 2 and len(spread["weights_sha256"]) == 2
+    assert spread["metrics"]["curv_max"]["values"][0] == doc["metrics"]["curv_max"]["value"]
+    context = uncertainty_context(load_baseline(same))
+    assert context["seeds"]["seeds"] == [1] and len(context["seeds"]["metrics"]["curv_max"]) == 1
+    assert context["uncertainty"]["eig_max"]["sampling"] == doc["sampling"]["eig_max"]["sd"]
     path.unlink()
     with pytest.raises(FileNotFoundError, match="write it first with `python -m lossbench baselines --scale ci`"):
-        write_spread(tiny, seeds=(0,), dir_seeds=(0,), **kw)
+        write_spread(tiny, seeds=(0,), **kw)
 
 
 def test_a_baseline_file_of_another_net_is_named_as_such(tmp_path):
