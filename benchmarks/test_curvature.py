@@ -36,14 +36,15 @@ def test_eigen_ratio_map(benchmark, shortcut, net_at, lossbench_scale, lossbench
         kwargs=dict(attrs={"config_id": config.config_id, "kind": "eig-map"}),
         rounds=1, iterations=1, warmup_rounds=0,
     )
-    lossbench_records["eig_maps"][config.config_id] = {
-        "summary": summary, **uncertainty_context(lossbench_baseline_doc(f"eigmap/{config.config_id}"))}
+    eig_record = {"summary": summary, **uncertainty_context(lossbench_baseline_doc(f"eigmap/{config.config_id}"))}
+    lossbench_records["eig_maps"][config.config_id] = eig_record
     lossbench_progress(f"{config.config_id}: eigen-ratio map {lossbench_scale.eig_map} x {lossbench_scale.eig_map}")
     points = int(surface.done.size)
     benchmark.extra_info.update(
         kind="eig-map", config_id=config.config_id, config=config.to_dict(), scale=lossbench_scale.name,
         grid=list(surface.shape), points=points, hessian_samples=lossbench_scale.eig_samples,
-        seconds_per_point=mean_seconds(benchmark) / points, eig_summary=summary, final=dict(net.final),
+        seconds_per_point=mean_seconds(benchmark) / points, eig_summary=summary, eig_record=eig_record,
+        final=dict(net.final),
         surface_path=str(path.relative_to(lossbench_results_dir.parent.parent)),
     )
     lossbench_baseline(f"eigmap/{config.config_id}", summary, config_hash=config.config_hash,

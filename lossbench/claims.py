@@ -589,7 +589,8 @@ def _bootstrap_spearman(sharp: Sequence[Estimate], err: Sequence[Estimate], n_te
     rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         reps = (rx * ry).sum(1) / np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1))
-    return rho, float(np.nanstd(reps, ddof=1))
+    finite = reps[np.isfinite(reps)]
+    return rho, float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
 
 
 def _pca_claims(records) -> list[Claim]:

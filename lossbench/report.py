@@ -142,23 +142,49 @@ class _Page:
 Section = tuple[str, str, str] | None
 
 
-def verdicts_section(page: _Page) -> Section:
-    """The claims' verdicts with their deciding numbers per direction pair, beside the recorded ones."""
+def page_claims(page: _Page):
+    """The claims over the run's records, with the eigen-ratio maps, seeds and uncertainties the run
+    stored and the paper's published test errors."""
+    from .baselines import load_paper_numbers
+
     study = [r.get("record") or r for r in page.records]
-    claims = evaluate_claims(study, eig_maps={r["config_id"]: r["eig_summary"] for r in page.eig_records})
+    maps = {r["config_id"]: r.get("eig_record") or r["eig_summary"] for r in page.eig_records}
+    try:
+        published = load_paper_numbers(page.baselines_dir)["test_error_percent"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        published = {}
+    return evaluate_claims(study, eig_maps=maps, published=published)
+
+
+def verdicts_section(page: _Page) -> Section:
+    """The claims as a reproduction: what the paper found (figure or table, its number where it gives
+    one), our margin +- uncertainty on each direction pair, the verdict beside the recorded one; the
+    decisive ones first, the ones the data cannot decide apart."""
+    from .claims import FAILS, HOLDS, INCONCLUSIVE, UNRESOLVED, K, count_verdicts
+
+    claims = page_claims(page)
     claims_path = page.baselines_dir / page.scale / "claims.json"
     recorded = json.loads(claims_path.read_text()).get("verdicts", {}) if claims_path.exists() else {}
-    rows = []
-    for c in claims:
-        per_pair = " | ".join("; ".join(f"{k} {v:.3g}" for k, v in p.items() if k != "holds") for p in c.per_pair)
-        rows.append([c.name, c.group, c.verdict, recorded.get(c.key, "not recorded"), per_pair])
-    h, m = _table(["claim", "slice", "verdict", "recorded verdict", "deciding numbers (direction pair 1 | 2 | ...)"],
-                  rows)
-    n_hold = sum(c.verdict == "holds" for c in claims)
-    n_fail = sum(c.verdict == "fails" for c in claims)
-    summary = (f"{n_hold} hold, {n_fail} fail, {len(claims) - n_hold - n_fail} inconclusive "
-               f"(a net not at a minimum). A claim holds only if it holds on every direction pair.")
-    statements = "".join(f"<li><b>{html.escape(c.name)}</b>: {html.escape(c.statement)}</li>"
+    header = ["claim", "paper", "paper's number", "margin ± uncertainty (pair 1; 2; ...)", "verdict", "recorded"]
+    h, m = "", ""
+    groups = ((f"Decided: |margin| > {K:g} × uncertainty on every pair", (HOLDS, FAILS)),
+              ("Unresolved: some margin within its error", (UNRESOLVED,)),
+              ("Inconclusive: a net (some training seed) not at a minimum", (INCONCLUSIVE,)))
+    for title, verdicts in groups:
+        rows = [[c.key, c.paper, c.paper_number, c.summary(), c.verdict, recorded.get(c.key, "not recorded")]
+                for c in claims if c.verdict in verdicts]
+        if not rows:
+            continue
+        th, tm = _table(header, rows)
+        h += f"<h3>{html.escape(title)}</h3>{th}"
+        m += f"**{title}**\n\n{tm}\n"
+    counts = count_verdicts(claims)
+    summary = (f"{counts[HOLDS]} hold, {counts[FAILS]} fail, {counts[UNRESOLVED]} unresolved, "
+               f"{counts[INCONCLUSIVE]} inconclusive. Each margin is positive when the paper's finding holds; its "
+               f"uncertainty combines the spread over training seeds (their mean is compared), the sampling error of "
+               f"the images and the numerical error. A claim is decided only where every |margin| exceeds {K:g} "
+               "uncertainties, on every direction pair.")
+    statements = "".join(f"<li><b>{html.escape(c.name)}</b> ({html.escape(c.paper)}): {html.escape(c.statement)}</li>"
                          for c in {c.name: c for c in claims}.values())
     return ("Verdicts", f"<p>{html.escape(summary)}</p>{h}<details><summary>what each claim tests</summary>"
             f"<ul>{statements}</ul></details>", f"{summary}\n\n{m}")

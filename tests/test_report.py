@@ -42,7 +42,7 @@ def fake_run(tmp_path):
     baselines = tmp_path / "baselines" / "ci"
     baselines.mkdir(parents=True)
     src = {"commit": "x", "torch": "2.x", "device": "cpu", "date": "2026-11-27"}
-    (baselines / "resnet56-bs128-s0.json").write_text(json.dumps({"format": "lossbench-baseline/2", "source": src,
+    (baselines / "resnet56-bs128-s0.json").write_text(json.dumps({"format": "lossbench-baseline/3", "source": src,
                                                                   "metrics": {
         "curv_max": {"value": 2.0, "tol": 0.1},
         "roughness": {"value": 5.0, "tol": 0.1}}}))
