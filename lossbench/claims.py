@@ -400,7 +400,7 @@ def _depth_claims(records, bs: int) -> list[Claim]:
     out.append(_claim(
         "depth-nonconvex-without-skips",
         "without skip connections ResNet-56's filter-normalised surface has a larger non-convex fraction than "
-        "ResNet-20's (points below the contour level, within radius 1)", f"bs{bs}", "Figure 5",
+        "ResNet-20's (points within radius 1 whose loss is below ln 10 above the minimum)", f"bs{bs}", "Figure 5",
         _per_pair_diff(b, a, "nonconvex_fraction", "non-convex fraction 56-noshort - 20-noshort",
                        ("56-noshort", "20-noshort")), [a, b]))
     out.append(_claim(

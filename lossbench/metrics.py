@@ -13,11 +13,13 @@ directions; losses in nats. Formulas (also printed in the report):
   inside the grid); ``basin_area``: area (unit^2) of the connected set ``{L <= L(0) + tau}`` that
   contains the centre. tau = 0.1 is the paper's "0.1-level contour".
 * ``nonconvex_fraction``: share of the interior points within ``radius`` of the centre *and below
-  the contour level* ``L(0) + CONTOUR_MAX`` (10 nats: the highest contour of the paper's Figure 5,
-  the authors' ``plot_2D.py --vmax 10``; what lies above is the diverged wall of the surface, not the
-  landscape the paper reads) whose finite-difference 2x2 Hessian has ``lambda_min < -0.1 |lambda_max|``
-  and ``lambda_min < -1e-4`` (significantly negative: relative to the local curvature, and above float
-  noise); ``nonconvex_points``: how many points that region holds (its binomial error).
+  the level* ``L(0) + ln 10`` (2.30 nats: where the perturbed net still predicts better than a
+  uniform guess over 10 classes; above it the surface rises into walls of 10-130 nats whose bends,
+  where the loss saturates, are non-convex for every net and measure how soon a net diverges, not the
+  chaos the paper's contours show) whose finite-difference 2x2 Hessian has
+  ``lambda_min < -0.1 |lambda_max|`` and ``lambda_min < -1e-4`` (significantly negative: relative to
+  the local curvature, and above float noise); ``nonconvex_points``: how many points that region holds
+  (the fraction's binomial error).
 * ``local_minima``: interior points strictly below all 8 neighbours, the centre point excluded.
 * ``roughness``: total variation along every grid row and column divided by the least variation a
   unimodal line with the same end points and minimum would have,
@@ -43,7 +45,7 @@ TAU = 0.1
 EPSILONS = (0.25, 0.5, 1.0)
 PATCH = 0.25
 RADIUS = 1.0
-CONTOUR_MAX = 10.0
+NONCONVEX_LEVEL = math.log(10)
 N_RAYS = 64
 NONCONVEX_REL = 0.1
 NONCONVEX_ABS = 1e-4
@@ -146,7 +148,7 @@ def finite_difference_hessians(alphas: np.ndarray, betas: np.ndarray, loss: np.n
 
 
 def nonconvex_region(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, *, radius: float = RADIUS,
-                     level: float = CONTOUR_MAX) -> np.ndarray:
+                     level: float = NONCONVEX_LEVEL) -> np.ndarray:
     """(n_alpha-2, n_beta-2) bool: the interior points within ``radius`` of the centre whose loss is at
     most ``level`` nats above the centre's."""
     aa, bb = np.meshgrid(alphas[1:-1], betas[1:-1], indexing="ij")
@@ -155,7 +157,7 @@ def nonconvex_region(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, *,
 
 
 def nonconvex_fraction(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, *, radius: float = RADIUS,
-                       level: float = CONTOUR_MAX) -> float:
+                       level: float = NONCONVEX_LEVEL) -> float:
     """Share of the :func:`nonconvex_region` whose local Hessian has a significantly negative eigenvalue."""
     eig = np.linalg.eigvalsh(finite_difference_hessians(alphas, betas, loss))  # ascending
     eig_min, eig_max = eig[..., 0], eig[..., 1]

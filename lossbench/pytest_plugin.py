@@ -395,6 +395,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     )
     for path in stats["unused"] if stats["complete"] else ():
         terminalreporter.write_line(f"  unused: {path}")
+    device, dtype = config.getoption("lossbench_device"), config.getoption("lossbench_dtype")
+    if str(device).startswith("cuda") or dtype != "float32":
+        terminalreporter.write_line(
+            f"baselines: checked on {device} in {'IEEE float32 (TF32 off)' if dtype == 'float32' else dtype} at the "
+            "CPU's tolerances (they include a float64 recompute); TF32 and bf16 (the fast engine's --precision "
+            "opt-ins) are outside the baselines by design")
     if stats["spread_tier"]:
         from .baselines import SPREAD_REASON
 

@@ -122,3 +122,20 @@ def test_interpolation_summary_counts_extrapolated_nans_and_measures_the_barrier
     loss[4] = np.nan  # between the solutions: a real failure
     with pytest.raises(ValueError, match="not finite between the two solutions"):
         interpolation_summary(alphas, loss)
+
+
+def test_nonconvex_fraction_counts_only_below_the_level():
+    """Issue 21: a convex bowl whose loss saturates far up the walls (the bend of a diverging net) has
+    no non-convexity in the landscape the paper reads; the same wiggles low in the bowl do count."""
+    from lossbench.metrics import NONCONVEX_LEVEL, nonconvex_fraction, nonconvex_region
+
+    x = np.linspace(-1, 1, 21)
+    a, b = np.meshgrid(x, x, indexing="ij")
+    r2 = a**2 + b**2
+    walls = 40 * np.tanh(r2 / 0.2)  # convex near 0, concave where it saturates (loss > 25 nats there)
+    assert nonconvex_fraction(x, x, walls) == 0.0
+    assert nonconvex_fraction(x, x, walls, level=np.inf) > 0.2  # mutant: the level removed
+    low = 0.5 * r2 + 0.3 * np.cos(9 * a) * np.cos(9 * b)  # chaos below the level
+    assert nonconvex_fraction(x, x, low) > 0.2
+    assert nonconvex_region(x, x, walls).sum() < nonconvex_region(x, x, low).sum()
+    assert NONCONVEX_LEVEL == pytest.approx(np.log(10))

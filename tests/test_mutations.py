@@ -240,7 +240,7 @@ def test_stored_tolerances_are_at_most_one_percent():
     exceptions = []
     paths = [p for scale in ("ci", "small") for p in sorted((BASELINES / scale).rglob("*.json"))
              if not p.name.endswith(".obtained.json") and p.name != "claims.json"
-             and not {"nets", "gpu-nets"} & set(p.relative_to(BASELINES).parts)]  # provenance, not baselines
+             and not {"nets", "gpu-nets", "seed-nets"} & set(p.relative_to(BASELINES).parts)]  # provenance
     assert len(paths) >= 8 + 2 + 12 + 2, "the ci and small baselines are not all there"
     for path in paths:
         doc = json.loads(path.read_text())
@@ -257,3 +257,48 @@ def test_stored_tolerances_are_at_most_one_percent():
 #: Metrics whose measured recompute jitter exceeds the 1 % goal (see README, "Baselines"); a new one
 #: fails this test until it is explained there.
 ALLOWED_WIDE_TOLERANCES = 0
+
+
+def _interpolation_without_bn_statistics(original):
+    """The BatchNorm running statistics left at the first net's values (only the weights move)."""
+    def target_direction(theta1, theta2):
+        d = original(theta1, theta2)
+        return {k: torch.zeros_like(v) if "running_" in k else v for k, v in d.items()}
+
+    return target_direction
+
+
+@pytest.fixture(scope="module")
+def interpolation_subject():
+    """The small scale's filter-normalisation pair at weight decay 0 (shipped nets) and the stored
+    baseline of their interpolation: the main job's result the mutant must break."""
+    from lossbench.config import get_scale
+    from lossbench.reference_nets import load_reference, shipped_ids
+
+    scale = get_scale("small")
+    small, large = sorted((c for c in scale.normalization_configs if c.weight_decay == 0), key=lambda c: c.batch_size)
+    path = BASELINES / "small" / "interpolation" / "sgd-wd0.json"
+    if not path.exists() or not {small.config_id, large.config_id} <= set(shipped_ids(BASELINES, "small")):
+        pytest.skip("the small scale's SGD pair and its interpolation baseline are not shipped yet")
+    nets = [load_reference(c.config_id, BASELINES, "small") for c in (small, large)]
+    return scale, nets, load_dataset(small), load_baseline(path)
+
+
+@pytest.mark.parametrize("mutant", [False, True], ids=["control", "bn-statistics-not-interpolated"])
+def test_interpolation_without_batchnorm_statistics_fails(mutant, interpolation_subject, monkeypatch, tmp_path):
+    """Issue 23: an interpolation that leaves the BatchNorm statistics at the first net's values used to
+    pass the main job (its values had no baseline). Now the control passes the stored baseline and the
+    mutant fails it."""
+    from lossbench.reproduce import interpolation_metrics
+
+    scale, (a, b), data, stored = interpolation_subject
+    if mutant:
+        monkeypatch.setattr(pipeline_mod, "target_direction", _interpolation_without_bn_statistics(
+            pipeline_mod.target_direction))
+    obtained = interpolation_metrics(tmp_path / "i.h5", a.model, b.model, data, scale)
+    failing = [r.line() for r in compare(obtained, stored) if not r.ok]
+    if mutant:
+        assert failing, "the interpolation without BatchNorm statistics passed its baseline"
+        print("\n".join(failing[:5]))
+    else:
+        assert not failing, "\n".join(failing)
