@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# torch is imported by the sub-commands, not here: --help and a mistyped option answer at once
 from .cli_inputs import add_model_source, config_from_args, eval_samples, in_dtype, load_data, load_subject, loss_of
 from .config import add_dtype_option, add_run_options, get_scale
 
@@ -38,7 +39,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default="resnet20", help="resnet20 | resnet56 | resnet110 | vgg9 (default resnet20)")
     p.add_argument("--no-shortcut", dest="shortcut", action="store_false", help="remove the skip connections")
     p.add_argument("--batch-size", type=int, default=128, help="training batch size of the config (default 128)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="training seed (default 0)")
     p.add_argument("--epochs", type=int, default=None, help="override the scale's epoch count")
     p.add_argument("--all", action="store_true",
                    help="train every config of the scale: the matrix, then the filter-normalisation experiment")
@@ -62,11 +63,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     configs = list(get_scale(args.scale).all_configs) if args.all else [config_from_args(args)]
     if args.only:
         if not args.all:
-            raise SystemExit("error: --only selects from the scale's configs; pass it with --all")
+            raise ValueError("--only selects from the scale's configs; pass it with --all")
         by_id = {c.config_id: c for c in get_scale(args.scale).known_configs}
         unknown = [name for name in args.only if name not in by_id]
         if unknown:
-            raise SystemExit(f"error: unknown config id(s) {', '.join(unknown)} in scale {args.scale!r}; "
+            raise ValueError(f"unknown config id(s) {', '.join(unknown)} in scale {args.scale!r}; "
                              f"expected some of {', '.join(by_id)}")
         configs = [by_id[name] for name in args.only]
     if args.all and args.seed:
@@ -119,10 +120,31 @@ EPILOG_PLOT = """examples:
 """
 
 
+def _non_negative_int(text: str) -> int:
+    """``--seed``-like values: an integer >= 0 (a torch.Generator takes no negative seed)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: expected an integer >= 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value}: expected a positive number of seconds")
+    return value
+
+
 def _axis_arg(text: str):
-    """``--x``/``--y`` type: :func:`lossbench.surface.parse_axis`, its error shown in its own words
+    """``--x``/``--y`` type: :func:`lossbench.axis.parse_axis`, its error shown in its own words
     (argparse prints only "invalid value" for a plain ValueError)."""
-    from .surface import parse_axis
+    from .axis import parse_axis
 
     try:
         return parse_axis(text)
@@ -131,7 +153,7 @@ def _axis_arg(text: str):
 
 
 def _add_surface(sub: argparse._SubParsersAction) -> None:
-    from .directions import DIR_TYPES, IGNORES, NORMS
+    from .config import DIR_TYPES, IGNORES, NORMS
     parse_axis = _axis_arg
 
     p = sub.add_parser("surface", help="compute a 1D line, a 2D surface or an interpolation into an HDF5 file",
@@ -145,7 +167,7 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--norm", default="filter", choices=NORMS, help="direction normalisation (default filter)")
     g.add_argument("--ignore", default="biasbn", choices=IGNORES, help="biasbn: zero direction on biases and BN (default)")
     g.add_argument("--dir-type", default="weights", choices=DIR_TYPES, help="weights (parameters) or states (incl. BN statistics)")
-    g.add_argument("--seed", type=int, default=0, help="seed of delta; eta uses seed+1 (default 0)")
+    g.add_argument("--seed", type=_non_negative_int, default=0, help="seed of delta; eta uses seed+1 (default 0)")
     g.add_argument("--orthogonalize", action="store_true", help="make eta orthogonal to delta after normalisation")
     g.add_argument("--target", default=None, help="checkpoint theta2: interpolate along theta2 - theta1 (states)")
     g.add_argument("--target-batch-size", type=int, default=None,
@@ -158,7 +180,7 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--overwrite", action="store_true", help="start over even if the output exists")
     e.add_argument("--allow-nonfinite", action="store_true", help="record NaN/inf losses instead of stopping")
     e.add_argument("--plot", action="store_true", help="also write the plots next to the output")
-    e.add_argument("--checkpoint-seconds", type=float, default=10.0,
+    e.add_argument("--checkpoint-seconds", type=_positive_float, default=10.0,
                    help="write the finished points to the output at least this often (default 10); an "
                         "interrupted run (Ctrl-C, SIGTERM, a crash) resumes from the last write")
     e.add_argument("--engine", default="reference", choices=["reference", "fast"],
@@ -370,7 +392,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
         else:
             write_recompute_baselines(scale, only=only, **common)
     except FileNotFoundError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise ValueError(str(exc)) from None
     return 0
 
 
@@ -407,7 +429,7 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
     add_model_source(p)
     p.add_argument("--x", type=parse_axis, default=None, help="alpha axis min:max:num for a map (with --y)")
     p.add_argument("--y", type=parse_axis, default=None, help="beta axis min:max:num for a map")
-    p.add_argument("--seed", type=int, default=0, help="seed of delta (eta: seed+1); also the Lanczos start vector")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of delta (eta: seed+1); also the Lanczos start vector")
     p.add_argument("--ignore", default="biasbn", choices=["biasbn", "none"],
                    help="biasbn: Hessian over conv/linear weights only, as the authors (default)")
     p.add_argument("--eval-samples", type=int, default=None, help="training images per Hessian-vector product (default: the scale's)")
@@ -494,7 +516,7 @@ def _add_trajectory(sub: argparse._SubParsersAction) -> None:
     add_run_options(p.add_argument)
     add_model_source(p, checkpoint=False, weight_list=True)
     p.add_argument("--grid", type=int, default=21, help="points per axis of the PCA-plane surface (default 21)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random plane shown for contrast (default 0)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the random plane shown for contrast (default 0)")
     p.add_argument("--eval-samples", type=int, default=None, help="training images per grid point (default: the scale's)")
     p.add_argument("-o", "--output", default=None, help="surface output (default results/<config_id>/trajectory.h5)")
     p.add_argument("--overwrite", action="store_true", help="start over even if the output exists")
@@ -573,7 +595,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
         by_id = {c.config_id: c for c in configs}
         unknown = [name for name in args.only if name not in by_id]
         if unknown:
-            raise SystemExit(f"error: unknown config id(s) {', '.join(unknown)} in scale {args.scale!r}")
+            raise ValueError(f"unknown config id(s) {', '.join(unknown)} in scale {args.scale!r}")
         configs = [by_id[name] for name in args.only]
     commit = args.commit or provenance()["commit"]
     matrix = {c.config_hash for c in get_scale(args.scale).all_configs}
@@ -604,6 +626,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="log progress messages to stderr (before or after the sub-command)")
+    sub = _WithParents(sub, [verbose])
     _add_train(sub)
     _add_surface(sub)
     _add_plot(sub)
@@ -612,6 +638,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_trajectory(sub)
     _add_ship(sub)
     return parser
+
+
+class _WithParents:
+    """``add_parser`` of a sub-parsers action with ``parents`` added to every sub-command (``-v``)."""
+
+    def __init__(self, sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
+        self._sub, self._parents = sub, parents
+
+    def add_parser(self, *args, **kwargs) -> argparse.ArgumentParser:
+        return self._sub.add_parser(*args, parents=[*kwargs.pop("parents", []), *self._parents], **kwargs)
 
 
 def _join_axis_values(argv: Sequence[str]) -> list[str]:
@@ -627,11 +663,25 @@ def _join_axis_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _configure_logging(verbose: bool) -> None:
+    """-v: every info line of lossbench on stderr; without it warnings, and the grid's cost estimate
+    (``lossbench.estimate``), which a long run should always say."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))
+    root = logging.getLogger("lossbench")
+    for h in list(root.handlers):
+        if getattr(h, "_lossbench_cli", False):
+            root.removeHandler(h)
+    handler._lossbench_cli = True  # type: ignore[attr-defined]  (main() may run twice in one process)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("lossbench.estimate").setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_join_axis_values(sys.argv[1:] if argv is None else argv))
-    if args.verbose:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(getattr(args, "verbose", False))
     from . import stop
     from ._malloc import keep_freed_memory_once
     from .errors import LossbenchError

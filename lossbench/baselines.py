@@ -261,7 +261,7 @@ def validate(doc: Any, path: str | Path) -> None:
     if doc.get("format") != BASELINE_FORMAT:
         raise BaselineFileError(
             f"{where}: format {doc.get('format')!r}, expected {BASELINE_FORMAT!r}; regenerate it "
-            "(pytest --lossbench-regen-all, then python -m lossbench baselines --measure-tol)"
+            "(python -m lossbench baselines --scale <scale>, then --spread)"
         )
     metrics = doc.get("metrics")
     if not isinstance(metrics, dict):

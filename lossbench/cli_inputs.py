@@ -13,14 +13,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig, find_config, get_scale, parse_model_name
-from .data import ImageData
-from .evaluate import LossFn
+
+if TYPE_CHECKING:  # torch only where a model is loaded: the parser is built without it
+    import torch
+    from torch import nn
+
+    from .data import ImageData
+    from .evaluate import LossFn
 
 MODEL_DEFAULTS = {"arch": "resnet20", "shortcut": True, "batch_size": 128, "train_seed": 0}
 _CONFIG_FLAGS = {"arch": "--arch", "shortcut": "--no-shortcut", "batch_size": "--batch-size",
@@ -211,6 +213,8 @@ def load_data(args: argparse.Namespace, subject: Subject) -> ImageData:
 def in_dtype(args: argparse.Namespace, subject: Subject, data: ImageData, target: nn.Module | None = None) -> ImageData:
     """``--dtype``: the subject's model (and an interpolation's target) converted in place, and the data
     as a converted copy; float32 leaves all as they are."""
+    import torch
+
     dtype = getattr(torch, args.dtype)
     if dtype != torch.float32:
         subject.model.to(dtype)

@@ -42,6 +42,13 @@ SYNTHETIC_DATASETS: dict[str, dict[str, float]] = {
 }
 DATASETS: tuple[str, ...] = (*SYNTHETIC_DATASETS, "cifar10")
 
+#: The choices of a direction (lossbench.directions): its normalisation, which tensors get a zero
+#: direction, and whether it spans the parameters or the whole state dict. Here, torch-free, so that the
+#: command line can offer them without importing torch.
+NORMS: tuple[str, ...] = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
+IGNORES: tuple[str, ...] = ("biasbn", "none")
+DIR_TYPES: tuple[str, ...] = ("weights", "states")
+
 #: Milestones of the step decay as fractions of all optimiser steps: epochs 150, 225, 275 of 300.
 PAPER_MILESTONES: tuple[float, ...] = (0.5, 0.75, 275 / 300)
 

@@ -31,6 +31,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from .config import DIR_TYPES, IGNORES, NORMS  # noqa: F401  (defined torch-free there: the command line offers them)
 from .errors import check_choice
 from .models import is_biasbn
 
@@ -39,9 +40,6 @@ Norm = Literal["filter", "layer", "weight", "dfilter", "dlayer", "none"]
 Ignore = Literal["biasbn", "none"]
 DirType = Literal["weights", "states"]
 
-NORMS: tuple[str, ...] = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
-IGNORES: tuple[str, ...] = ("biasbn", "none")
-DIR_TYPES: tuple[str, ...] = ("weights", "states")
 EPS = 1e-10
 
 

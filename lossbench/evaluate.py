@@ -104,6 +104,90 @@ def check_loss_fn(loss_fn: LossFn) -> None:
                          f"(e.g. nn.CrossEntropyLoss() or reduction='mean'): a sum is off by the batch size")
 
 
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-4 * max(abs(a), abs(b)) + 1e-7
+
+
+def check_model_loss(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch], *, what: str = "data") -> None:
+    """Refuse, with one line that names the problem and the fix, what would give a wrong answer without a
+    word: data with NaN or inf, inputs the model cannot take, an output that is not a tensor, class labels
+    outside the model's classes (-100, an ``ignore_index``, included: the loss would skip those samples
+    and the accuracy count them), float targets with a classification loss (a regression net needs
+    ``mse``), targets whose shape differs from the output's (a loss would broadcast them), and a loss
+    that is not a mean over the batch, checked by what it does: its value on a batch must be the
+    size-weighted mean of its values on the two halves (a summing loss is off by the batch size).
+
+    Runs the model once, on the first batch, in eval mode (restored afterwards); every batch's data are
+    checked for finiteness and every label for its range.
+    """
+    check_loss_fn(loss_fn)
+    batches = list(batches)
+    for k, (x, y) in enumerate(batches):
+        for name, t in (("inputs", x), ("targets", y)):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{what}: the {name} of batch {k} hold NaN or inf ({int((~torch.isfinite(t)).sum())} "
+                                 "values); clean or drop those samples first")
+    x, y = batches[0]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), cuda_math(x.device):
+            out = model(x)
+    except Exception as exc:  # noqa: BLE001 - a user's model can raise anything on input it cannot take
+        p = next(iter(model.parameters()), None)
+        weights = f"; the model's weights are {p.dtype}" if p is not None else ""
+        raise ValueError(f"{what}: running the model on the first batch (inputs {tuple(x.shape)}, {x.dtype}) failed: "
+                         f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}{weights}; "
+                         "give inputs of the shape and dtype the model takes") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, Tensor):
+        raise ValueError(f"{what}: the model returns a {type(out).__name__}, not a tensor; lossbench needs the outputs "
+                         "(e.g. logits) as one tensor: wrap the model to return only those")
+    if out.dim() == 0 or out.shape[0] != len(x):
+        raise ValueError(f"{what}: the model returns outputs of shape {tuple(out.shape)} for a batch of {len(x)}; "
+                         "expected one row per sample, (N, ...)")
+    if not y.is_floating_point():
+        if y.dim() != 1:
+            raise ValueError(f"{what}: class labels of shape {tuple(y.shape)}; expected (N,): y.view(-1)")
+        if out.dim() != 2:
+            raise ValueError(f"{what}: class labels need outputs of shape (N, classes); the model returns "
+                             f"{tuple(out.shape)}")
+        lo = min(int(t.min()) for _, t in batches)
+        hi = max(int(t.max()) for _, t in batches)
+        if lo < 0:
+            raise ValueError(f"{what}: labels go down to {lo} (an ignore_index such as -100?); every sample counts in "
+                             "both the loss and the accuracy here: drop those samples first")
+        if hi >= out.shape[1]:
+            raise ValueError(f"{what}: labels go up to {hi} but the model returns {out.shape[1]} outputs per sample "
+                             f"(classes 0..{out.shape[1] - 1}); check the model's output width or the labels")
+    else:
+        if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)):
+            raise ValueError(f"{what}: the targets are float ({y.dtype}) but the loss is {type(loss_fn).__name__}: for "
+                             "a regression net use --loss mse (nn.MSELoss()); for classes give int64 labels")
+        if tuple(y.shape) != tuple(out.shape):
+            raise ValueError(f"{what}: the targets are {tuple(y.shape)} but the model's outputs {tuple(out.shape)}; a "
+                             f"loss would broadcast them into a wrong number: reshape the targets (y.view"
+                             f"{tuple(out.shape)}) or the model's output")
+    with torch.no_grad():
+        full = loss_fn(out, y)
+        if not isinstance(full, Tensor) or full.numel() != 1:
+            raise ValueError(f"{what}: the loss returns {tuple(getattr(full, 'shape', ()))}; it must reduce the batch "
+                             "to one number, the mean over its samples")
+        n = len(y)
+        if n >= 2:
+            h = n // 2
+            a, b, whole = float(loss_fn(out[:h], y[:h])), float(loss_fn(out[h:], y[h:])), float(full)
+            if not _close(whole, (h * a + (n - h) * b) / n):
+                if _close(whole, a + b):
+                    raise ValueError(f"{what}: the loss sums over the batch (its value on a batch is the sum of its "
+                                     "values on the two halves); lossbench needs the mean (reduction='mean'): a sum "
+                                     "is off by the batch size")
+                raise ValueError(f"{what}: the loss is not a mean over the batch's samples (its value on a batch is not "
+                                 "the size-weighted mean of its values on the two halves); lossbench needs a per-sample "
+                                 "loss averaged over the batch")
+
+
 def _tf32_flags() -> tuple[bool, bool]:
     """(cuDNN convolutions may use TF32, cuBLAS matmuls may use TF32)."""
     conv = getattr(torch.backends.cudnn, "conv", None)

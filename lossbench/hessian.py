@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from .directions import IGNORES, Direction
 from .errors import check_choice
-from .evaluate import Batch, LossFn, as_batches, check_loss_fn, cuda_math
+from .evaluate import Batch, LossFn, as_batches, check_model_loss, cuda_math
 from .metrics import eig_ratio
 from .models import is_biasbn
 from .surface import Surface, compute_grid
@@ -72,7 +72,8 @@ def hvp(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], v: Mapping[
     the model's dtype and the sum over batches is accumulated, and returned, in float64 (as the loss
     is): summed in float32 over hundreds of batches the rounding grew with their number.
     """
-    check_loss_fn(loss_fn)
+    batches = as_batches(batches)
+    check_model_loss(model, loss_fn, batches)
     return _hvp(model, loss_fn, as_batches(batches), v, ignore=ignore)
 
 
@@ -226,7 +227,7 @@ def hessian_eigs(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *,
     """lambda_max and lambda_min of the loss Hessian of ``model`` at its current weights (:func:`lanczos`:
     each end to ``tol`` of its own size, NaN-worthy ends flagged)."""
     batches = as_batches(batches)
-    check_loss_fn(loss_fn)
+    check_model_loss(model, loss_fn, batches)
     params = hessian_params(model, ignore)
     like = {n: p.detach() for n, p in params.items()}
     dim = sum(p.numel() for p in like.values())
@@ -255,7 +256,7 @@ def hutchinson_trace(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch]
     if probes < 2:
         raise ValueError(f"probes={probes}; need at least 2 for a standard error")
     batches = as_batches(batches)
-    check_loss_fn(loss_fn)
+    check_model_loss(model, loss_fn, batches)
     params = hessian_params(model, ignore)
     g = torch.Generator().manual_seed(seed)
     samples = []
@@ -281,7 +282,7 @@ def eig_ratio_map(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *
     (:func:`eig_ratio`). Resumable like a loss surface.
     """
     batches = as_batches(batches)
-    check_loss_fn(loss_fn)
+    check_model_loss(model, loss_fn, batches)
 
     def measure(m: nn.Module) -> dict[str, float]:
         r = hessian_eigs(m, loss_fn, batches, ignore=ignore, max_iter=max_iter, tol=tol, seed=seed)

@@ -307,6 +307,9 @@ def surface_file(
         def flush(partial: Surface) -> None:
             save_surface(out, partial, delta=delta, eta=eta)
 
+        if resume is None and world == 1:  # a full disk or an unwritable folder shows before the first point
+            keys = [f"{split}_{kind}" for split in datasets for kind in ("loss", "acc")]
+            flush(Surface.empty(spec.x.coords(), None if spec.y is None else spec.y.coords(), keys, attrs=meta))
         surface = compute_surface(
             model, loss_fn or cross_entropy(), datasets, delta=delta, eta=eta, alphas=spec.x.coords(),
             betas=None if spec.y is None else spec.y.coords(), dir_type=spec.dir_type, resume=resume,

@@ -78,6 +78,18 @@ def all_pairs_metrics(config: RunConfig, scale: Scale, *, net, data, results_dir
     return {**flat, **{k: v for k, v in base.items() if k in flat}}, out_jitter
 
 
+def _previous(path: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """The baseline at ``path`` whose spread a rewrite keeps; {} when there is none or it is of an older
+    format (its spread is then measured again with --spread)."""
+    if not path.exists():
+        return {}
+    try:
+        return bl.load_baseline(path)
+    except bl.BaselineFileError as exc:
+        say(f"replacing {path}: {exc}")
+        return {}
+
+
 def _kept(old: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: old[k] for k in keys if k in old}
 
@@ -102,7 +114,7 @@ def write_recompute_baselines(scale: Scale, *, baselines_dir: str | Path, result
             say(f"skip {config.config_id}: not shipped in {baselines_dir}/{scale.name}/nets yet")
             continue
         path = Path(baselines_dir) / scale.name / f"{config.config_id}.json"
-        old = bl.load_baseline(path) if path.exists() else {}
+        old = _previous(path, say)
         data = load_dataset(config, data_dir=data_dir)
         net = net_of(config, scale, baselines_dir=baselines_dir, device=device, cache_dir=cache_dir, data_dir=data_dir)
         checkpoints = None if scale.shipped else net.checkpoints
@@ -191,7 +203,7 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
             say(f"skip the eigen-ratio map of {config.config_id}: not shipped yet")
             continue
         path = Path(baselines_dir) / scale.name / "eigmap" / f"{config.config_id}.json"
-        old = bl.load_baseline(path) if path.exists() else {}
+        old = _previous(path, say)
         data = load_dataset(config, data_dir=data_dir)
         if spread_seeds is not None:
             if not old:

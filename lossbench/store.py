@@ -22,14 +22,24 @@ and lossbench files written before the attribute existed hold fractions.
 really y-major, and only square grids look right if read as [x, y]. lossbench keeps surfaces as
 [i_alpha, j_beta] in memory and converts here, in :func:`to_file_layout` / :func:`from_file_layout`.
 
-Files are written to a temporary name and renamed, so a reader never sees half a file. A file with no
-``lossbench_done`` mask (the authors') marks not-computed points with -1, their sentinel.
+**Reading a file yourself.** ``h5py.File(p)["train_loss"][i, j]`` is the authors' layout, *not*
+``[i_alpha, j_beta]`` (only square grids coincide); :func:`load_surface` (or :func:`read_values`)
+returns the values in memory order. ``direction_names`` (a JSON list) names the tensor of each
+dataset ``xdirection/<k>``: the model's parameter (``dir_type=weights``) or state-dict entry
+(``states``) names, in model order.
+
+Files are written to a temporary name and renamed, so a reader never sees half a file. The HDF5 image
+is built in memory and written with plain file I/O: a full disk is one ``OSError`` (HDF5's own writes
+to a full disk crashed the interpreter), checked against the free space before anything is written.
+A file with no ``lossbench_done`` mask (the authors') marks not-computed points with -1, their sentinel.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +50,7 @@ import torch
 from . import __version__
 from ._io import atomic_path
 from .directions import Direction
-from .errors import SurfaceFileError
+from .errors import SurfaceFileError, first_line
 from .surface import Surface
 
 FORMAT = "lossbench-surface/1"
@@ -78,22 +88,49 @@ def save_surface(path: str | Path, surface: Surface, *, delta: Direction | None 
     def layout(a: np.ndarray) -> np.ndarray:
         return a if ny is None else to_file_layout(a, nx, ny)
 
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["lossbench_version"] = __version__
-            f.attrs["torch_version"] = str(torch.__version__)
-            f.attrs["metadata"] = json.dumps(surface.attrs, sort_keys=True, default=str)
-            f.attrs["accuracy_unit"] = ACCURACY_UNIT
-            f["xcoordinates"] = surface.alphas
-            if ny is not None:
-                f["ycoordinates"] = surface.betas
-            for key, values in surface.values.items():
-                f[key] = layout(100.0 * values if is_accuracy(key) else values)
-            f[DONE_KEY] = layout(surface.done)
-            f["dir_file"] = path.name
-            if delta is not None:
-                _write_directions(f, delta, eta)
+    def fill(f: h5py.File) -> None:
+        f.attrs["format"] = FORMAT
+        f.attrs["lossbench_version"] = __version__
+        f.attrs["torch_version"] = str(torch.__version__)
+        f.attrs["metadata"] = json.dumps(surface.attrs, sort_keys=True, default=str)
+        f.attrs["accuracy_unit"] = ACCURACY_UNIT
+        f["xcoordinates"] = surface.alphas
+        if ny is not None:
+            f["ycoordinates"] = surface.betas
+        for key, values in surface.values.items():
+            f[key] = layout(100.0 * values if is_accuracy(key) else values)
+        f[DONE_KEY] = layout(surface.done)
+        f["dir_file"] = path.name
+        if delta is not None:
+            _write_directions(f, delta, eta)
+
+    return _write_hdf5(path, fill)
+
+
+def _write_hdf5(path: Path, fill) -> Path:
+    """Build the HDF5 file ``fill(f)`` describes in memory, then write it atomically with plain I/O."""
+    import io
+    import shutil
+
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        fill(f)
+    data = buffer.getvalue()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        if free < len(data):
+            raise OSError(28, f"No space left on device ({len(data) / 1e6:.2f} MB to write, {free / 1e6:.2f} MB free)")
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except OSError as exc:
+        error = OSError(f"cannot write {path}: {exc.strerror or exc}; free the disk or choose another output (-o): "
+                        "what was written before is intact and a rerun resumes from it")
+        error.errno = exc.errno
+        raise error from None
     return path
 
 
@@ -154,13 +191,12 @@ def load_surface(path: str | Path) -> Surface:
 def save_directions(path: str | Path, delta: Direction, eta: Direction | None = None,
                     *, attrs: Mapping[str, Any] | None = None) -> Path:
     """Write directions atomically as the authors' ``xdirection``/``ydirection`` groups."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = "lossbench-directions/1"
-            f.attrs["metadata"] = json.dumps(dict(attrs or {}), sort_keys=True, default=str)
-            _write_directions(f, delta, eta)
-    return path
+    def fill(f: h5py.File) -> None:
+        f.attrs["format"] = "lossbench-directions/1"
+        f.attrs["metadata"] = json.dumps(dict(attrs or {}), sort_keys=True, default=str)
+        _write_directions(f, delta, eta)
+
+    return _write_hdf5(Path(path), fill)
 
 
 def _write_directions(f: h5py.File, delta: Direction, eta: Direction | None) -> None:
@@ -206,13 +242,31 @@ def load_directions(
     return out[0], out[1], meta
 
 
-def _open(path: Path) -> h5py.File:
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[h5py.File]:
+    """The HDF5 file at ``path`` for reading; any failure while it is read (a damaged file: HDF5 raises
+    OSError, KeyError, RuntimeError, ...) is one :class:`SurfaceFileError` naming the file and the fix."""
     if not path.exists():
         raise SurfaceFileError(f"{path} does not exist")
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except OSError as exc:
-        raise SurfaceFileError(f"{path} is not a readable HDF5 file ({exc}); is it truncated or another format?") from exc
+        raise SurfaceFileError(f"{path} is not a readable HDF5 file ({first_line(exc)}); is it truncated or "
+                               "another format?") from None
+    try:
+        with f:
+            yield f
+    except SurfaceFileError:
+        raise
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise SurfaceFileError(f"{path} is damaged: reading it failed ({type(exc).__name__}: {first_line(exc)}); "
+                               "delete it (or pass --overwrite) to compute it again") from None
+
+
+def read_values(path: str | Path) -> dict[str, np.ndarray]:
+    """The value arrays of a surface file, indexed ``[i_alpha, j_beta]`` (the on-disk arrays are in the
+    authors' layout), accuracy as a fraction: what ``load_surface(path).values`` holds."""
+    return load_surface(path).values
 
 
 # ----------------------------------------------------------------------------- VTK

@@ -27,57 +27,13 @@ from torch import Tensor, nn
 from . import stop
 from ._malloc import keep_freed_memory_once
 from ._progress import progress_bar
+from .axis import MAX_AXIS_POINTS, Axis, parse_axis  # noqa: F401  (re-exported: the grid's axes)
 from .directions import Direction, check_compatible, model_tensors
 from .engine import Measure, make_measure
 from .errors import NonFiniteLossError
-from .evaluate import Batch, LossFn, as_datasets, check_loss_fn
+from .evaluate import Batch, LossFn, as_datasets, check_model_loss
 
 log = logging.getLogger(__name__)
-
-
-#: Points per axis at most: 10 001 x 10 001 float64 bookkeeping arrays already take ~4 GB.
-MAX_AXIS_POINTS = 10_001
-
-
-@dataclass(frozen=True)
-class Axis:
-    """``num`` evenly spaced coordinates from ``lo`` to ``hi`` (the authors' ``lo:hi:num``)."""
-
-    lo: float
-    hi: float
-    num: int
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.lo) and math.isfinite(self.hi)):
-            raise ValueError(f"bad axis {self}: min and max must be finite numbers (e.g. -1:1:51)")
-        if self.num < 1 or (self.num > 1 and not self.hi > self.lo):
-            raise ValueError(f"bad axis {self}: need num >= 1 and max > min (e.g. -1:1:51)")
-        if self.num > MAX_AXIS_POINTS:
-            raise ValueError(f"bad axis {self}: at most {MAX_AXIS_POINTS} points per axis (the paper uses 51)")
-
-    def coords(self) -> np.ndarray:
-        """(num,) float64. With an odd ``num`` the middle value is exactly (lo + hi) / 2 (0 for -a:a)."""
-        if self.num == 1:
-            return np.array([self.lo], dtype=np.float64)
-        c = np.linspace(self.lo, self.hi, self.num, dtype=np.float64)
-        if self.num % 2 == 1:
-            c[self.num // 2] = (self.lo + self.hi) / 2
-        return c
-
-    def __str__(self) -> str:
-        return f"{self.lo:g}:{self.hi:g}:{self.num}"
-
-
-def parse_axis(text: str) -> Axis:
-    """``"-1:1:51"`` -> ``Axis(-1.0, 1.0, 51)``; the argparse ``type=`` of ``--x`` and ``--y``."""
-    parts = str(text).split(":")
-    try:
-        if len(parts) != 3:
-            raise ValueError
-        lo, hi, num = float(parts[0]), float(parts[1]), int(parts[2])
-    except ValueError:
-        raise ValueError(f"bad axis {text!r}; expected min:max:num, e.g. -1:1:51") from None
-    return Axis(lo, hi, num)
 
 
 @dataclass(frozen=True)
@@ -219,7 +175,8 @@ def compute_surface(
         The :class:`Surface`, indexed ``[i_alpha, j_beta]`` (complete unless sharded).
     """
     datasets = as_datasets(datasets)
-    check_loss_fn(loss_fn)
+    for split, batches in datasets.items():
+        check_model_loss(model, loss_fn, batches, what=f"the {split} split")
     measure, keys = make_measure(engine, model, loss_fn, datasets, **dict(engine_options or {}))
     finite = () if allow_nonfinite else tuple(k for k in keys if k.endswith("_loss"))
     return compute_grid(model, measure, keys, delta=delta, alphas=alphas, eta=eta, betas=betas, theta=theta,
@@ -333,6 +290,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
+#: The grid's cost estimate goes to a logger of its own, so that a command line can show it without
+#: every other info line (``python -m lossbench`` does; ``-v`` shows the rest).
+ESTIMATE_LOG = logging.getLogger("lossbench.estimate")
+
+
 class _CostClock:
     """Says once, after the first few points, what the whole grid will cost: a warning when it is
     more than an hour (so a mistyped axis is caught before days are spent), else an info line."""
@@ -348,7 +310,7 @@ class _CostClock:
         elif self.done == self.after and self.todo > self.after:
             per_point = (time.perf_counter() - self.t1) / (self.after - 1)
             left = per_point * (self.todo - self.done)
-            (log.warning if left > 3600 else log.info)(
+            (ESTIMATE_LOG.warning if left > 3600 else ESTIMATE_LOG.info)(
                 "%s: %d points at about %.3g s each: %s left (Ctrl-C or SIGTERM saves; the same command resumes)",
                 self.desc, self.todo, per_point, _duration(left))
 

@@ -90,7 +90,9 @@ def build_model(spec: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module
     try:
         model = factory(**dict(kwargs or {}))
     except TypeError as exc:
-        raise ValueError(f"calling {spec} with {dict(kwargs or {})} failed: {exc} (set them with --model-kwargs)") from exc
+        raise ValueError(f"calling {spec} with {dict(kwargs or {})} failed: {exc} (set them with --model-kwargs)") from None
+    except Exception as exc:  # noqa: BLE001 - a user's factory can raise anything: one line, not its traceback
+        raise ValueError(f"the model factory {spec} raised {type(exc).__name__}: {first_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"{spec} returned a {type(model).__name__}; a model factory must return an nn.Module")
     return model
@@ -104,6 +106,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle, zip and "unsupported global" errors alike
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(f"refused to load {path}: it holds Python objects other than tensors and plain "
+                                  "containers, which could run code when unpickled, so it is never unpickled here; "
+                                  "save the weights with torch.save(model.state_dict(), path)") from None
         raise CheckpointError(f"{path} is not a readable weights file ({first_line(exc)}); save it with "
                               "torch.save(model.state_dict(), path)") from None
     if isinstance(data, Mapping):
@@ -183,6 +189,10 @@ def _checked(split: str, x: Any, y: Any, what: str) -> tuple[Tensor, Tensor]:
                         "saving, e.g. x.float() / 255")
     if not y.is_floating_point() and y.dtype != torch.int64:
         y = y.long()  # int32 or uint8 labels: cross-entropy needs int64
+    for name, t in (("inputs", x), ("targets", y)):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise DataError(f"{what}: the {split} {name} hold NaN or inf ({int((~torch.isfinite(t)).sum())} values); "
+                            "clean or drop those samples before saving")
     return x, y
 
 

@@ -26,3 +26,30 @@ def test_train_help_has_examples(capsys):
 def test_bad_model_name_is_an_error_not_a_traceback(tmp_path, capsys):
     rc = main(["train", "--arch", "resnet21", "--cache-dir", str(tmp_path)])
     assert rc == 2 and "resnet21" in capsys.readouterr().err
+
+
+def test_the_parser_imports_no_torch():
+    """--help and argument errors answer in a fraction of a second because building and running the
+    parser imports no torch (it took ~8 s of imports before; benchmarks/test_cli_startup.py times it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lossbench.__main__ import build_parser; p = build_parser(); "
+            "p.parse_args(['surface', '--x=-1:1:5', '--y=-1:1:5', '-v', '--dtype', 'float64']); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))[:3])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("argv", [["surface", "-v", "--x", "1:2"], ["-v", "surface", "--x", "1:2"],
+                                  ["surface", "--seed", "-1"], ["surface", "--checkpoint-seconds", "-1"],
+                                  ["train", "--only", "x"], ["ship", "--scale", "small", "--only", "nope"]])
+def test_usage_errors_exit_2_and_v_goes_anywhere(argv, capsys):
+    """Every usage or input error exits 2 (1 is for a run that failed, e.g. a full disk), and -v is taken
+    before or after the sub-command."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code == 2, capsys.readouterr().err
