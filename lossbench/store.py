@@ -31,6 +31,8 @@ dataset ``xdirection/<k>``: the model's parameter (``dir_type=weights``) or stat
 Files are written to a temporary name and renamed, so a reader never sees half a file. The HDF5 image
 is built in memory and written with plain file I/O: a full disk is one ``OSError`` (HDF5's own writes
 to a full disk crashed the interpreter), checked against the free space before anything is written.
+Its first 512 bytes (an HDF5 user block, which every HDF5 reader skips) hold the sha256 of the rest,
+checked before HDF5 reads the file: a damaged file is refused, never read as wrong numbers.
 A file with no ``lossbench_done`` mask (the authors') marks not-computed points with -1, their sentinel.
 """
 
@@ -109,13 +111,15 @@ def save_surface(path: str | Path, surface: Surface, *, delta: Direction | None 
 
 def _write_hdf5(path: Path, fill) -> Path:
     """Build the HDF5 file ``fill(f)`` describes in memory, then write it atomically with plain I/O."""
+    import hashlib
     import io
     import shutil
 
     buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as f:
+    with h5py.File(buffer, "w", userblock_size=USERBLOCK) as f:
         fill(f)
-    data = buffer.getvalue()
+    data = bytearray(buffer.getvalue())
+    data[:USERBLOCK] = _userblock(hashlib.sha256(data[USERBLOCK:]).hexdigest())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(path.parent).free
@@ -242,12 +246,42 @@ def load_directions(
     return out[0], out[1], meta
 
 
+#: The first bytes of a lossbench HDF5 file are a user block (which HDF5, h5py and the authors' tools
+#: skip) holding the sha256 of the rest: a file damaged on disk is refused before HDF5 reads it (HDF5
+#: reads a damaged data block as valid numbers, a wrong direction, and can hang on damaged metadata).
+#: Files without it (the authors', lossbench's before it) are read unchecked.
+USERBLOCK = 512
+_MARK = b"lossbench-sha256:"
+
+
+def _userblock(hexdigest: str) -> bytes:
+    return (_MARK + hexdigest.encode()).ljust(USERBLOCK, b"\0")
+
+
+def _verify_userblock(path: Path) -> None:
+    """Refuse a lossbench file whose content does not match the sha256 in its user block."""
+    import hashlib
+
+    with open(path, "rb") as fh:
+        head = fh.read(USERBLOCK)
+        if not head.startswith(_MARK):
+            return
+        digest = hashlib.sha256()
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    stored = head[len(_MARK):len(_MARK) + 64].decode("ascii", errors="replace")
+    if stored != digest.hexdigest():
+        raise SurfaceFileError(f"{path} is damaged: its content does not match the sha256 it was written with; "
+                               "delete it (or pass --overwrite) to compute it again")
+
+
 @contextlib.contextmanager
 def _open(path: Path) -> Iterator[h5py.File]:
     """The HDF5 file at ``path`` for reading; any failure while it is read (a damaged file: HDF5 raises
     OSError, KeyError, RuntimeError, ...) is one :class:`SurfaceFileError` naming the file and the fix."""
     if not path.exists():
         raise SurfaceFileError(f"{path} does not exist")
+    _verify_userblock(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

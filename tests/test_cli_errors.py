@@ -13,13 +13,13 @@ CASES = [
     # (argv, expected words in the one-line error)
     (["surface", *SHIPPED, "--x", "-1:1:3", "--eval-samples", "-5"], "eval_samples=-5: expected a positive number"),
     (["surface", *SHIPPED, "--x", "-1:1:3", "--eval-samples", "1000000"],
-     "eval_samples=1000000 but the train split holds 8000 images; expected 1 to 8000"),
+     "eval_samples=1000000 but the train split holds 4000 images; expected 1 to 4000"),
     (["surface", *SHIPPED, "--x", "-1:inf:3"], "min and max must be finite"),
     (["surface", *SHIPPED, "--x", "1:-1:3"], "need num >= 1 and max > min"),
     (["surface", *SHIPPED, "--x", "-1:1:20000", "--y", "-1:1:20000"], "at most 10001 points per axis"),
     (["surface", *SHIPPED, "--x", "1:2"], "expected min:max:num"),
     (["hessian", *SHIPPED, "--max-iter", "0"], "--max-iter 0: expected at least 1 Lanczos step"),
-    (["hessian", *SHIPPED, "--eval-samples", "-3"], "--eval-samples -3: expected 1 to 8000"),
+    (["hessian", *SHIPPED, "--eval-samples", "-3"], "--eval-samples -3: expected 1 to 4000"),
     (["surface", *SHIPPED, "--x", "-1:1:3", "--device", "nonsense"],
      "unknown device 'nonsense'; expected cpu, cuda or cuda:N"),
 ]
@@ -164,6 +164,127 @@ def _plot_under_a_file(folder: Path, base: list[str], _mp) -> list[str]:
     return ["plot", str(folder / "s.h5"), "-o", str(folder / "plain" / "fig")]
 
 
+# --- issue 24: a user's own model, data and loss that gave a wrong answer without a word, or a traceback
+
+
+def _data(folder: Path, x, y) -> str:
+    torch.save({"x": x, "y": y}, folder / "bad.pt")
+    return str(folder / "bad.pt")
+
+
+def _user(folder: Path, base: list[str], *, data: str | None = None, extra: tuple[str, ...] = (),
+          model: str | None = None) -> list[str]:
+    argv = [*base, "--weights", str(folder / "w0.pt"), *extra, "-o", str(folder / "s.h5")]
+    if data is not None:
+        argv[argv.index("--data") + 1] = data
+    if model is not None:
+        argv[argv.index("--model") + 1] = model
+        argv = [a for a in argv if a not in ("--weights", str(folder / "w0.pt"))]
+    return argv
+
+
+def _regression_with_cross_entropy(folder, base, _mp):
+    g = torch.Generator().manual_seed(0)
+    return _user(folder, base, data=_data(folder, torch.randn(64, 8, generator=g), torch.randn(64, 4, generator=g)))
+
+
+def _mse_targets_shaped_unlike_outputs(folder, base, _mp):
+    g = torch.Generator().manual_seed(0)
+    return _user(folder, base, data=_data(folder, torch.randn(64, 8, generator=g), torch.randn(64, generator=g)),
+                 extra=("--loss", "mse"))
+
+
+def _summing_loss_function(folder, base, _mp):
+    (folder / "losses.py").write_text("import torch.nn.functional as F\n\n\n"
+                                      "def summed(out, y):\n    return F.cross_entropy(out, y, reduction='sum')\n")
+    return _user(folder, base, extra=("--loss", f"{folder}/losses.py:summed"))
+
+
+def _ignore_index_labels(folder, base, _mp):
+    d = torch.load(folder / "d.pt", weights_only=True)
+    d["y"][:5] = -100
+    return _user(folder, base, data=_data(folder, d["x"], d["y"]))
+
+
+def _nan_in_the_data(folder, base, _mp):
+    d = torch.load(folder / "d.pt", weights_only=True)
+    d["x"][3, 2] = float("nan")
+    return _user(folder, base, data=_data(folder, d["x"], d["y"]))
+
+
+def _inputs_of_the_wrong_shape(folder, base, _mp):
+    g = torch.Generator().manual_seed(0)
+    return _user(folder, base, data=_data(folder, torch.randn(64, 5, generator=g), torch.randint(0, 4, (64,))))
+
+
+def _float64_inputs(folder, base, _mp):
+    d = torch.load(folder / "d.pt", weights_only=True)
+    return _user(folder, base, data=_data(folder, d["x"].double(), d["y"]))
+
+
+def _two_d_labels(folder, base, _mp):
+    d = torch.load(folder / "d.pt", weights_only=True)
+    return _user(folder, base, data=_data(folder, d["x"], d["y"].view(-1, 1)))
+
+
+def _labels_beyond_the_outputs(folder, base, _mp):
+    d = torch.load(folder / "d.pt", weights_only=True)
+    d["y"][0] = 7  # the net returns 4 values per sample
+    return _user(folder, base, data=_data(folder, d["x"], d["y"]))
+
+
+def _odd_model(body: str):
+    def prepare(folder, base, _mp):
+        (folder / "odd.py").write_text("import torch\nfrom torch import nn\n\n\n" + body)
+        return _user(folder, base, model=f"{folder}/odd.py:make")
+    return prepare
+
+
+def _malicious_weights(folder, base, _mp):
+    import pickle
+
+    with open(folder / "evil.pt", "wb") as fh:
+        pickle.dump(_Payload(folder / "pwned"), fh, protocol=2)
+    return [*base, "--weights", str(folder / "evil.pt"), "-o", str(folder / "s.h5")]
+
+
+def _damaged_surface(folder: Path, base: list[str], _mp) -> list[str]:
+    """An HDF5 surface with 8 bytes overwritten in its middle, given to plot."""
+    import h5py
+
+    assert main([*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]) == 0
+    with h5py.File(folder / "s.h5", "r") as f:
+        mid = f["xdirection/0"].id.get_offset()  # inside a direction tensor: read back, it would be a wrong one
+    data = bytearray((folder / "s.h5").read_bytes())
+    data[mid:mid + 8] = b"\xff" * 8
+    (folder / "s.h5").write_bytes(bytes(data))
+    return ["plot", str(folder / "s.h5")]
+
+
+def _damaged_surface_resumed(folder: Path, base: list[str], mp) -> list[str]:
+    _damaged_surface(folder, base, mp)
+    return [*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5")]
+
+
+def _full_disk_mid_run(folder: Path, base: list[str], monkeypatch) -> list[str]:
+    """The disk fills after the first write: every later write raises ENOSPC (what the OS says)."""
+    import builtins
+    import errno
+
+    real_open, writes = builtins.open, [0]
+
+    def open_(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(file).endswith(".tmp"):
+            writes[0] += 1
+            if writes[0] > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    return [*base[:-2], "--x", "-1:1:9", "--y", "-1:1:9", "--weights", str(folder / "w0.pt"),
+            "--checkpoint-seconds", "0.001", "-o", str(folder / "s.h5")]
+
+
 HELD: list = []  # locks a row holds while main() runs
 
 FILE_CASES = [
@@ -178,6 +299,30 @@ FILE_CASES = [
     ("output locked by a run with other settings", _locked_by_another_run, 1, "is being written by process"),
     ("a crafted CIFAR-10 batch under --data-dir", _crafted_cifar, 2, "refused to load the global"),
     ("plot into a folder that is a file", _plot_under_a_file, 1, "plain"),
+    ("regression targets with the default cross-entropy", _regression_with_cross_entropy, 2, "use --loss mse"),
+    ("targets (N,) against outputs (N, 4) with --loss mse", _mse_targets_shaped_unlike_outputs, 2,
+     "reshape the targets"),
+    ("a loss function that sums over the batch", _summing_loss_function, 2, "the loss sums over the batch"),
+    ("labels equal to -100", _ignore_index_labels, 2, "labels go down to -100"),
+    ("NaN in the data", _nan_in_the_data, 2, "hold NaN or inf"),
+    ("inputs of the wrong shape", _inputs_of_the_wrong_shape, 2, "running the model on the first batch"),
+    ("float64 inputs", _float64_inputs, 2, "torch.float64) failed"),
+    ("2-D labels", _two_d_labels, 2, "class labels of shape (64, 1)"),
+    ("labels beyond the model's outputs", _labels_beyond_the_outputs, 2, "labels go up to 7"),
+    ("a model factory that raises", _odd_model("def make():\n    raise RuntimeError('no GPU here')\n"), 2,
+     "raised RuntimeError: no GPU here"),
+    ("a forward that returns a tuple", _odd_model(
+        "class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.l = nn.Linear(8, 4)\n\n"
+        "    def forward(self, x):\n        return self.l(x), x\n\n\ndef make():\n    return M()\n"), 2,
+     "the model returns a tuple"),
+    ("a forward that returns a scalar", _odd_model(
+        "class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.l = nn.Linear(8, 4)\n\n"
+        "    def forward(self, x):\n        return self.l(x).sum()\n\n\ndef make():\n    return M()\n"), 2,
+     "expected one row per sample"),
+    ("a malicious pickle as --weights", _malicious_weights, 2, "refused to load"),
+    ("a damaged surface file given to plot", _damaged_surface, 2, "is damaged"),
+    ("a damaged surface file resumed", _damaged_surface_resumed, 2, "is damaged"),
+    ("a full disk in the middle of a run", _full_disk_mid_run, 1, "No space left on device"),
 ]
 
 
@@ -204,6 +349,7 @@ def test_a_fault_with_files_on_disk_is_one_line_and_damages_nothing(name, prepar
     after = _digest(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before, "a file that was there changed"
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")], "a half-written file was left"
+    assert not [p for p in tmp_path.rglob("*.h5.lock")], "an output's lock was left"
     assert not (tmp_path / "pwned").exists(), "a file's payload ran"
 
 

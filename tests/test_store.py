@@ -194,3 +194,38 @@ def test_accuracy_is_percent_on_disk_and_a_fraction_in_memory(tmp_path):
         h["train_acc"] = np.array([0.6, 0.99])
         h["lossbench_done"] = np.array([True, True])
     np.testing.assert_allclose(load_surface(old).values["train_acc"], [0.6, 0.99])
+
+
+def test_every_damaged_byte_is_refused_or_harmless(tmp_path):
+    """Issue 24: 8 bytes overwritten anywhere in a surface file either change nothing that is read (free
+    space, padding) or make reading it one SurfaceFileError; never a direction or a value read back wrong
+    (the stored content sha256 catches what HDF5 itself would read without complaint)."""
+    import torch
+
+    from lossbench.errors import SurfaceFileError
+    from lossbench.store import load_directions, load_surface, save_surface
+    from lossbench.surface import Surface
+
+    x = np.linspace(-1, 1, 5)
+    s = Surface.empty(x, x, ["train_loss", "train_acc"], attrs={"a": 1})
+    s.values["train_loss"][:] = np.arange(25.0).reshape(5, 5)
+    s.values["train_acc"][:] = 0.5
+    s.done[:] = True
+    g = torch.Generator().manual_seed(0)
+    delta = {"w": torch.randn(40, 7, generator=g), "b": torch.randn(40, generator=g)}
+    path = save_surface(tmp_path / "s.h5", s, delta=delta, eta=delta)
+    original = path.read_bytes()
+    refused = harmless = 0
+    for offset in range(0, len(original) - 8, 53):
+        damaged = bytearray(original)
+        damaged[offset:offset + 8] = b"\xff" * 8
+        path.write_bytes(bytes(damaged))
+        try:
+            got, (d, e, _) = load_surface(path), load_directions(path)
+        except SurfaceFileError:
+            refused += 1
+            continue
+        assert np.array_equal(got.values["train_loss"], s.values["train_loss"]), offset
+        assert all(torch.equal(d[k], delta[k]) and torch.equal(e[k], delta[k]) for k in delta), offset
+        harmless += 1
+    assert refused > 0 and harmless >= 0
