@@ -1,10 +1,8 @@
-"""Root conftest: loads the lossbench plugin and registers the Hypothesis profiles."""
+"""Root conftest: the Hypothesis profiles (the lossbench plugin loads through its pytest11 entry point)."""
 
 import os
 
 from hypothesis import HealthCheck, settings
-
-pytest_plugins = ["lossbench.pytest_plugin"]
 
 # dev: quick local runs. ci: reproducible (derandomised) and without per-example deadlines, since
 # torch's first calls are slow and a deadline would make the suite flaky.

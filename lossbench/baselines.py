@@ -369,7 +369,7 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
 def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, scale: str,
           source: Mapping[str, Any], config_hash: str | None = None, weights_sha256: str | None = None,
           platform: Mapping[str, str] | None = None, regen: bool = False, regen_all: bool = False,
-          extra: Mapping[str, Any] | None = None) -> Outcome:
+          extra: Mapping[str, Any] | None = None, tolerances: Mapping[str, float] | None = None) -> Outcome:
     """Check ``obtained`` against the baseline file at ``path`` (see the module docstring).
 
     Args:
@@ -379,6 +379,8 @@ def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, sc
             is at the spread band (tier ``spread``), and the message says why. On the same platform
             other weights mean the training changed: the comparison stays at ``tol``.
         platform: what identifies this machine's numerics (:func:`lossbench.train.platform_id`).
+        tolerances: each metric's ``tol`` where the file is written (created, or rewritten by ``regen``);
+            default the kind's floor (creation) or the stored ones (regeneration).
 
     Returns an :class:`Outcome`; the caller decides how to fail (the pytest plugin raises
     :class:`BaselineMismatch` for ``failed``, ``created`` and ``updated`` unless ``regen_all``).
@@ -389,7 +391,8 @@ def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, sc
     full_source = {**source, **({"weights_sha256": weights_sha256} if weights_sha256 else {})}
     base_extra = {**({"config_hash": config_hash} if config_hash else {}), **(extra or {})}
     if not path.exists():
-        write_baseline(path, make_baseline(config_id, scale, obtained, source=full_source, extra=base_extra))
+        write_baseline(path, make_baseline(config_id, scale, obtained, source=full_source, extra=base_extra,
+                                           tolerances=tolerances))
         return Outcome("created", path, message=f"created baseline {path}; review and commit it")
     baseline = load_baseline(path)
     if baseline.get("config_id") not in (None, config_id):
@@ -410,7 +413,7 @@ def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, sc
     n_bad = sum(not r.ok for r in rows)
     if regen or regen_all:
         kept = baseline.get("metrics", {})
-        tolerances = {k: v["tol"] for k, v in kept.items() if k in obtained}
+        tolerances = tolerances or {k: v["tol"] for k, v in kept.items() if k in obtained}
         keep = {k: v for k, v in baseline.items() if k not in ("format", "config_id", "scale", "metrics", "source")}
         new = make_baseline(config_id, scale, obtained, source=full_source, tolerances=tolerances,
                             extra={**keep, **base_extra})

@@ -1,9 +1,21 @@
-"""pytest hooks, options and thin fixtures for lossbench's tests and benchmarks.
+"""pytest hooks, options and thin fixtures: lossbench's own suite, and ``landscape_regression`` for
+anyone's.
 
-Loaded once, by the root ``conftest.py`` (``pytest_plugins = ["lossbench.pytest_plugin"]``).
+Installed as a pytest plugin (the ``pytest11`` entry point ``lossbench``): ``pip install lossbench``
+gives every project
+
+* the fixture ``landscape_regression``: ``landscape_regression.check(model, data, ...)`` puts a model's
+  loss landscape under regression test (:mod:`lossbench.regression`), files beside the test module as
+  pytest-regressions keeps them; ``--lossbench-regen`` rewrites them;
+* nothing else: the reproduction's hooks below (markers, the matrix parametrisation, the default
+  scale, the baselines' session summary) act only where the ini option ``lossbench_suite`` is true
+  (lossbench's own ``pyproject.toml``), and torch is imported only when a fixture is used.
+
+For lossbench's suite:
 
 * ``--lossbench-scale/-device/-cache-dir/-data-dir`` (shared with the CLI through
-  :func:`lossbench.config.add_run_options`), ``--lossbench-regen``, ``--lossbench-regen-all``.
+  :func:`lossbench.config.add_run_options`), ``--lossbench-dtype``, ``--lossbench-regen``,
+  ``--lossbench-regen-all``.
 * A test that takes ``run_config`` runs once per config of the scale's matrix
   (architecture x shortcut x batch size), with ids like ``resnet56-noshort-bs128-s0``.
 * Session fixtures ``trained`` (the cached trainer), ``lossbench_data`` and ``lossbench_baseline``
@@ -44,6 +56,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lossbench-speed", action="store_true",
                     help="also run the grid-speed benchmarks (benchmarks/test_grid_speed.py); off in the main job, "
                          "on whenever -k names grid_speed")
+    parser.addini("lossbench_suite", type="bool", default=False,
+                  help="this project is lossbench's own suite: turn on its markers, matrix and baselines summary")
+
+
+def _suite(config: pytest.Config) -> bool:
+    """Whether this session is lossbench's own suite (ini ``lossbench_suite``), not a user's project."""
+    return bool(config.getini("lossbench_suite"))
 
 
 def _default_scale(config: pytest.Config) -> str:
@@ -58,13 +77,17 @@ def _default_scale(config: pytest.Config) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("lossbench_scale", None) is None:
         config.option.lossbench_scale = _default_scale(config)
-    for name, text in MARKERS.items():
-        config.addinivalue_line("markers", f"{name}: {text}")
+    if _suite(config):
+        for name, text in MARKERS.items():
+            config.addinivalue_line("markers", f"{name}: {text}")
     config.stash[_STATS_KEY] = {"passed": 0, "failed": 0, "created": 0, "updated": 0, "used": set(),
-                                "spread_tier": [], "unused": [], "complete": False}
+                                "spread_tier": [], "unused": [], "complete": False,
+                                "landscapes": {"passed": 0, "failed": 0, "created": 0, "updated": 0}}
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not _suite(item.config):
+        return
     if item.get_closest_marker("gpu") is not None:
         import torch
 
@@ -75,7 +98,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "run_config" in metafunc.fixturenames:
+    if "run_config" in metafunc.fixturenames and _suite(metafunc.config):
         from .config import get_scale
 
         configs = get_scale(metafunc.config.getoption("lossbench_scale")).all_configs
@@ -326,6 +349,67 @@ def lossbench_verdicts(pytestconfig: pytest.Config, lossbench_scale, lossbench_b
     return _check
 
 
+class LandscapeRegression:
+    """What the ``landscape_regression`` fixture gives a test: :meth:`check`."""
+
+    def __init__(self, request: pytest.FixtureRequest, stats: dict[str, Any], regen: bool) -> None:
+        self._request, self._stats, self._regen = request, stats, regen
+        path = Path(request.node.path)
+        self.folder = path.parent / path.stem  # pytest-regressions' layout: beside the test module
+        self._names: set[str] = set()
+
+    def check(self, model, data, *, loss=None, grid: int = 11, span: float = 1.0, directions: int = 1,
+              hessian: bool = True, basename: str | None = None) -> None:
+        """Compute the loss landscape of ``model`` on ``data`` and compare it with the stored one.
+
+        Args:
+            model: any ``nn.Module`` (on the CPU or a GPU; its weights are restored afterwards).
+            data: an ``(inputs, targets)`` pair of tensors, a list of such batches, or a DataLoader.
+            loss: a batch-mean loss; default cross-entropy for integer class labels (required for float
+                targets, e.g. ``torch.nn.MSELoss()``).
+            grid: points per axis (odd); span: the axis covers [-span, span] in units of the filter-normalised
+                direction; directions: 1 (a line) or 2 (a grid x grid surface).
+            hessian: also the Hessian's largest eigenvalue and trace at the weights.
+            basename: the files' name (default: the test's name); one test may check several landscapes
+                with different basenames.
+
+        The first run writes ``<test module folder>/<module stem>/<basename>.json`` and ``.h5`` and fails
+        ("created: review and commit"); later runs compare every metric at its measured tolerance and fail
+        with a table of the metrics that moved; ``--lossbench-regen`` rewrites the files (and fails).
+        """
+        __tracebackhide__ = True
+        import re
+
+        from .regression import LandscapeSpec, check_landscape
+
+        name = basename or re.sub(r"[^\w.-]+", "_", self._request.node.name).strip("_")
+        if name in self._names:
+            raise ValueError(f"landscape {name!r} is checked twice in this test: give each check its own basename=")
+        self._names.add(name)
+        spec = LandscapeSpec(grid=grid, span=span, directions=directions, hessian=hessian)
+        outcome = check_landscape(model, data, folder=self.folder, name=name, loss=loss, spec=spec, regen=self._regen)
+        self._stats["landscapes"][outcome.status] += 1
+        if outcome.status == "created":
+            pytest.fail(f"created: {outcome.path} (and {name}.h5): review and commit", pytrace=False)
+        if outcome.status == "updated":
+            pytest.fail(f"regenerated: {outcome.message}", pytrace=False)
+        if outcome.status == "failed":
+            raise LandscapeMismatch(f"the loss landscape moved:\n{outcome.message}\n"
+                                    f"(the obtained files are {name}.obtained.json and .h5 beside it; "
+                                    "run pytest --lossbench-regen to accept them)")
+
+
+class LandscapeMismatch(AssertionError):
+    """A landscape's metrics moved beyond their tolerances; the message is the whole table."""
+
+
+@pytest.fixture
+def landscape_regression(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> LandscapeRegression:
+    """A model's loss landscape as a regression test: ``landscape_regression.check(model, data)`` (see
+    :meth:`LandscapeRegression.check` and the README's "On your own model")."""
+    return LandscapeRegression(request, pytestconfig.stash[_STATS_KEY], pytestconfig.getoption("lossbench_regen"))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Remember which configs the selected tests use (the trainer trains them together)."""
     ids = set()
@@ -352,7 +436,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(config, "workerinput"):  # xdist worker: hand the counts to the controller
         config.workeroutput["lossbench_baselines"] = {  # type: ignore[attr-defined]
             **{k: stats[k] for k in _COUNTS}, "used": sorted(str(p) for p in stats["used"]),
-            "spread_tier": stats["spread_tier"]}
+            "spread_tier": stats["spread_tier"], "landscapes": stats["landscapes"]}
         return
     _find_unused(config, stats)
 
@@ -368,6 +452,8 @@ def pytest_testnodedown(node, error) -> None:
         stats[k] += data[k]
     stats["used"].update(Path(p) for p in data["used"])
     stats["spread_tier"].extend(data["spread_tier"])
+    for k, v in data.get("landscapes", {}).items():
+        stats["landscapes"][k] += v
 
 
 def _find_unused(config: pytest.Config, stats: dict[str, Any]) -> None:
@@ -387,6 +473,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if hasattr(config, "workerinput"):  # xdist workers print nothing; their counts arrive via the controller
         return
     stats = config.stash.get(_STATS_KEY, None)
+    if stats and any(stats["landscapes"].values()):
+        n = stats["landscapes"]
+        terminalreporter.write_line(f"lossbench landscapes: {n['passed']} passed, {n['failed']} failed, "
+                                    f"{n['created']} created, {n['updated']} updated")
     if not stats or not stats["used"]:
         return
     terminalreporter.write_line(
