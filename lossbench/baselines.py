@@ -432,8 +432,10 @@ def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, sc
         header += f"\ntier: spread — {SPREAD_REASON} (stored {stored_sha[:12]}, obtained {weights_sha256[:12]})"
     elif other_weights:
         header += f"\ntier: tol — {SAME_PLATFORM_REASON} (stored {stored_sha[:12]}, obtained {weights_sha256[:12]})"
-    else:
+    elif weights_sha256:
         header += "\ntier: tol — the same weights as the baseline's, so only a change of the code moves a metric"
+    else:
+        header += "\neach metric at its recompute tolerance"
     return Outcome("failed", path, rows, f"{header}:\n{table}", tier)
 
 

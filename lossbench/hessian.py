@@ -155,7 +155,7 @@ class EigenResult:
 
 def lanczos(matvec: Callable[[Tensor], Tensor], dim: int, *, max_iter: int = 200, tol: float = 1e-3,
             floor: float = EIG_FLOOR, generator: torch.Generator | None = None, seed: int = 0,
-            dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> EigenResult:
+            dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu", ends: str = "both") -> EigenResult:
     """Extreme eigenvalues of a symmetric operator of size ``dim`` by Lanczos with full reorthogonalisation.
 
     Args:
@@ -166,7 +166,10 @@ def lanczos(matvec: Callable[[Tensor], Tensor], dim: int, *, max_iter: int = 200
         floor: a lambda_min with |theta_min| + residual <= floor * max |lambda| is unresolved: its size is
             below what the products resolve, so neither it nor its sign is reported.
         generator, seed: the start vector is Gaussian from ``generator`` (or a new one seeded ``seed``).
+        ends: ``both``, or ``max`` to stop once lambda_max has converged (lambda_min is then reported as
+            it stands, converged or not).
     """
+    check_choice("ends", ends, ("both", "max"))
     if dim < 1:
         raise ValueError(f"dim={dim} must be positive")
     if not 0 < tol < 1:
@@ -203,7 +206,7 @@ def lanczos(matvec: Callable[[Tensor], Tensor], dim: int, *, max_iter: int = 200
                     f"residual {res[0]:.2g} > {tol:g} x |lambda_min| after {k + 1} steps")
         result = EigenResult(float(theta[-1]), float(theta[0]), k + 1, ok_max and ok_min, ok_max, ok_min,
                              float(res[-1]), float(res[0]), tol, note_max, note_min, bool(tiny_min))
-        if (ok_max and (ok_min or tiny_min)) or last:
+        if (ok_max and (ok_min or tiny_min or ends == "max")) or last:
             break
         betas.append(b)
         basis.append(w / b)
@@ -223,7 +226,8 @@ def _unflatten(x: Tensor, like: Mapping[str, Tensor]) -> Direction:
 
 
 def hessian_eigs(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *, ignore: str = "biasbn",
-                 max_iter: int = 200, tol: float = 1e-3, floor: float = EIG_FLOOR, seed: int = 0) -> EigenResult:
+                 max_iter: int = 200, tol: float = 1e-3, floor: float = EIG_FLOOR, seed: int = 0,
+                 ends: str = "both") -> EigenResult:
     """lambda_max and lambda_min of the loss Hessian of ``model`` at its current weights (:func:`lanczos`:
     each end to ``tol`` of its own size, NaN-worthy ends flagged)."""
     batches = as_batches(batches)
@@ -238,7 +242,7 @@ def hessian_eigs(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *,
         hv = _hvp(model, loss_fn, batches, _unflatten(x.to(dtype), like), ignore=ignore)
         return _flatten(hv, list(like)).to(torch.float64)
 
-    return lanczos(matvec, dim, max_iter=max_iter, tol=tol, floor=floor, seed=seed, device=device)
+    return lanczos(matvec, dim, max_iter=max_iter, tol=tol, floor=floor, seed=seed, device=device, ends=ends)
 
 
 @dataclass(frozen=True)

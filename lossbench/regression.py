@@ -36,7 +36,7 @@ from .surface import Surface, compute_surface
 PAIR_BATCH = 512
 #: Hutchinson probes of the trace (fixed seed, so the estimate is a deterministic number).
 TRACE_PROBES = 16
-#: Lanczos for lambda_max: each end to 1e-3 of its own size (:func:`lossbench.hessian.lanczos`).
+#: Lanczos for lambda_max, to 1e-3 of its own size (:func:`lossbench.hessian.lanczos`).
 LANCZOS = {"max_iter": 100, "tol": 1e-3}
 
 
@@ -110,7 +110,7 @@ def landscape_metrics(model: nn.Module, batches: list[Batch], loss_fn: LossFn, s
     else:
         metrics = surface_metrics(surface.alphas, surface.betas, loss, acc)
     if spec.hessian:
-        eig = hessian_eigs(model, loss_fn, batches, **LANCZOS)
+        eig = hessian_eigs(model, loss_fn, batches, ends="max", **LANCZOS)
         trace = hutchinson_trace(model, loss_fn, batches, probes=TRACE_PROBES)
         metrics["eig_max"] = eig.values[0]
         metrics["trace"] = trace.trace  # fixed probes: a deterministic number (its sampling error is not a tol)

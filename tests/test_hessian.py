@@ -252,3 +252,13 @@ def test_an_empty_parameter_set_is_a_clear_error():
     net = nn.Sequential(nn.BatchNorm1d(3))
     with pytest.raises(ValueError, match="no parameters to take the Hessian over .*try ignore='none'"):
         hessian_params(net)
+
+
+def test_lanczos_can_stop_at_lambda_max():
+    """ends="max" stops once lambda_max is converged (what landscape_regression needs), in fewer steps."""
+    evals = np.concatenate([[-2e-3], np.linspace(1e-3, 0.5, 198), [1.0]])
+    A = _operator(evals, seed=3)
+    both = lanczos(lambda v: A @ v, 200, max_iter=200, tol=1e-3)
+    top = lanczos(lambda v: A @ v, 200, max_iter=200, tol=1e-3, ends="max")
+    assert top.converged_max and top.eig_max == pytest.approx(both.eig_max, rel=1e-3)
+    assert top.iterations < both.iterations
