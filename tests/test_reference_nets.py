@@ -131,9 +131,10 @@ def _evaluate_on_two_cores(model, x, y) -> tuple[float, float]:
     return correct / n, sum(p.loss * p.n for p in parts) / n
 
 
-def test_only_batch_128_seed_nets_ship_pca_directions(tmp_path):
-    """The PCA directions weigh as much as the weights: the large-batch nets keep only what the PCA
-    claim needs (shares, path, hashes), and drawing their plane says how to get it."""
+def test_only_the_drawn_net_ships_pca_directions(tmp_path):
+    """The PCA directions weigh as much as the weights: only the net whose PCA plane the suite draws
+    (ResNet-20, batch 128, seed recipe, training seed 0) ships them; the others keep what the PCA claim
+    needs (shares, path, hashes), and drawing their plane says how to get it."""
     from lossbench.pipeline import pca_plane_file
 
 
@@ -146,8 +147,33 @@ def test_only_batch_128_seed_nets_ship_pca_directions(tmp_path):
     assert pca.delta is None and pca.eta is None and len(pca.epochs) == 3 and pca.explained_variance_ratio.sum() > 0
     with pytest.raises(ValueError, match="stored without its directions"):
         pca_plane_file(tmp_path / "plane.h5", ref.model, pca, load_dataset(config), grid=3)
-    assert ships_pca_directions(SCALES["small"].configs[0])
-    assert not any(ships_pca_directions(c) for c in SCALES["small"].normalization_configs)
+    small = SCALES["small"]
+    assert [c.config_id for c in small.all_configs if ships_pca_directions(c)] == ["resnet20-bs128-s0"]
+    assert not ships_pca_directions(small.configs[0].replace(seed=1))
+
+
+def test_ship_puts_each_kind_of_net_in_its_folder(tmp_path):
+    """Seed 0 of the matrix to nets/ (weights in git), other training seeds to seed-nets/ (the spread;
+    weights kept out of git by .gitignore), a GPU-only config to gpu-nets/."""
+    from lossbench.__main__ import main
+    from lossbench.reference_nets import NET_FOLDERS
+
+    config = SCALES["ci"].configs[0].replace(epochs=2, n_train=64, n_test=32)
+    for seed in (0, 1):
+        train(config.replace(seed=seed), cache_dir=tmp_path / "cache")
+    assert NET_FOLDERS == ("nets", "seed-nets", "gpu-nets")
+    ignored = (Path(__file__).parent.parent / ".gitignore").read_text()
+    assert "baselines/*/seed-nets/*.pt" in ignored and "baselines/*/gpu-nets/*.pt" in ignored
+    import dataclasses
+
+    short = dataclasses.replace(
+        SCALES["ci"], configs=tuple(c.replace(epochs=2, n_train=64, n_test=32) for c in SCALES["ci"].configs))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(SCALES, "ci", short)
+        assert main(["ship", "--scale", "ci", "--cache-dir", str(tmp_path / "cache"), "--baselines-dir",
+                     str(tmp_path / "b"), "--only", config.config_id, "--seeds", "0", "1", "--commit", "t"]) == 0
+    assert shipped_ids(tmp_path / "b", "ci") == [config.config_id]
+    assert shipped_ids(tmp_path / "b", "ci", "seed-nets") == [config.replace(seed=1).config_id]
 
 
 def test_a_net_trained_on_another_device_is_scored_again_on_the_cpu(tmp_path):
