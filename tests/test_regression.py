@@ -41,6 +41,6 @@ def test_claims_hold_between_converged_nets(lossbench_scale, matrix_results):
     claims = evaluate_claims(list(records.values()))
     for c in claims:
         nets = ", ".join(f"{k} (loss {v['train_loss']:.3g}, acc {v['train_acc']:.3g})" for k, v in c.nets.items())
-        print(f"{c.verdict:>12}  {c.name} [{c.group}]: {c.numbers}; nets: {nets}")
+        print(f"{c.verdict:>12}  {c.key}: {c.summary()}; nets: {nets}")
     failed = [c for c in claims if c.verdict == "fails"]
-    assert not failed, "\n".join(f"{c.name} [{c.group}] fails: {c.numbers}" for c in failed)
+    assert not failed, "\n".join(f"{c.key} fails: {c.summary()}" for c in failed)
