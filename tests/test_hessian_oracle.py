@@ -5,6 +5,7 @@ on exact float64 Hessian-vector products of the same net. The default must give 
 right sign and within 1e-3 of the oracle (or say "unresolved" where |lambda_min| < 1e-6 lambda_max)."""
 
 import copy
+import functools
 
 import numpy as np
 import pytest
@@ -56,6 +57,13 @@ def _trained(kind):
     return net.eval(), loss_fn, x, y
 
 
+@functools.lru_cache(maxsize=None)
+def _case(kind):
+    """(net, loss, x, y, (lambda_min, lambda_max) of the oracle) of one kind, computed once per session."""
+    net, loss_fn, x, y = _trained(kind)
+    return net, loss_fn, x, y, _oracle(net, loss_fn, x, y)
+
+
 def _oracle(net, loss_fn, x, y):
     """(lambda_min, lambda_max) from eigsh on float64 Hessian-vector products of a float64 copy."""
     net64 = copy.deepcopy(net).double()
@@ -78,8 +86,7 @@ def _oracle(net, loss_fn, x, y):
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn", "mse"])
 def test_default_lanczos_matches_a_float64_oracle(kind):
-    net, loss_fn, x, y = _trained(kind)
-    lo, hi = _oracle(net, loss_fn, x, y)
+    net, loss_fn, x, y, (lo, hi) = _case(kind)
     r = hessian_eigs(net, loss_fn, make_batches(x, y, 64))  # the defaults a user gets
     eig_max, eig_min = r.values
     print(f"{kind}: oracle lambda_min {lo:.6g} lambda_max {hi:.6g}; lanczos {eig_min:.6g} {eig_max:.6g} "
@@ -98,11 +105,51 @@ def test_the_former_rule_gets_a_sign_wrong_on_one_of_them():
     the three nets: the oracle tests above are what catch it."""
     off = []
     for kind in ("mlp", "cnn", "mse"):
-        net, loss_fn, x, y = _trained(kind)
-        lo, hi = _oracle(net, loss_fn, x, y)
+        net, loss_fn, x, y, (lo, hi) = _case(kind)
         # the former rule stopped as soon as both residuals were below tol * max |lambda|: floor=1 makes
         # every lambda_min "below the floor" once its residual is that small, which is the same stop
         r = hessian_eigs(net, loss_fn, make_batches(x, y, 64), tol=1e-2, floor=1e-2)
         off.append(abs(r.eig_min - lo) / abs(lo))
     print("relative error of lambda_min under the former rule:", [f"{e:.2g}" for e in off])
     assert max(off) > 1e-3
+
+
+MODEL_PY = '''
+from torch import nn
+
+
+def make(kind):
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(10, 24), nn.Tanh(), nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 4))
+    if kind == "cnn":
+        return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(6, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(8, 4))
+    return nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 1))
+'''
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "mse"])
+def test_the_cli_defaults_give_the_oracle_lambda_min(kind, tmp_path, capsys):
+    """`python -m lossbench hessian` with default options, as issue 21 asks: lambda_min of the right sign
+    and within 1e-3 of the float64 oracle (or "unresolved" below 1e-6 lambda_max)."""
+    import re
+
+    from lossbench.__main__ import main
+
+    net, loss_fn, x, y, (lo, hi) = _case(kind)
+    (tmp_path / "model.py").write_text(MODEL_PY)
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    torch.save({"x": x, "y": y}, tmp_path / "d.pt")
+    argv = ["hessian", "--model", f"{tmp_path}/model.py:make", "--model-kwargs", f'{{"kind": "{kind}"}}',
+            "--weights", str(tmp_path / "w.pt"), "--data", str(tmp_path / "d.pt"), "--eval-batch", "64"]
+    if kind == "mse":
+        argv += ["--loss", "mse"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    got = re.search(r"lambda_max (\S+)  lambda_min (\S+)", out)
+    assert got, out
+    eig_max, eig_min = float(got.group(1)), float(got.group(2))
+    print(f"{kind}: CLI lambda_min {eig_min:.6g} (oracle {lo:.6g}), lambda_max {eig_max:.6g} (oracle {hi:.6g})")
+    assert eig_max == pytest.approx(hi, rel=1e-3)
+    assert np.sign(eig_min) == np.sign(lo) and eig_min == pytest.approx(lo, rel=1e-3)

@@ -302,3 +302,20 @@ def test_interpolation_without_batchnorm_statistics_fails(mutant, interpolation_
         print("\n".join(failing[:5]))
     else:
         assert not failing, "\n".join(failing)
+
+
+def test_lanczos_stopped_after_4_steps_leaves_the_curvature_unresolved(subject, monkeypatch):
+    """Mutant (issue 21): the suite's Lanczos stopped after 4 steps (what the former rule did). Its
+    lambda_min is then NaN, not a number of either sign, so eig_ratio_center is NaN and every claim
+    that uses it comes out unresolved (tests/test_claims.py::test_an_unresolved_eigenvalue_makes_its_
+    claims_unresolved); the unmutated suite resolves it on the same net."""
+    import lossbench.reproduce as reproduce_mod
+
+    result, data, _, _ = subject
+    scale = _ci_scale()
+    clean, details = reproduce_mod.scale_curvature(copy.deepcopy(result.model), data, scale)
+    assert math.isfinite(clean["eig_ratio_center"]) and details["lanczos_converged"]
+    monkeypatch.setitem(reproduce_mod.CURVATURE, "max_iter", 4)
+    cut, details = reproduce_mod.scale_curvature(copy.deepcopy(result.model), data, scale)
+    assert math.isnan(cut["eig_min"]) and math.isnan(cut["eig_ratio_center"])
+    assert "after 4 steps" in details["unresolved_min"]
