@@ -76,11 +76,16 @@ def plot_eig_file(path: str | Path) -> list[Path]:
     return plot.save_figure(fig, f"{stem}-ratio")
 
 
+def trajectory_figure(s, title: str = ""):
+    """The figure of a trajectory surface: the loss on the PCA plane with the path, beside the path on a
+    random plane (paper Figures 8-9); its first point named as the file says (epoch or weights file)."""
+    a = s.attrs
+    return plot.plot_trajectory(s.alphas, s.betas, s.values["train_loss"], np.asarray(a["path"]),
+                                explained=tuple(a["explained_variance_ratio"]),
+                                start=(a.get("path_labels") or [f"epoch {a['epochs'][0]}"])[0],
+                                random_coords=np.asarray(a["random_path"]), title=title or a.get("config_id", ""))
+
+
 def plot_trajectory_file(path: str | Path) -> list[Path]:
     """The loss on the PCA plane of a trajectory file with the path drawn on it (paper Figure 9)."""
-    s = load_surface(path)
-    a = s.attrs
-    fig = plot.plot_trajectory(s.alphas, s.betas, s.values["train_loss"], np.asarray(a["path"]),
-                               explained=tuple(a["explained_variance_ratio"]), epochs=tuple(a["epochs"]),
-                               random_coords=np.asarray(a["random_path"]), title=a.get("config_id", ""))
-    return plot.save_figure(fig, Path(path).with_suffix(""))
+    return plot.save_figure(trajectory_figure(load_surface(path)), Path(path).with_suffix(""))

@@ -386,7 +386,8 @@ def trajectory_file(path: str | Path, model: nn.Module, checkpoints: list[Path],
 
     device = next(model.parameters()).device
     final = {k: v.detach().cpu() for k, v in get_theta(model, "weights").items()}
-    thetas, epochs = load_path(checkpoints, list(final))
+    labels: list[str] = []
+    thetas, epochs = load_path(checkpoints, list(final), labels=labels)
     pca = pca_directions(thetas, final, epochs=epochs)
     (x_lo, x_hi), (y_lo, y_hi) = path_extent(pca.coords)
     spec = SurfaceSpec(x=Axis(x_lo, x_hi, grid), y=Axis(y_lo, y_hi, grid), norm="none", eval_samples=eval_samples,
@@ -398,8 +399,8 @@ def trajectory_file(path: str | Path, model: nn.Module, checkpoints: list[Path],
     meta = {"config": config.to_dict() if config is not None else None,
             "config_id": config.config_id if config is not None else name, "kind": "trajectory",
             "directions": "pca", "explained_variance_ratio": pca.explained_variance_ratio.tolist(),
-            "path": pca.coords.tolist(), "epochs": list(pca.epochs), "random_path": random_coords.tolist(),
-            **(attrs or {})}
+            "path": pca.coords.tolist(), "epochs": list(pca.epochs), "path_labels": labels,
+            "random_path": random_coords.tolist(), **(attrs or {})}
     delta = {k: v.to(device) for k, v in pca.delta.items()}
     eta = {k: v.to(device) for k, v in pca.eta.items()}
     return surface_file(path, model, data, spec, directions=(delta, eta), attrs=meta, overwrite=overwrite,

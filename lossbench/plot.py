@@ -243,7 +243,7 @@ def plot_slices(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: s
 
 
 def plot_trajectory(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, coords: np.ndarray, *,
-                    explained: tuple[float, float], epochs: tuple[int, ...] | None = None,
+                    explained: tuple[float, float], start: str = "start",
                     random_coords: np.ndarray | None = None, title: str = "") -> Figure:
     """The optimiser's path on the PCA plane over the loss contours (paper Figure 9); with
     ``random_coords``, a second panel shows the same path projected on a random plane (Figure 8),
@@ -252,6 +252,7 @@ def plot_trajectory(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, coords
     Args:
         coords: (E, 2) path on the PCA plane, last row the final weights (0, 0).
         explained: explained-variance ratios of the two components (fractions).
+        start: the legend's name of the path's first point (``epoch 0``, or a weights file's name).
     """
     panels = 2 if random_coords is not None else 1
     fig = Figure(figsize=(5.0 * panels, 4.4), dpi=150)
@@ -261,7 +262,7 @@ def plot_trajectory(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, coords
     cs = ax.contour(xx, yy, z, levels=contour_levels(z), cmap="viridis", linewidths=0.9)
     _label_some(ax, cs, cs.levels)
     ax.plot(coords[:, 0], coords[:, 1], "o-", color="tab:red", ms=3, lw=1.2, label="path")
-    ax.plot(coords[0, 0], coords[0, 1], "s", color="tab:red", ms=6, label=f"epoch {epochs[0] if epochs else 0}")
+    ax.plot(coords[0, 0], coords[0, 1], "s", color="tab:red", ms=6, label=start)
     ax.plot([0], [0], "k*", ms=9, label="final")
     ax.set_xlabel(f"1st PCA component: {100 * explained[0]:.1f} %")
     ax.set_ylabel(f"2nd PCA component: {100 * explained[1]:.1f} %")

@@ -322,6 +322,7 @@ def filter_normalisation_section(page: _Page) -> Section:
 def curvature_section(page: _Page) -> Section:
     """The Hessian at each minimum, the eigen-ratio maps beside their loss contours, the PCA paths."""
     from . import plot
+    from .figures import trajectory_figure
     from .metrics import eig_ratio
     from .store import load_surface
 
@@ -356,11 +357,7 @@ def curvature_section(page: _Page) -> Section:
     for r in kind_records(page.run, "trajectory"):
         path = page.bench_dir / r["surface_path"]
         if path.exists():
-            t = load_surface(path)
-            fig = plot.plot_trajectory(t.alphas, t.betas, t.values["train_loss"], np.asarray(t.attrs["path"]),
-                                       explained=tuple(t.attrs["explained_variance_ratio"]),
-                                       epochs=tuple(t.attrs["epochs"]), random_coords=np.asarray(t.attrs["random_path"]),
-                                       title=r["config_id"])
+            fig = trajectory_figure(load_surface(path), title=r["config_id"])
             a, b = page.figure(f"trajectory-{r['config_id']}", fig,
                                f"{r['config_id']}: training path on its PCA plane (left) and on a random plane (right)")
             traj_html, traj_md = traj_html + a, traj_md + b

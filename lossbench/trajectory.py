@@ -108,9 +108,11 @@ def project(thetas: Sequence[Mapping[str, Tensor]], final: Mapping[str, Tensor],
     return np.asarray(out)
 
 
-def load_path(checkpoints: Sequence[str | Path], names: Sequence[str]) -> tuple[list[dict[str, Tensor]], list[int]]:
+def load_path(checkpoints: Sequence[str | Path], names: Sequence[str], *, labels: list[str] | None = None
+              ) -> tuple[list[dict[str, Tensor]], list[int]]:
     """The weights ``names`` of each checkpoint, and their epochs, in the given order: ``lossbench
-    train``'s per-epoch files (their epoch), or plain weight files (numbered 0, 1, ... in order)."""
+    train``'s per-epoch files (their epoch), or plain weight files (numbered 0, 1, ... in order).
+    ``labels``, if given, gets what to call each point: ``epoch N`` or the file's name."""
     from .errors import CheckpointError, NotACheckpointError
     from .train import load_checkpoint
     from .user_inputs import read_state_dict
@@ -119,8 +121,12 @@ def load_path(checkpoints: Sequence[str | Path], names: Sequence[str]) -> tuple[
     for i, path in enumerate(checkpoints):
         try:
             _, state, epoch = load_checkpoint(path)
+            label = f"epoch {epoch}"
         except NotACheckpointError:
             state, epoch = read_state_dict(path), i
+            label = Path(path).name
+        if labels is not None:
+            labels.append(label)
         missing = [n for n in names if n not in state]
         if missing:
             raise CheckpointError(f"{path} lacks {len(missing)} of the net's weights ({', '.join(missing[:3])}); "

@@ -106,7 +106,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle, zip and "unsupported global" errors alike
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if any(m in str(exc) for m in ("Unsupported global", "unsupported GLOBAL")):  # a pickled object, not data
             raise CheckpointError(f"refused to load {path}: it holds Python objects other than tensors and plain "
                                   "containers, which could run code when unpickled, so it is never unpickled here; "
                                   "save the weights with torch.save(model.state_dict(), path)") from None
