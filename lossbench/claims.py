@@ -227,13 +227,15 @@ def verdict_of(per_pair: Sequence[Sequence[Test]], converged: bool) -> str:
 
 
 def _claim(name: str, statement: str, group: str, paper: str, per_pair: Sequence[Sequence[Test]],
-           nets: Sequence[Mapping[str, Any]], paper_number: str = "") -> Claim:
+           nets: Sequence[Mapping[str, Any]], paper_number: str = "", needs_minimum: bool = True) -> Claim:
+    """A claim over ``nets``; ``needs_minimum=False`` for a claim about reaching a minimum itself
+    (judged whatever the nets reached)."""
     info = {r["config_id"]: {"train_loss": r["final"]["train_loss"], "train_acc": r["final"]["train_acc"],
                              "test_acc": r["final"].get("test_acc", math.nan), "converged": all_converged(r),
                              "seeds": 1 + len((r.get("seeds") or {}).get("finals", []))}
             for r in nets}
     per_pair = tuple(tuple(p) for p in per_pair)
-    verdict = verdict_of(per_pair, all(v["converged"] for v in info.values()))
+    verdict = verdict_of(per_pair, not needs_minimum or all(v["converged"] for v in info.values()))
     return Claim(name, statement, group, paper, per_pair, verdict, info, paper_number)
 
 
@@ -390,13 +392,31 @@ def _per_pair_diff(a, b, metric: str, what: str, names: tuple[str, str]) -> list
             for k in range(_n_pairs([a, b]))]
 
 
+def _train_error(r: Mapping[str, Any]) -> Estimate:
+    """Eval-mode training error over the training seeds (no sampling error: the training set is the set)."""
+    finals = [r["final"], *((r.get("seeds") or {}).get("finals", []))]
+    return estimate([1.0 - float(f.get("train_acc", math.nan)) for f in finals])
+
+
 def _depth_claims(records, bs: int) -> list[Claim]:
-    """Figures 5 and 7: without skips, the deeper net is less convex."""
+    """Figures 5 and 7: without skips, the deeper net is less convex; and section 5: it loses
+    trainability ("the transition to chaotic landscapes ... ultimately leads to a lack of trainability")."""
     out = []
     a = _find(records, depth=20, shortcut=False, batch_size=bs)
     b = _find(records, depth=56, shortcut=False, batch_size=bs)
     if not (a and b):
         return out
+    skip = _find(records, depth=56, shortcut=True, batch_size=bs)
+    if skip:
+        tests = [difference("train error 56-noshort - 20-noshort (pp)", _train_error(b), _train_error(a),
+                            names=("train error 56-noshort %", "train error 20-noshort %"), scale=100),
+                 difference("train error 56-noshort - 56 (pp)", _train_error(b), _train_error(skip),
+                            names=("train error 56-noshort %", "train error 56 %"), scale=100)]
+        out.append(_claim(
+            "depth-without-skips-loses-trainability",
+            "in the same training budget ResNet-56 without skip connections fits its training set less well than "
+            "ResNet-20 without them and than ResNet-56 with them (eval-mode training error, percentage points)",
+            f"bs{bs}", "Section 5", [tests], [a, b, skip], needs_minimum=False))
     out.append(_claim(
         "depth-nonconvex-without-skips",
         "without skip connections ResNet-56's filter-normalised surface has a larger non-convex fraction than "
