@@ -131,13 +131,14 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _seconds(text: str) -> float:
+    """``--checkpoint-seconds``: a finite number >= 0 (0 saves after every point)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value}: expected a positive number of seconds")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value}: expected a number of seconds >= 0 (0: save after every point)")
     return value
 
 
@@ -180,7 +181,7 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--overwrite", action="store_true", help="start over even if the output exists")
     e.add_argument("--allow-nonfinite", action="store_true", help="record NaN/inf losses instead of stopping")
     e.add_argument("--plot", action="store_true", help="also write the plots next to the output")
-    e.add_argument("--checkpoint-seconds", type=_positive_float, default=10.0,
+    e.add_argument("--checkpoint-seconds", type=_seconds, default=10.0,
                    help="write the finished points to the output at least this often (default 10); an "
                         "interrupted run (Ctrl-C, SIGTERM, a crash) resumes from the last write")
     e.add_argument("--engine", default="reference", choices=["reference", "fast"],

@@ -435,7 +435,7 @@ def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, sc
     elif weights_sha256:
         header += "\ntier: tol — the same weights as the baseline's, so only a change of the code moves a metric"
     else:
-        header += "\neach metric at its recompute tolerance"
+        header += "\ntier: tol — each metric at its recompute tolerance"
     return Outcome("failed", path, rows, f"{header}:\n{table}", tier)
 
 

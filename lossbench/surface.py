@@ -295,9 +295,14 @@ def _duration(seconds: float) -> str:
 ESTIMATE_LOG = logging.getLogger("lossbench.estimate")
 
 
+#: A run whose remaining points cost less than this (seconds) says nothing: the estimate is for long runs.
+ESTIMATE_QUIET_BELOW_S = 10.0
+
+
 class _CostClock:
     """Says once, after the first few points, what the whole grid will cost: a warning when it is
-    more than an hour (so a mistyped axis is caught before days are spent), else an info line."""
+    more than an hour (so a mistyped axis is caught before days are spent), an info line when it is
+    more than :data:`ESTIMATE_QUIET_BELOW_S`, else nothing."""
 
     def __init__(self, todo: int, desc: str, *, after: int = 3) -> None:
         self.todo, self.desc, self.after, self.done = todo, desc, after, 0
@@ -310,6 +315,8 @@ class _CostClock:
         elif self.done == self.after and self.todo > self.after:
             per_point = (time.perf_counter() - self.t1) / (self.after - 1)
             left = per_point * (self.todo - self.done)
+            if left < ESTIMATE_QUIET_BELOW_S:
+                return
             (ESTIMATE_LOG.warning if left > 3600 else ESTIMATE_LOG.info)(
                 "%s: %d points at about %.3g s each: %s left (Ctrl-C or SIGTERM saves; the same command resumes)",
                 self.desc, self.todo, per_point, _duration(left))

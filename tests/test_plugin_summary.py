@@ -23,10 +23,13 @@ def test_claims(lossbench_verdicts):
 
 
 def _baselines(root):
+    # the plugin comes in by its pytest11 entry point; its summary is the suite's, switched on by the ini
+    (root / "pytest.ini").write_text("[pytest]\nlossbench_suite = true\n")
     ci = root / "baselines" / "ci"
     for name, where in (("net-a", ci), ("net-b", ci / "eigmap"), ("net-c", ci / "eigmap")):
         where.mkdir(parents=True, exist_ok=True)
-        write_baseline(where / f"{name}.json", make_baseline(name, "ci", {"curv_max": 2.0}, source=provenance("cpu"),
+        config_id = name if where == ci else f"eigmap/{name}"  # as the fixture names a file in eigmap/
+        write_baseline(where / f"{name}.json", make_baseline(config_id, "ci", {"curv_max": 2.0}, source=provenance("cpu"),
                                                             tolerances={"curv_max": 0.01}))
     (ci / "nets").mkdir()
     (ci / "nets" / "net-a.json").write_text(json.dumps({"provenance": "not a baseline"}))
@@ -37,7 +40,7 @@ def _baselines(root):
 def test_summary_counts_the_claims_file_and_finds_unused_files_recursively(pytester):
     ci = _baselines(pytester.path)
     pytester.makepyfile(test_inner=INNER)
-    result = pytester.runpytest_inprocess("-p", "lossbench.pytest_plugin", "--lossbench-baselines-dir",
+    result = pytester.runpytest_inprocess("--lossbench-baselines-dir",
                                           str(pytester.path / "baselines"))
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["baselines: 3 passed, 0 failed, 0 created, 0 updated, 1 unused",
@@ -49,7 +52,7 @@ def test_summary_counts_the_claims_file_and_finds_unused_files_recursively(pytes
 def test_a_partial_run_does_not_count_unused_files(pytester):
     _baselines(pytester.path)
     pytester.makepyfile(test_inner=INNER)
-    result = pytester.runpytest_inprocess("-p", "lossbench.pytest_plugin", "-k", "metrics", "--lossbench-baselines-dir", str(pytester.path / "baselines"))
+    result = pytester.runpytest_inprocess("-k", "metrics", "--lossbench-baselines-dir", str(pytester.path / "baselines"))
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["baselines: 2 passed, 0 failed, 0 created, 0 updated, unused not counted (partial run)"])
 
@@ -57,7 +60,7 @@ def test_a_partial_run_does_not_count_unused_files(pytester):
 def test_a_changed_verdict_fails_and_regen_all_counts_as_updated(pytester):
     ci = _baselines(pytester.path)
     pytester.makepyfile(test_inner=INNER.replace('"holds"}', '"fails"}'))
-    base = ["-p", "lossbench.pytest_plugin", "--lossbench-baselines-dir", str(pytester.path / "baselines")]
+    base = ["--lossbench-baselines-dir", str(pytester.path / "baselines")]
     failed = pytester.runpytest_inprocess(*base)
     failed.assert_outcomes(passed=1, failed=1)
     failed.stdout.fnmatch_lines(["baselines: 2 passed, 1 failed, 0 created, 0 updated*"])

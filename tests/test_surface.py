@@ -174,3 +174,24 @@ def test_a_stop_request_whose_interrupt_was_swallowed_stops_the_grid_at_the_next
     finally:
         stop.clear()
     assert flushed == [1, 2, 3]  # stopped right after the third point was saved: no fourth point computed
+
+
+def test_the_cost_estimate_is_said_for_long_runs_only(monkeypatch, caplog):
+    import lossbench.surface as surface_mod
+
+    def clock_after(step, todo):
+        # the clock reads the time at its start, at the first point and at the third: the measured
+        # cost per point is step / 2
+        now = iter(np.arange(0.0, 1000.0 * step, step))
+        monkeypatch.setattr(surface_mod.time, "perf_counter", lambda: float(next(now)))
+        clock = surface_mod._CostClock(todo, "surface")
+        for _ in range(3):
+            clock.tick()
+
+    with caplog.at_level("INFO", logger="lossbench.estimate"):
+        clock_after(0.001, 100)  # 0.1 s left: silence
+        assert not caplog.records
+        clock_after(1.0, 100)  # 48.5 s left: one info line
+        assert [r.levelname for r in caplog.records] == ["INFO"] and "48 s left" in caplog.records[0].getMessage()
+        clock_after(100.0, 100)  # hours left: a warning
+        assert caplog.records[-1].levelname == "WARNING"
