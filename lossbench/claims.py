@@ -29,7 +29,8 @@ pair (or once, for numbers that have no direction). With :data:`K` = 3:
 
 * ``inconclusive``: a net it needs (any training seed) has not reached a minimum;
 * ``unresolved``: some |margin| <= K x uncertainty (or a number is missing: NaN, e.g. an eigenvalue
-  Lanczos could not resolve): the data cannot decide;
+  Lanczos could not resolve), or a net it needs has fewer than :data:`MIN_SEEDS` training seeds (the
+  seed-to-seed part of its error is then unknown, not zero): the data cannot decide;
 * ``holds``: every margin > K x uncertainty;
 * ``fails``: every |margin| > K x uncertainty and some margin is negative.
 
@@ -51,6 +52,10 @@ VERDICTS = (HOLDS, FAILS, UNRESOLVED, INCONCLUSIVE)
 
 #: A margin decides only when it exceeds K times its uncertainty.
 K = 3.0
+
+#: Training seeds a net needs before a claim on it can be decided: K is set for the seed spread of
+#: three seeds, and with one seed that spread is unknown.
+MIN_SEEDS = 3
 
 #: The paper reports that the top two PCA directions explain 40-90 % of the path's variance (their
 #: section 7): "at least 40 %" is the claim (the upper end is what their runs happened to give).
@@ -187,6 +192,8 @@ class Claim:
         per_pair: per direction pair (or once), the tests; every one must be decided.
         verdict: one of :data:`VERDICTS`.
         nets: config_id -> final train loss/accuracy, test accuracy, converged (all seeds), seeds.
+        paper_number: the paper's own number where it gives one.
+        note: why an unresolved verdict is not decided other than by its margins ("" otherwise).
     """
 
     name: str
@@ -197,6 +204,7 @@ class Claim:
     verdict: str
     nets: dict[str, dict[str, Any]] = field(default_factory=dict)
     paper_number: str = ""
+    note: str = ""
 
     @property
     def key(self) -> str:
@@ -212,16 +220,16 @@ class Claim:
 
     def to_json(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "statement": self.statement, "paper": self.paper,
-                "paper_number": self.paper_number, "k": K,
+                "paper_number": self.paper_number, "k": K, **({"note": self.note} if self.note else {}),
                 "pairs": [[t.to_json() for t in pair] for pair in self.per_pair]}
 
 
-def verdict_of(per_pair: Sequence[Sequence[Test]], converged: bool) -> str:
-    """The rule of the module docstring."""
+def verdict_of(per_pair: Sequence[Sequence[Test]], converged: bool, seeds: int = MIN_SEEDS) -> str:
+    """The rule of the module docstring; ``seeds`` is the fewest training seeds of the nets used."""
     tests = [t for pair in per_pair for t in pair]
     if not converged:
         return INCONCLUSIVE
-    if not tests or not all(t.decided for t in tests):
+    if seeds < MIN_SEEDS or not tests or not all(t.decided for t in tests):
         return UNRESOLVED
     return HOLDS if all(t.margin > 0 for t in tests) else FAILS
 
@@ -235,8 +243,14 @@ def _claim(name: str, statement: str, group: str, paper: str, per_pair: Sequence
                              "seeds": 1 + len((r.get("seeds") or {}).get("finals", []))}
             for r in nets}
     per_pair = tuple(tuple(p) for p in per_pair)
-    verdict = verdict_of(per_pair, not needs_minimum or all(v["converged"] for v in info.values()))
-    return Claim(name, statement, group, paper, per_pair, verdict, info, paper_number)
+    seeds = min((v["seeds"] for v in info.values()), default=0)
+    verdict = verdict_of(per_pair, not needs_minimum or all(v["converged"] for v in info.values()), seeds)
+    note = ""
+    if verdict == UNRESOLVED and seeds < MIN_SEEDS:
+        few = sorted(k for k, v in info.items() if v["seeds"] < MIN_SEEDS)
+        note = (f"{', '.join(few)}: {seeds} of {MIN_SEEDS} training seeds, the seed-to-seed error unknown "
+                f"(train and ship seeds 1-2)")
+    return Claim(name, statement, group, paper, per_pair, verdict, info, paper_number, note)
 
 
 def missing_nets(expected: Iterable[str], recorded: Iterable[str], selected: Iterable[str]) -> tuple[str, str] | None:

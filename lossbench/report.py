@@ -168,10 +168,11 @@ def verdicts_section(page: _Page) -> Section:
     header = ["claim", "paper", "paper's number", "margin ± uncertainty (pair 1; 2; ...)", "verdict", "recorded"]
     h, m = "", ""
     groups = ((f"Decided: |margin| > {K:g} × uncertainty on every pair", (HOLDS, FAILS)),
-              ("Unresolved: some margin within its error", (UNRESOLVED,)),
+              ("Unresolved: some margin within its error, or too few training seeds to know it", (UNRESOLVED,)),
               ("Inconclusive: a net (some training seed) not at a minimum", (INCONCLUSIVE,)))
     for title, verdicts in groups:
-        rows = [[c.key, c.paper, c.paper_number, c.summary(), c.verdict, recorded.get(c.key, "not recorded")]
+        rows = [[c.key, c.paper, c.paper_number, c.summary() + (f" ({c.note})" if c.note else ""), c.verdict,
+                 recorded.get(c.key, "not recorded")]
                 for c in claims if c.verdict in verdicts]
         if not rows:
             continue

@@ -353,3 +353,17 @@ def test_trainability_is_judged_on_nets_that_did_not_reach_a_minimum():
     assert claims[f"{TRAINABILITY}[bs128]"].verdict == HOLDS
     assert claims["depth-nonconvex-without-skips[bs128]"].verdict == INCONCLUSIVE
     assert claims["table1-error-grows-with-depth-without-skips[bs128]"].verdict == INCONCLUSIVE
+
+
+def test_a_net_without_its_training_seeds_leaves_every_claim_on_it_unresolved():
+    # one seed: the seed-to-seed error is unknown, not zero; margins far beyond the other errors decide nothing
+    records = paperlike()
+    before = {c.key: c.verdict for c in evaluate_claims(records)}
+    lone = records[3]["config_id"]  # resnet56-noshort-bs128
+    del records[3]["seeds"]
+    claims = {c.key: c for c in evaluate_claims(records)}
+    uses_lone = [c for c in claims.values() if lone in c.nets and before[c.key] in (HOLDS, FAILS)]
+    assert len(uses_lone) >= 8
+    assert all(c.verdict == UNRESOLVED and lone in c.note for c in uses_lone)
+    assert all(c.verdict == before[c.key] for c in claims.values() if lone not in c.nets)
+    assert "seed" in claims_json(list(claims.values()))[uses_lone[0].key]["note"]
