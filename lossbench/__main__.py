@@ -43,8 +43,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="override the scale's epoch count")
     p.add_argument("--all", action="store_true",
                    help="train every config of the scale: the matrix, then the filter-normalisation experiment")
-    p.add_argument("--only", nargs="+", default=None, metavar="CONFIG_ID",
-                   help="with --all: just these config ids (e.g. resnet56-noshort-bs128-s0), in the order given; "
+    p.add_argument("--only", nargs="+", type=_config_ids, default=None, metavar="CONFIG_ID",
+                   help="with --all: just these config ids (space- or comma-separated) (e.g. resnet56-noshort-bs128-s0), in the order given; "
                         "run one process per core, each with its own list. Also names the scale's GPU-only "
                         "configs (small: resnet110[-noshort]-bs128-s0, resnet56-w2/-w4-bs128-s0)")
     p.add_argument("--jobs", type=int, default=1,
@@ -61,6 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
     configs = list(get_scale(args.scale).all_configs) if args.all else [config_from_args(args)]
+    args.only = _flat_ids(args.only)
     if args.only:
         if not args.all:
             raise ValueError("--only selects from the scale's configs; pass it with --all")
@@ -129,6 +130,18 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value}: expected an integer >= 0")
     return value
+
+
+def _config_ids(text: str) -> list[str]:
+    """``--only`` type: one or more config ids, comma-separated (the option also takes several words)."""
+    ids = [t for t in text.split(",") if t]
+    if not ids:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected config ids, e.g. resnet56-noshort-bs128-s0")
+    return ids
+
+
+def _flat_ids(only: list[list[str]] | None) -> list[str] | None:
+    return [i for group in only for i in group] if only else None
 
 
 def _seconds(text: str) -> float:
@@ -355,7 +368,8 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     p.add_argument("--out", default="baselines", help="baselines root (default baselines)")
     p.add_argument("--results-dir", default=None, help="where the surfaces go (default .benchmarks/surfaces/<scale>-baselines)")
-    p.add_argument("--only", default=None, help="comma-separated config_ids to do (default: the whole matrix)")
+    p.add_argument("--only", nargs="+", type=_config_ids, default=None, metavar="CONFIG_ID",
+                   help="config ids to do, space- or comma-separated (default: the whole matrix)")
     p.add_argument("--eig-variants", nargs="+", default=["dtype=float64", "threads=2", "hessian_batch=half", "repeat"],
                    help="with --eig-maps: the recompute variants measured (default all four; each costs a map)")
     p.add_argument("--eig-maps", action="store_true",
@@ -381,7 +395,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     common = dict(baselines_dir=args.out, device=device_of(args.device), cache_dir=args.cache_dir,
                   data_dir=args.data_dir,
                   results_dir=Path(args.results_dir or Path(".benchmarks") / "surfaces" / f"{scale.name}-baselines"))
-    only = args.only.split(",") if args.only else None
+    only = _flat_ids(args.only)
     try:
         if args.eig_maps:
             write_eigmap_baselines(scale, variants=tuple(args.eig_variants),
@@ -572,7 +586,8 @@ def _add_ship(sub: argparse._SubParsersAction) -> None:
                                    "repository, so the reproduction evaluates them without training.",
                        epilog=EPILOG_SHIP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_options(p.add_argument)
-    p.add_argument("--only", nargs="+", default=None, metavar="CONFIG_ID", help="just these config ids (seed 0 ids)")
+    p.add_argument("--only", nargs="+", type=_config_ids, default=None, metavar="CONFIG_ID",
+                   help="just these config ids (seed 0 ids; space- or comma-separated)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
                    help="training seeds to ship (default 0). Seed 0 of the matrix goes to nets/ (weights in git), "
                         "other seeds to seed-nets/ and the GPU-only configs to gpu-nets/ (provenance in git, "
@@ -592,6 +607,7 @@ def cmd_ship(args: argparse.Namespace) -> int:
     from .train import load_trained
 
     configs = list(get_scale(args.scale).known_configs)
+    args.only = _flat_ids(args.only)
     if args.only:
         by_id = {c.config_id: c for c in configs}
         unknown = [name for name in args.only if name not in by_id]

@@ -53,3 +53,11 @@ def test_usage_errors_exit_2_and_v_goes_anywhere(argv, capsys):
     except SystemExit as exc:  # argparse's own errors
         code = exc.code
     assert code == 2, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["train", "--all"], ["baselines"], ["ship"]])
+def test_only_takes_config_ids_separated_by_spaces_or_commas(command):
+    from lossbench.__main__ import _flat_ids, build_parser
+
+    args = build_parser().parse_args([*command, "--only", "resnet20-bs128-s0,resnet56-bs128-s0", "resnet20-bs2000-s0"])
+    assert _flat_ids(args.only) == ["resnet20-bs128-s0", "resnet56-bs128-s0", "resnet20-bs2000-s0"]
