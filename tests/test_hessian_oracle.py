@@ -31,17 +31,27 @@ def _data(kind, n=256, seed=0):
     return x, y
 
 
-def _net(kind):
-    torch.manual_seed(0)
+# the three nets, as the file the CLI test hands to --model (one source for both)
+MODEL_PY = '''
+from torch import nn
+
+
+def make(kind):
     if kind == "mlp":
         return nn.Sequential(nn.Linear(10, 24), nn.Tanh(), nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 4))
-    elif kind == "cnn":
+    if kind == "cnn":
         return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
                              nn.Conv2d(6, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                              nn.Flatten(), nn.Linear(8, 4))
-    elif kind == "mse":
-        return nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 1))
-    raise ValueError(kind)
+    return nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 1))
+'''
+
+
+def _net(kind):
+    namespace: dict = {}
+    exec(MODEL_PY, namespace)
+    torch.manual_seed(0)
+    return namespace["make"](kind)
 
 
 def _trained(kind):
@@ -112,21 +122,6 @@ def test_the_former_rule_gets_a_sign_wrong_on_one_of_them():
         off.append(abs(r.eig_min - lo) / abs(lo))
     print("relative error of lambda_min under the former rule:", [f"{e:.2g}" for e in off])
     assert max(off) > 1e-3
-
-
-MODEL_PY = '''
-from torch import nn
-
-
-def make(kind):
-    if kind == "mlp":
-        return nn.Sequential(nn.Linear(10, 24), nn.Tanh(), nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 4))
-    if kind == "cnn":
-        return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Conv2d(6, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                             nn.Flatten(), nn.Linear(8, 4))
-    return nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 1))
-'''
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn", "mse"])
