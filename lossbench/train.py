@@ -288,6 +288,10 @@ def train(
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = root / config.config_hash
     with _locked(folder):
+        # whoever holds the lock is the folder's only writer: a temporary here is what a run killed
+        # mid-write (SIGKILL, power loss) left behind, never a file in progress
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
         _check_entry(folder, config)
         write_text_atomic(folder / "config.json", json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
         if (folder / "final.json").exists():

@@ -52,6 +52,19 @@ def test_cache_is_reused(tmp_path):
     assert load_trained(TINY, cache_dir=tmp_path).final == first.final
 
 
+def test_a_killed_writers_temporaries_are_removed_by_the_next_run(tmp_path):
+    # what SIGKILL in the middle of torch_save_atomic leaves: a dot-file beside the checkpoint it never
+    # replaced (tests/test_kill_resume.py hits this only when the kill lands inside a write)
+    folder = tmp_path / TINY.config_hash
+    folder.mkdir()
+    leftovers = [folder / ".resume.pt.k1ll3d.tmp", folder / ".epoch-0001.pt.x.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half a checkpoint")
+    train(TINY, cache_dir=tmp_path)
+    assert not list(folder.glob(".*.tmp"))
+    assert (folder / "final.json").exists()
+
+
 def test_cache_refuses_an_entry_of_another_config(tmp_path):
     other = TINY.replace(seed=5)
     train(other, cache_dir=tmp_path)
