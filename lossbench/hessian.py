@@ -77,9 +77,23 @@ def hvp(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], v: Mapping[
     return _hvp(model, loss_fn, as_batches(batches), v, ignore=ignore)
 
 
+#: Images whose first-order graphs one Lanczos or Hutchinson run keeps between its products (the first
+#: batches up to this many; the rest are rebuilt at every product). A kept graph spares each later
+#: product the forward pass and the first backward: a third to a half of its time on the CPU
+#: (benchmarks/RESULTS.md), at the cost of those batches' activations held in memory for the run.
+KEEP_GRAPH_IMAGES = 256
+
+
 def _hvp(model: nn.Module, loss_fn: LossFn, batches: list[Batch], v: Mapping[str, Tensor], *,
-         ignore: str) -> Direction:
-    """:func:`hvp` on inputs already checked: what Lanczos and Hutchinson call at every step."""
+         ignore: str, graphs: list | None = None) -> Direction:
+    """:func:`hvp` on inputs already checked: what Lanczos and Hutchinson call at every step.
+
+    ``graphs``: a list owned by one run of products at the same weights (empty at its first product):
+    the gradient graph of each of the first batches (up to :data:`KEEP_GRAPH_IMAGES` images) is kept
+    in it and differentiated again by the next products instead of being rebuilt. The operations are
+    the same, so the products are the same to the bit; changing the weights in place between two
+    products makes autograd refuse the kept graph (a version-counter error), never a stale answer.
+    """
     params = hessian_params(model, ignore)
     missing = [n for n in params if n not in v]
     if missing:
@@ -96,11 +110,19 @@ def _hvp(model: nn.Module, loss_fn: LossFn, batches: list[Batch], v: Mapping[str
     try:
         # IEEE float32 on CUDA: cuDNN's default lets the convolutions' backward use TF32 (~1e-3)
         with _differentiable(tensors), torch.enable_grad(), cuda_math(tensors[0].device):
-            for inputs, targets in batches:
-                loss = loss_fn(model(inputs), targets) * (len(targets) / n_total)
-                grads = torch.autograd.grad(loss, tensors, create_graph=True)
+            seen = 0
+            for i, (inputs, targets) in enumerate(batches):
+                seen += len(targets)
+                keep = graphs is not None and seen <= KEEP_GRAPH_IMAGES
+                if keep and i < len(graphs):
+                    grads = graphs[i]
+                else:
+                    loss = loss_fn(model(inputs), targets) * (len(targets) / n_total)
+                    grads = torch.autograd.grad(loss, tensors, create_graph=True)
+                    if keep:
+                        graphs.append(grads)
                 dot = sum((g * u).sum() for g, u in zip(grads, vs))
-                hv = torch.autograd.grad(dot, tensors)
+                hv = torch.autograd.grad(dot, tensors, retain_graph=keep)
                 for acc, h in zip(out, hv):
                     acc.add_(h.detach().to(torch.float64))
     finally:
@@ -238,8 +260,10 @@ def hessian_eigs(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *,
     dtype = next(iter(like.values())).dtype
     device = next(iter(like.values())).device
 
+    graphs: list = []  # kept between the products of this run (the weights do not move)
+
     def matvec(x: Tensor) -> Tensor:
-        hv = _hvp(model, loss_fn, batches, _unflatten(x.to(dtype), like), ignore=ignore)
+        hv = _hvp(model, loss_fn, batches, _unflatten(x.to(dtype), like), ignore=ignore, graphs=graphs)
         return _flatten(hv, list(like)).to(torch.float64)
 
     return lanczos(matvec, dim, max_iter=max_iter, tol=tol, floor=floor, seed=seed, device=device, ends=ends)
@@ -264,9 +288,10 @@ def hutchinson_trace(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch]
     params = hessian_params(model, ignore)
     g = torch.Generator().manual_seed(seed)
     samples = []
+    graphs: list = []
     for _ in range(probes):
         v = {n: (torch.randint(0, 2, p.shape, generator=g) * 2 - 1).to(p) for n, p in params.items()}
-        hv = _hvp(model, loss_fn, batches, v, ignore=ignore)
+        hv = _hvp(model, loss_fn, batches, v, ignore=ignore, graphs=graphs)
         samples.append(float(sum((hv[n] * v[n]).sum() for n in params)))
     arr = np.asarray(samples)
     return TraceResult(float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(probes)), probes)

@@ -262,3 +262,50 @@ def test_lanczos_can_stop_at_lambda_max():
     top = lanczos(lambda v: A @ v, 200, max_iter=200, tol=1e-3, ends="max")
     assert top.converged_max and top.eig_max == pytest.approx(both.eig_max, rel=1e-3)
     assert top.iterations < both.iterations
+
+
+def _random_vs(net, count, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    return [{n: torch.randn(p.shape, generator=g, dtype=p.dtype) for n, p in hessian_params(net).items()}
+            for _ in range(count)]
+
+
+@pytest.mark.parametrize("keep_images", [0, 7, 14, 10_000])  # none, one batch, two, all four (24 images in 7s)
+def test_kept_graphs_give_the_same_products_to_the_bit(keep_images, monkeypatch):
+    import lossbench.hessian as hessian_mod
+
+    net, data = tiny_net(), batches()
+    vs = _random_vs(net, 4)
+    fresh = [hessian_mod._hvp(net, cross_entropy(), data, v, ignore="biasbn") for v in vs]
+    monkeypatch.setattr(hessian_mod, "KEEP_GRAPH_IMAGES", keep_images)
+    graphs: list = []
+    kept = [hessian_mod._hvp(net, cross_entropy(), data, v, ignore="biasbn", graphs=graphs) for v in vs]
+    assert len(graphs) == min(keep_images // 7, 4)  # the batches up to the image limit, and no more
+    for a, b in zip(fresh, kept):
+        for n in a:
+            assert torch.equal(a[n], b[n]), n
+
+
+def test_a_kept_graph_is_refused_once_the_weights_move():
+    """The graph belongs to the weights it was built at: moving them in place must fail loudly, never
+    give the product at the old weights."""
+    import lossbench.hessian as hessian_mod
+
+    net, data = tiny_net(), batches()
+    v = _random_vs(net, 1)[0]
+    graphs: list = []
+    hessian_mod._hvp(net, cross_entropy(), data, v, ignore="biasbn", graphs=graphs)
+    with torch.no_grad():
+        net[0].weight.add_(0.1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        hessian_mod._hvp(net, cross_entropy(), data, v, ignore="biasbn", graphs=graphs)
+
+
+def test_frozen_parameters_are_differentiated_with_kept_graphs():
+    net, data = tiny_net(), batches()
+    reference = hessian_eigs(net, cross_entropy(), data, tol=1e-6)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    frozen = hessian_eigs(net, cross_entropy(), data, tol=1e-6)  # kept graphs over frozen weights too
+    assert frozen.values == reference.values
+    assert not any(p.requires_grad for p in net.parameters())

@@ -152,7 +152,8 @@ def _mean_of_batch_means(model, loss_fn, batches):
     return Evaluation(loss=sum(losses) / len(losses), acc=sum(accs) / len(accs), n=n)
 
 
-def _hvp_of_the_sum(model, loss_fn, batches, v, *, ignore="biasbn"):
+def _hvp_of_the_sum(model, loss_fn, batches, v, *, ignore="biasbn", graphs=None):
+    # rebuilds every graph (``graphs``, the kept ones, only saves time)
     params = hessian_mod.hessian_params(model, ignore)
     names = list(params)
     tensors = [params[n] for n in names]
