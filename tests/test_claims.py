@@ -27,7 +27,7 @@ TRAINABILITY = "depth-without-skips-loses-trainability"
 
 
 def record(depth, shortcut, bs, *, nc, curv, ratio, err, acc=1.0, pairs=3, optimizer="adam", wd=0.0, lines=None,
-           pca=None, n_test=5000, points=60):
+           pca=None, n_test=5000, points=60, spread=None):
     recipe = ("-sgd" if optimizer == "sgd" else "") + (f"-wd{wd:g}" if wd else "")
     cid = f"resnet{depth}{'' if shortcut else '-noshort'}{recipe}-bs{bs}-s0"
     pair = {"nonconvex_fraction": nc, "nonconvex_points": points, "curv_max": curv, "sharpness_0.5": 10 * curv}
@@ -46,7 +46,8 @@ def record(depth, shortcut, bs, *, nc, curv, ratio, err, acc=1.0, pairs=3, optim
     if pca:
         out["pca"] = pca
     flat = flat_metrics(out)
-    out["seeds"] = {"seeds": [1, 2], "metrics": {k: [v * j for j in SEED_JITTER[1:]] for k, v in flat.items()},
+    jitter = SEED_JITTER if spread is None else (1.0, 1.0 + spread, 1.0 - spread)
+    out["seeds"] = {"seeds": [1, 2], "metrics": {k: [v * j for j in jitter[1:]] for k, v in flat.items()},
                     "finals": [{"train_acc": acc, "test_acc": 1 - err * j} for j in SEED_JITTER[1:]],
                     "converged": [acc >= 0.9] * 2}
     out["uncertainty"] = {"eig_ratio_center": {"sampling": 0.02 * ratio, "numeric": 1e-9}}
@@ -60,24 +61,28 @@ def lines(filter_curv, none_curv):
 PCA = {"share": 0.95, "random_share": 1e-4, "checkpoints": 21, "random_walk_share": 0.76, "random_walk_sd": 0.004}
 
 
-def paperlike():
-    """A matrix where every claim of the paper holds, by margins far beyond their errors."""
+def paperlike(spread=None):
+    """A matrix where every claim of the paper holds, by margins far beyond their errors (``spread``: the
+    relative seed spread of every number, 1 % by default; a larger one brings margins near K u)."""
+    import functools
+
+    record_ = functools.partial(record, spread=spread)
     out = []
     for bs, s in ((128, 1.0), (2000, 3.0)):
         out += [
-            record(20, True, bs, nc=0.02, curv=2 * s, ratio=0.01, err=0.04 * s),
-            record(20, False, bs, nc=0.1, curv=3 * s, ratio=0.05, err=0.05 * s),
-            record(56, True, bs, nc=0.03, curv=2.5 * s, ratio=0.02, err=0.035 * s),
-            record(56, False, bs, nc=0.5, curv=9 * s, ratio=0.4, err=0.12 * s),
+            record_(20, True, bs, nc=0.02, curv=2 * s, ratio=0.01, err=0.04 * s),
+            record_(20, False, bs, nc=0.1, curv=3 * s, ratio=0.05, err=0.05 * s),
+            record_(56, True, bs, nc=0.03, curv=2.5 * s, ratio=0.02, err=0.035 * s),
+            record_(56, False, bs, nc=0.5, curv=9 * s, ratio=0.4, err=0.12 * s),
         ]
     out[0]["pca"] = dict(PCA)
     # the filter-normalisation experiment: the small batch generalises better and is flatter with
     # filter normalisation; without it, weight decay makes the small-batch net look sharper
     out += [
-        record(20, True, 128, nc=0.0, curv=1, ratio=0.01, err=0.03, optimizer="sgd", lines=lines(1.0, 5.0)),
-        record(20, True, 2000, nc=0.0, curv=1.5, ratio=0.01, err=0.07, optimizer="sgd", lines=lines(3.0, 9.0)),
-        record(20, True, 128, nc=0.0, curv=1, ratio=0.01, err=0.025, optimizer="sgd", wd=5e-4, lines=lines(1.5, 50.0)),
-        record(20, True, 2000, nc=0.0, curv=1.6, ratio=0.01, err=0.06, optimizer="sgd", wd=5e-4,
+        record_(20, True, 128, nc=0.0, curv=1, ratio=0.01, err=0.03, optimizer="sgd", lines=lines(1.0, 5.0)),
+        record_(20, True, 2000, nc=0.0, curv=1.5, ratio=0.01, err=0.07, optimizer="sgd", lines=lines(3.0, 9.0)),
+        record_(20, True, 128, nc=0.0, curv=1, ratio=0.01, err=0.025, optimizer="sgd", wd=5e-4, lines=lines(1.5, 50.0)),
+        record_(20, True, 2000, nc=0.0, curv=1.6, ratio=0.01, err=0.06, optimizer="sgd", wd=5e-4,
                lines=lines(4.0, 20.0)),
     ]
     return out
@@ -225,19 +230,21 @@ def test_records_of_two_nets_swapped_never_hold(pair):
     assert all(c.verdict in (FAILS, UNRESOLVED) for c in touched), [(c.key, c.verdict) for c in touched]
 
 
-def test_noise_at_the_size_of_the_uncertainty_does_not_flip_a_decisive_verdict():
-    """Mutant (issue 21): every number moved by up to one stated uncertainty, in a seeded random
-    direction: a decisive verdict may become unresolved, but never turns from holds to fails or back."""
-    base = {k: c.verdict for k, c in judge(paperlike()).items()}
+@pytest.mark.parametrize("spread", [0.01, 0.2, 0.5])
+def test_noise_at_the_size_of_the_uncertainty_does_not_flip_a_decisive_verdict(spread):
+    """Mutant (issue 21): every number moved by its full stated uncertainty, up or down at random: a
+    decisive verdict may become unresolved, but never turns from holds to fails or back. The larger seed
+    spreads bring margins to within a few uncertainties, where a weaker rule than K u would flip."""
+    base = {k: c.verdict for k, c in judge(paperlike(spread)).items()}
     rng = np.random.default_rng(0)
     for trial in range(5):
-        recs = paperlike()
+        recs = paperlike(spread)
         for r in recs:
             for name in list(flat_metrics(r)):
                 if name == "test_error" or name.startswith(("pca_", "eigmap_")):
                     continue
                 e = number(r, name)
-                shift = float(rng.uniform(-1, 1)) * (e.u if math.isfinite(e.u) else 0.0)
+                shift = float(rng.choice([-1.0, 1.0])) * (e.u if math.isfinite(e.u) else 0.0)
                 _shift(r, name, shift)
         noisy = {k: c.verdict for k, c in judge(recs).items()}
         flipped = [k for k in base if {base[k], noisy[k]} == {HOLDS, FAILS}]
