@@ -369,7 +369,8 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="baselines", help="baselines root (default baselines)")
     p.add_argument("--results-dir", default=None, help="where the surfaces go (default .benchmarks/surfaces/<scale>-baselines)")
     p.add_argument("--only", nargs="+", type=_config_ids, default=None, metavar="CONFIG_ID",
-                   help="config ids to do, space- or comma-separated (default: the whole matrix)")
+                   help="config ids to do, space- or comma-separated (default: the whole matrix; with "
+                        "--eig-maps, both maps of the ResNet-56 pair)")
     p.add_argument("--eig-variants", nargs="+", default=["dtype=float64", "threads=2", "hessian_batch=half", "repeat"],
                    help="with --eig-maps: the recompute variants measured (default all four; each costs a map)")
     p.add_argument("--eig-maps", action="store_true",
@@ -399,7 +400,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     try:
         if args.eig_maps:
             write_eigmap_baselines(scale, variants=tuple(args.eig_variants),
-                                   spread_seeds=tuple(args.seeds) if args.spread else None, **common)
+                                   spread_seeds=tuple(args.seeds) if args.spread else None, only=only, **common)
         elif args.main_job_files:
             write_main_job_file_baselines(scale, **common)
         elif args.spread:

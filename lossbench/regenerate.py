@@ -192,13 +192,19 @@ def write_spread(scale: Scale, *, baselines_dir: str | Path, results_dir: Path, 
 def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_dir: Path, device: torch.device,
                            variants: tuple[str, ...], spread_seeds: tuple[int, ...] | None = None,
                            cache_dir: str | Path | None = None, data_dir: str | Path | None = None,
-                           say: Callable[[str], None] = _say) -> list[Path]:
+                           only: Iterable[str] | None = None, say: Callable[[str], None] = _say) -> list[Path]:
     """Eigen-ratio map summaries of the ResNet-56 pair at batch 128 (the map's plane: direction seed 0):
     value and recompute tolerance over ``variants``, or with ``spread_seeds`` every summary at each
-    training seed."""
+    training seed; ``only`` these config ids of the pair (e.g. the one whose seeds are shipped)."""
+    wanted = set(only) if only else None
+    pair = [find_config(scale.name, depth=56, shortcut=shortcut, batch_size=128) for shortcut in (True, False)]
+    if wanted is not None and not wanted & {c.config_id for c in pair}:
+        raise ValueError(f"--only {sorted(wanted)} names neither map of the pair: "
+                         f"{', '.join(c.config_id for c in pair)}")
     written = []
-    for shortcut in (True, False):
-        config = find_config(scale.name, depth=56, shortcut=shortcut, batch_size=128)
+    for config in pair:
+        if wanted is not None and config.config_id not in wanted:
+            continue
         if scale.shipped and spread_seeds is None and config.config_id not in shipped_ids(baselines_dir, scale.name):
             say(f"skip the eigen-ratio map of {config.config_id}: not shipped yet")
             continue

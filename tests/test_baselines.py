@@ -286,3 +286,42 @@ def test_a_baseline_file_of_another_net_is_named_as_such(tmp_path):
     assert out.status == "failed"
     assert "baseline file of resnet56-bs128-s0 used for resnet56-noshort-bs128-s0" in out.message
     assert "recipe" not in out.message
+
+
+def test_eigmap_spread_can_be_written_for_one_map_of_the_pair(tmp_path, monkeypatch):
+    """`baselines --eig-maps --spread --only <id>`: the map whose seeds are shipped gets its spread while
+    the other's seeds are still training (the other file is left as it was); an id outside the pair is
+    an error that names the pair."""
+    import torch
+
+    import lossbench.regenerate as regen_mod
+    from lossbench.baselines import load_baseline, make_baseline, write_baseline
+    from lossbench.config import SCALES, find_config
+
+    scale = SCALES["small"]
+    pair = [find_config("small", depth=56, shortcut=s, batch_size=128) for s in (True, False)]
+    for config in pair:
+        write_baseline(tmp_path / "b" / "small" / "eigmap" / f"{config.config_id}.json",
+                       make_baseline(f"eigmap/{config.config_id}", "small", {"eig_ratio_mean": 0.1}, source=SOURCE))
+    measured = []
+
+    class Net:
+        model = None
+        state_sha256 = "f" * 64
+
+    def fake_net(config, *_, **__):
+        measured.append(config.config_id)
+        return Net()
+
+    monkeypatch.setattr(regen_mod, "net_of", fake_net)
+    monkeypatch.setattr(regen_mod, "eig_map_summary", lambda *a, **k: (None, {"eig_ratio_mean": 0.2}))
+    monkeypatch.setattr(regen_mod, "load_dataset", lambda *a, **k: None)
+    kw = dict(baselines_dir=tmp_path / "b", results_dir=tmp_path / "r", device=torch.device("cpu"), variants=(),
+              say=lambda line: None)
+    written = regen_mod.write_eigmap_baselines(scale, spread_seeds=(0, 1, 2), only=[pair[0].config_id], **kw)
+    assert [p.stem for p in written] == [pair[0].config_id]
+    assert measured == [pair[0].replace(seed=1).config_id, pair[0].replace(seed=2).config_id]
+    assert load_baseline(written[0])["spread"]["metrics"]["eig_ratio_mean"]["values"] == [0.1, 0.2, 0.2]
+    assert "spread" not in load_baseline(tmp_path / "b" / "small" / "eigmap" / f"{pair[1].config_id}.json")
+    with pytest.raises(ValueError, match="names neither map of the pair: resnet56-bs128-s0, resnet56-noshort"):
+        regen_mod.write_eigmap_baselines(scale, spread_seeds=(0, 1), only=["resnet20-bs128-s0"], **kw)
