@@ -309,3 +309,41 @@ def test_frozen_parameters_are_differentiated_with_kept_graphs():
     frozen = hessian_eigs(net, cross_entropy(), data, tol=1e-6)  # kept graphs over frozen weights too
     assert frozen.values == reference.values
     assert not any(p.requires_grad for p in net.parameters())
+
+
+def _stacking_lanczos(matvec, dim, *, steps, tol):
+    """The textbook loop lossbench.hessian.lanczos is an optimisation of: the basis re-stacked at
+    every step (same operations in the same order, so the same numbers)."""
+    q = torch.randn(dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    basis, alphas, betas, ritz = [q / q.norm()], [], [], []
+    for k in range(steps):
+        w = matvec(basis[-1])
+        a = float(torch.dot(w, basis[-1]))
+        alphas.append(a)
+        w = w - a * basis[-1] - (betas[-1] * basis[-2] if betas else 0.0)
+        Q = torch.stack(basis)
+        for _ in range(2):
+            w = w - Q.T @ (Q @ w)
+        b = float(w.norm())
+        theta, _ = np.linalg.eigh(np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1))
+        ritz.append((float(theta[-1]), float(theta[0])))
+        betas.append(b)
+        basis.append(w / b)
+    return ritz
+
+
+@pytest.mark.parametrize("steps", [1, 16, 17, 40])
+def test_lanczos_basis_buffer_gives_the_stacked_basis_numbers_to_the_bit(steps, monkeypatch):
+    """Lanczos keeps its vectors in a buffer that grows instead of re-stacking them; every Ritz value
+    of every step must be the re-stacking loop's, bit for bit, across the buffer's growth."""
+    import lossbench.hessian
+
+    monkeypatch.setattr(lossbench.hessian, "BASIS_BYTES", 0)  # 16 rows at first: it grows at 16 and 32
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(60, 60, generator=g, dtype=torch.float64)
+    A = (a + a.T) / 2
+    expected = _stacking_lanczos(lambda v: A @ v, 60, steps=steps, tol=1e-300)
+    for k in range(1, steps + 1):
+        r = lanczos(lambda v: A @ v, 60, max_iter=k, tol=1e-300, seed=0)  # tol: never stops early
+        assert r.iterations == k
+        assert (r.eig_max, r.eig_min) == expected[k - 1], f"step {k}"
