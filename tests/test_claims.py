@@ -119,6 +119,9 @@ def test_all_claims_hold_on_a_paperlike_matrix():
         "sharpness-tracks-test-error[all]", "sharpness-tracks-test-error[bs128]", "sharpness-tracks-test-error[bs2000]"}
     assert all(len(c.per_pair) == 3 for c in claims.values() if c.name == "large-batch-sharper")
     assert claims["table1-error-grows-with-depth-without-skips[bs128]"].paper_number == "8.18 % -> 13.31 %"
+    # Table 1 is at batch 128: its numbers do not stand beside the batch-2000 claims
+    assert claims["table1-error-grows-with-depth-without-skips[bs2000]"].paper_number == ""
+    assert claims["table1-skips-stop-error-growing-with-depth[bs2000]"].paper_number == ""
 
 
 def test_every_decisive_verdict_is_stored_with_margin_and_uncertainty_beyond_k():
