@@ -57,7 +57,7 @@ def small() -> None:
         where = "CPU, 1 thread" if str(p.get("device", "cpu")).startswith("cpu") else p.get("device_name", p["device"])
         minutes = sum(row["seconds"] for row in p["history"]) / 60
         weights = "" if path.parent.name == "nets" else " (weights not shipped)"
-        print(f"| {p['config_id']}{weights} | {p['recipe']} | {100 * (1 - f['train_acc']):.2f} % | "
+        print(f"| {p['config_id']}{weights} | {p['recipe']} | {100 * train_errors[0]:.2f} % | "
               f"{_over_seeds(train_errors)} | {100 * err:.2f} ± {100 * binomial:.2f} % | {_over_seeds(errors)} | "
               f"{'' if paper is None else f'{paper:g} %'} | "
               f"{'yes' if converged else 'no'} | {share:.1%} | {where} | {minutes:.1f} min |")

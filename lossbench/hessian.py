@@ -207,8 +207,7 @@ def lanczos(matvec: Callable[[Tensor], Tensor], dim: int, *, max_iter: int = 200
     # The Lanczos vectors are rows 0..k of one buffer (up to BASIS_BYTES at first, at least 16 rows) that
     # doubles when full: re-stacking k vectors at every step cost a quarter of a ResNet-56's Lanczos
     # time in fresh memory. Q[: k + 1] is the same contiguous matrix, so the products are a stack's.
-    row_bytes = dim * torch.empty((), dtype=dtype).element_size()
-    Q = torch.empty(min(steps + 1, max(16, BASIS_BYTES // row_bytes)), dim, dtype=dtype, device=device)
+    Q = torch.empty(min(steps + 1, max(16, BASIS_BYTES // (dim * dtype.itemsize))), dim, dtype=dtype, device=device)
     Q[0] = q / q.norm()
     alphas: list[float] = []
     betas: list[float] = []
