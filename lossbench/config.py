@@ -24,12 +24,12 @@ from .errors import check_choice
 
 Arch = Literal["resnet", "vgg"]
 Optimizer = Literal["adam", "sgd"]
-Init = Literal["he_normal", "normal", "default"]
+Init = Literal["he_normal", "normal", "authors", "default"]
 Dataset = Literal["synthetic", "synthetic-hard", "cifar10"]
 
 ARCHS: tuple[str, ...] = ("resnet", "vgg")
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
-INITS: tuple[str, ...] = ("he_normal", "normal", "default")
+INITS: tuple[str, ...] = ("he_normal", "normal", "authors", "default")
 #: The embedded synthetic data sets: name -> the parameters of :class:`lossbench.data.SyntheticSpec` that
 #: differ from its defaults (``synthetic``, the ``ci`` scale's). A config of any other than ``synthetic``
 #: carries these parameters in :meth:`RunConfig.to_dict`, so they are part of its hash and provenance.
@@ -55,6 +55,8 @@ PAPER_MILESTONES: tuple[float, ...] = (0.5, 0.75, 275 / 300)
 #: Standard deviation of the "normal" init (Keras 1's ``normal`` initialiser, whose name and whose
 #: Adam epsilon 1e-7 the seed recipe uses).
 NORMAL_INIT_STD = 0.05
+#: Standard deviation of the linear layer's weights in the authors' ``init_params`` (``init="authors"``).
+AUTHORS_LINEAR_STD = 1e-3
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,9 @@ class RunConfig:
         lr_decay: the multiplicative decay at each milestone.
         warmup: fraction of all steps with a linear lr warm-up from lr/warmup_steps. 0 = the recipe
             as asked; a CPU scale may opt in so that deep nets leave the initial plateau in budget.
-        init: ``he_normal`` (Kaiming fan-in), ``normal`` (N(0, 0.05^2)), or ``default`` (PyTorch's).
+        init: ``he_normal`` (Kaiming fan-in), ``normal`` (N(0, 0.05^2)), ``authors`` (Kaiming fan-in for
+            convolutions, N(0, 1e-3^2) for the linear layer: the authors' ``init_params``) or ``default``
+            (PyTorch's).
         augment: random crop (pad 4) and horizontal flip during training.
         seed: seeds init, shuffling and augmentation (via a private torch.Generator).
         dataset: ``synthetic`` or ``synthetic-hard`` (embedded, procedural; :data:`SYNTHETIC_DATASETS`)
@@ -148,16 +152,25 @@ class RunConfig:
         return name
 
     @property
+    def usual_init(self) -> str:
+        """The seed recipe's init for this net (``he_normal``; ``normal`` for a ResNet without shortcuts).
+        Another init shows up in :attr:`config_id` (``-authors``)."""
+        return "normal" if self.arch == "resnet" and not self.shortcut else "he_normal"
+
+    @property
     def config_id(self) -> str:
         """Readable id for pytest ids and file stems, e.g. ``resnet56-noshort-bs128-s0``.
 
         An SGD recipe and a weight decay show up (``resnet20-sgd-wd0.0005-bs128-s0``), so the seed
-        and the filter-normalisation experiment's nets of one scale never share an id. Not unique
+        and the filter-normalisation experiment's nets of one scale never share an id; so does an init
+        other than :attr:`usual_init` (``resnet56-noshort-sgd-wd0.0005-authors-bs128-s0``). Not unique
         across data sizes; :attr:`config_hash` is the cache key.
         """
         recipe = "-sgd" if self.optimizer == "sgd" else ""
         if self.weight_decay:
             recipe += f"-wd{self.weight_decay:g}"
+        if self.init != self.usual_init:
+            recipe += f"-{self.init}"
         layout = "-cl" if self.channels_last else ""
         return f"{self.model_name}{recipe}-bs{self.batch_size}-s{self.seed}{layout}"
 
@@ -226,11 +239,14 @@ def seed_recipe(
 def paper_recipe(
     *, arch: str = "resnet", depth: int = 56, shortcut: bool = True, batch_size: int = 128, **overrides: Any
 ) -> RunConfig:
-    """The authors' CIFAR-10 recipe: SGD Nesterov 0.9, lr 0.1, wd 5e-4, 300 epochs, crop + flip."""
+    """The authors' CIFAR-10 recipe (their ``cifar10/main.py``): SGD Nesterov 0.9, lr 0.1, wd 5e-4, 300
+    epochs, lr x 0.1 at epochs 150, 225 and 275, crop + flip, and their ``init_params`` (``init="authors"``:
+    Kaiming-normal fan-in for every convolution, with or without shortcuts; N(0, 1e-3^2) for the linear
+    layer; BatchNorm weight 1, bias 0)."""
     base = dict(
         arch=arch, depth=depth, shortcut=shortcut, batch_size=batch_size, optimizer="sgd", lr=0.1,
         momentum=0.9, nesterov=True, weight_decay=5e-4, epochs=300, milestones=PAPER_MILESTONES,
-        init="he_normal" if shortcut else "normal", augment=True, dataset="cifar10", image_size=32,
+        init="authors", augment=True, dataset="cifar10", image_size=32,
         n_train=50_000, n_test=10_000,
     )
     base.update(overrides)
@@ -361,10 +377,11 @@ SCALES: dict[str, Scale] = {
         description="synthetic-hard 16x16, 4000 training images, 120 epochs (3 720 steps at batch 128); shipped nets",
         # The authors' SGD recipe (Nesterov 0.9, lr 0.1, same milestones) at batch 128 and 2000, with
         # and without weight decay; no augmentation (the synthetic shapes need none to be learnt, and
-        # the seed matrix has none either), and the same 5 % warm-up as the matrix.
+        # the seed matrix has none either), and the same 5 % warm-up as the matrix; He-normal init for the
+        # linear layer too (as they were trained, before paper_recipe took the authors' 1e-3 readout).
         normalization_configs=tuple(
             paper_recipe(depth=20, batch_size=bs, weight_decay=wd, epochs=_SMALL_EPOCHS, warmup=0.05, augment=False,
-                         **_SMALL_DATA)
+                         init="he_normal", **_SMALL_DATA)
             for wd in (0.0, 5e-4)
             for bs in (128, 2000)
         ),

@@ -36,9 +36,9 @@ from torch import Tensor, nn
 from . import __version__, stop
 from ._io import torch_save_atomic, write_text_atomic
 from ._progress import progress_bar
-from .config import NORMAL_INIT_STD, RunConfig
+from .config import AUTHORS_LINEAR_STD, INITS, NORMAL_INIT_STD, RunConfig
 from .data import ImageData, load_dataset
-from .errors import CheckpointError, NotACheckpointError, first_line
+from .errors import CheckpointError, NotACheckpointError, check_choice, first_line
 from .evaluate import cross_entropy, evaluate, make_batches
 from .models import build_model
 
@@ -127,19 +127,24 @@ def lr_at(step: int, total_steps: int, config: RunConfig) -> float:
 def init_weights_(model: nn.Module, init: str, *, generator: torch.Generator) -> None:
     """Re-initialise conv and linear weights in place from ``generator``; biases 0, BN weight 1, bias 0.
 
-    ``he_normal``: N(0, 2/fan_in) (Kaiming). ``normal``: N(0, 0.05^2) (Keras 1's ``normal``).
+    ``he_normal``: N(0, 2/fan_in) (Kaiming) for convolutions and linear layers. ``normal``: N(0, 0.05^2)
+    (Keras 1's ``normal``). ``authors``: the authors' ``init_params`` (``cifar10/main.py`` of Li et al.'s
+    code): Kaiming-normal fan-in for every convolution, N(0, 1e-3^2) for linear layers.
     ``default``: PyTorch's own scheme (Kaiming-uniform, a=sqrt(5)), drawn from the generator.
     """
+    check_choice("init", init, INITS)
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
-            if init == "he_normal":
+            if init == "he_normal" or (init == "authors" and isinstance(module, nn.Conv2d)):
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu", generator=generator)
+            elif init == "authors":  # a linear layer: the authors' small readout, logits near 0 at the start
+                nn.init.normal_(module.weight, 0.0, AUTHORS_LINEAR_STD, generator=generator)
             elif init == "normal":
                 nn.init.normal_(module.weight, 0.0, NORMAL_INIT_STD, generator=generator)
             elif init == "default":
                 nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
             else:
-                raise ValueError(f"unknown init {init!r}; expected he_normal, normal or default")
+                raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):

@@ -66,6 +66,16 @@ def test_paper_recipe_is_the_authors():
     cfg = paper_recipe()
     assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay) == ("sgd", 0.1, 0.9, True, 5e-4)
     assert cfg.augment and cfg.dataset == "cifar10" and cfg.batch_size == 128
+    assert cfg.epochs == 300 and cfg.milestones == PAPER_MILESTONES and cfg.warmup == 0.0
+    # the authors' init_params for every net, with or without shortcuts
+    assert paper_recipe(depth=56, shortcut=False, batch_size=128).init == "authors"
+    assert paper_recipe(depth=20, shortcut=True).init == "authors"
+
+
+def test_an_init_other_than_the_usual_one_shows_in_the_id():
+    assert paper_recipe(depth=56, shortcut=False).config_id == "resnet56-noshort-sgd-wd0.0005-authors-bs128-s0"
+    assert seed_recipe(depth=56, shortcut=False).config_id == "resnet56-noshort-bs128-s0"
+    assert seed_recipe(depth=20, init="default").config_id == "resnet20-default-bs128-s0"
 
 
 def test_milestones_fall_at_epochs_150_225_275_of_300():

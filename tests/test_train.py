@@ -211,3 +211,48 @@ def test_channels_last_is_an_opt_in_config_of_its_own(tmp_path):
     assert weights and all(t.is_contiguous() for t in weights)
     _, saved, _ = load_checkpoint(whole.checkpoint(3))
     assert all(t.is_contiguous() for t in saved.values())
+
+
+def _authors_init_params(net: torch.nn.Module, generator: torch.Generator) -> None:
+    """The authors' ``init_params`` (``cifar10/main.py``), re-stated with an explicit generator."""
+    from torch.nn import init
+
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            init.kaiming_normal_(m.weight, mode="fan_in", generator=generator)  # their default: a=0, leaky_relu
+            if m.bias is not None:
+                init.constant_(m.bias, 0)
+        elif isinstance(m, torch.nn.BatchNorm2d):
+            init.constant_(m.weight, 1)
+            init.constant_(m.bias, 0)
+        elif isinstance(m, torch.nn.Linear):
+            init.normal_(m.weight, std=1e-3, generator=generator)
+            if m.bias is not None:
+                init.constant_(m.bias, 0)
+
+
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_paper_recipe_init_is_the_authors_init_params(shortcut):
+    from lossbench.config import paper_recipe
+    from lossbench.train import init_weights_, make_model
+
+    config = paper_recipe(depth=56, shortcut=shortcut, batch_size=128, dataset="synthetic", image_size=16)
+    ours, theirs = make_model(config), make_model(config)
+    init_weights_(ours, config.init, generator=torch.Generator().manual_seed(3))
+    _authors_init_params(theirs, torch.Generator().manual_seed(3))
+    assert states_equal(ours.state_dict(), theirs.state_dict())
+    # and the distributions they state: conv N(0, 2 / fan_in), linear N(0, 1e-3^2)
+    convs = [m for m in ours.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) >= 55
+    w = convs[len(convs) // 2].weight
+    fan_in = w[0].numel()
+    assert abs(float(w.detach().std()) / (2 / fan_in) ** 0.5 - 1) < 0.05
+    (linear,) = [m for m in ours.modules() if isinstance(m, torch.nn.Linear)]
+    assert abs(float(linear.weight.detach().std()) / 1e-3 - 1) < 0.15
+
+
+def test_an_unknown_init_is_refused_naming_the_choices():
+    from lossbench.train import init_weights_, make_model
+
+    with pytest.raises(ValueError, match="he_normal, normal, authors, default"):
+        init_weights_(make_model(TINY), "he-normal", generator=torch.Generator())
