@@ -51,8 +51,9 @@ class Stop(Exception):
     """Raised after ``--stop-after`` epochs; the run stays resumable in the cache."""
 
 
-def run(name: str, out: Path, cache: Path, stop_after: int | None) -> None:
-    config = CANDIDATES[name]
+def run(name: str, out: Path, cache: Path, stop_after: int | None, seed: int = 0) -> None:
+    config = CANDIDATES[name].replace(seed=seed)
+    name = name if seed == 0 else f"{name}@s{seed}"
     t0 = time.perf_counter()
 
     def record(epoch: int, row: dict) -> None:
@@ -77,7 +78,8 @@ def table(rows: list[dict]) -> str:
     acc (train mode, the epoch's batches) at a few epochs, and the final eval-mode errors when done."""
     out = ["| candidate | epochs run | left chance at epoch | train acc at 20 / 40 / 80 / 150 / 225 / 300 "
            "| final train / test acc (eval mode) | s / epoch |", "|---|---|---|---|---|---|"]
-    for name in CANDIDATES:
+    names = list(dict.fromkeys(r["candidate"] for r in rows))
+    for name in sorted(names, key=lambda n: (list(CANDIDATES).index(n.split("@")[0]), n)):
         hist = {r["epoch"]: r for r in rows if r.get("candidate") == name and "epoch" in r}
         if not hist:
             continue
@@ -98,6 +100,7 @@ def main() -> None:
     parser.add_argument("--run", choices=list(CANDIDATES), action="append", default=[],
                         help="candidate(s) to train, in order")
     parser.add_argument("--stop-after", type=int, default=None, help="stop each run after this many epochs")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of the runs (default 0)")
     parser.add_argument("--table", action="store_true", help="print the table of --out and exit")
     args = parser.parse_args()
     if args.table:
@@ -106,7 +109,7 @@ def main() -> None:
         return
     torch.set_num_threads(TRAIN_THREADS)
     for name in args.run:
-        run(name, args.out, args.cache, args.stop_after)
+        run(name, args.out, args.cache, args.stop_after, args.seed)
 
 
 if __name__ == "__main__":

@@ -341,14 +341,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 EPILOG_BASELINES = """examples:
-  # values + recompute tolerances (float64, threads, engines, batch sizes, a repeat) and the Hessian
-  # numbers' sampling error over image subsets, written to baselines/ci/
+  # values + recompute tolerances (float64, threads, engines, batch sizes, a repeat, and other machines'
+  # code paths: MKL_CBWR branches, ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, each in a
+  # subprocess) and the Hessian numbers' sampling error over image subsets, written to baselines/ci/
   python -m lossbench baselines --scale ci
   python -m lossbench baselines --scale ci --eig-maps
   python -m lossbench baselines --scale ci --main-job-files   # interpolations, the PCA-plane surface
-  # every metric at training seeds 0, 1, 2 (the spread the claims use), added to the same files
+  # every metric at training seeds 0, 1, 2 (the spread the claims use), added to the same files; at a
+  # retrained scale also seed 0 trained on each code path (the band another machine's net is held to)
   python -m lossbench baselines --scale ci --spread --seeds 0 1 2
   python -m lossbench baselines --scale ci --eig-maps --spread --seeds 0 1 2
+  python -m lossbench baselines --scale ci --main-job-files --spread --seeds 0 1 2
   # the shipped reference nets: no training, their weights are verified by sha256 (seeds 1-2 from
   # baselines/small/seed-nets/, where `python -m lossbench ship --seeds 1 2` put them)
   python -m lossbench baselines --scale small
@@ -358,7 +361,8 @@ EPILOG_BASELINES = """examples:
 def _add_baselines(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("baselines", help="write baselines: values with measured recompute tolerances, and seed spread",
                        description="Recompute the scale's metrics on the same weights under every legitimate "
-                                   "variation (float64, threads, engine, batch size, repeat) and write value and "
+                                   "variation (float64, threads, engine, batch size, repeat, other machines' code "
+                                   "paths) and write value and "
                                    "tol to baselines/<scale>/<config_id>.json, with the Hessian numbers' sampling "
                                    "error; with --spread, add every metric at each training seed.",
                        epilog=EPILOG_BASELINES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -373,12 +377,34 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
                         "--eig-maps, both maps of the ResNet-56 pair)")
     p.add_argument("--eig-variants", nargs="+", default=["dtype=float64", "threads=2", "hessian_batch=half", "repeat"],
                    help="with --eig-maps: the recompute variants measured (default all four; each costs a map)")
+    p.add_argument("--code-paths", default="all", type=_code_paths, metavar="all|none|VAR=VALUE[,...]",
+                   help="other machines' code paths whose deviation the tolerances cover, each measured in a "
+                        "subprocess: all (default: every MKL_CBWR branch, ATEN_CPU_CAPABILITY=avx2 and "
+                        "ONEDNN_MAX_CPU_ISA=AVX2 this CPU can take), none, or a list such as MKL_CBWR=AVX2")
     p.add_argument("--eig-maps", action="store_true",
                    help="instead: the eigen-ratio map summaries of the ResNet-56 pair at batch 128 (eigmap/<id>.json)")
     p.add_argument("--main-job-files", action="store_true",
                    help="instead: the interpolations (interpolation/sgd-wd<wd>.json) and the PCA-plane surface "
                         "(trajectory/<config_id>.json)")
     p.set_defaults(func=cmd_baselines)
+
+
+def _code_paths(text: str) -> tuple[dict[str, str], ...] | None:
+    """``--code-paths``: ``all`` (None: every one the CPU can take), ``none`` or ``VAR=VALUE,...``."""
+    from .codepaths import CODE_PATH_VARIABLES
+
+    if text == "all":
+        return None
+    if text == "none":
+        return ()
+    out = []
+    for item in text.split(","):
+        var, _, value = item.partition("=")
+        if var not in CODE_PATH_VARIABLES or not value:
+            raise argparse.ArgumentTypeError(f"{item!r} is not VAR=VALUE with VAR one of {', '.join(CODE_PATH_VARIABLES)}"
+                                             " (or use all / none)")
+        out.append({var: value})
+    return tuple(out)
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:
@@ -390,6 +416,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
         write_main_job_file_baselines,
         write_recompute_baselines,
         write_spread,
+        write_trajectory_spread,
     )
 
     scale = get_scale(args.scale)
@@ -397,16 +424,20 @@ def cmd_baselines(args: argparse.Namespace) -> int:
                   data_dir=args.data_dir,
                   results_dir=Path(args.results_dir or Path(".benchmarks") / "surfaces" / f"{scale.name}-baselines"))
     only = _flat_ids(args.only)
+    paths = dict(code_paths=args.code_paths)
     try:
         if args.eig_maps:
             write_eigmap_baselines(scale, variants=tuple(args.eig_variants),
-                                   spread_seeds=tuple(args.seeds) if args.spread else None, only=only, **common)
+                                   spread_seeds=tuple(args.seeds) if args.spread else None, only=only, **common,
+                                   **paths)
+        elif args.main_job_files and args.spread:
+            write_trajectory_spread(scale, seeds=tuple(args.seeds), **common, **paths)
         elif args.main_job_files:
-            write_main_job_file_baselines(scale, **common)
+            write_main_job_file_baselines(scale, **common, **paths)
         elif args.spread:
-            write_spread(scale, seeds=tuple(args.seeds), only=only, **common)
+            write_spread(scale, seeds=tuple(args.seeds), only=only, **common, **paths)
         else:
-            write_recompute_baselines(scale, only=only, **common)
+            write_recompute_baselines(scale, only=only, **common, **paths)
     except FileNotFoundError as exc:
         raise ValueError(str(exc)) from None
     return 0

@@ -121,6 +121,12 @@ def check_model_loss(model: nn.Module, loss_fn: LossFn, batches: Iterable[Batch]
     checked for finiteness and every label for its range.
     """
     check_loss_fn(loss_fn)
+    bad = [(n, t) for n, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        name, t = bad[0]
+        raise ValueError(f"the model's weights are not finite: tensor {name!r} holds {int((~torch.isfinite(t)).sum())} "
+                         f"inf/NaN of {t.numel()} values" + (f" ({len(bad) - 1} more tensors too)" if len(bad) > 1 else "")
+                         + "; a diverged training produced them: load an earlier checkpoint")
     batches = list(batches)
     for k, (x, y) in enumerate(batches):
         for name, t in (("inputs", x), ("targets", y)):

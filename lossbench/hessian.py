@@ -281,11 +281,22 @@ def hessian_eigs(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *,
 
 @dataclass(frozen=True)
 class TraceResult:
-    """Hutchinson estimate of tr(H): mean of v^T H v over Rademacher probes, and its standard error."""
+    """Hutchinson estimate of tr(H): mean of v^T H v over Rademacher probes, and its standard error.
+
+    ``samples``: each probe's v^T H v (the terms of the mean). Their signs differ where the Hessian has
+    negative curvature, and the mean then cancels: :attr:`conditioning` = sum |v^T H v| / |sum v^T H v|
+    is how much larger a rounding error of the terms becomes relative to the trace.
+    """
 
     trace: float
     stderr: float
     probes: int
+    samples: tuple[float, ...] = ()
+
+    @property
+    def conditioning(self) -> float:
+        total = abs(sum(self.samples))
+        return sum(abs(s) for s in self.samples) / total if total > 0 else math.inf
 
 
 def hutchinson_trace(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *, probes: int = 32,
@@ -304,7 +315,7 @@ def hutchinson_trace(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch]
         hv = _hvp(model, loss_fn, batches, v, ignore=ignore, graphs=graphs)
         samples.append(float(sum((hv[n] * v[n]).sum() for n in params)))
     arr = np.asarray(samples)
-    return TraceResult(float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(probes)), probes)
+    return TraceResult(float(arr.mean()), float(arr.std(ddof=1) / math.sqrt(probes)), probes, tuple(samples))
 
 
 EIG_KEYS = ("max_eig", "min_eig", "eig_converged")

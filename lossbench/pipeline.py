@@ -35,7 +35,7 @@ from .directions import (
     random_direction,
     target_direction,
 )
-from .evaluate import LossFn, cross_entropy, loss_name, make_batches
+from .evaluate import LossFn, check_model_loss, cross_entropy, loss_name, make_batches
 from .store import load_directions, load_surface, save_surface
 from .surface import Axis, Surface, compute_surface
 
@@ -295,6 +295,9 @@ def surface_file(
                 merge_shards(path)  # earlier, interrupted shards first, so nobody recomputes their points
         barrier()
         overwrite = False  # rank 0 has cleared or merged; everyone now reads the same file
+    # refuse bad inputs before anything is written: a refused run leaves no file behind
+    for split, batches in datasets.items():
+        check_model_loss(model, loss_fn or cross_entropy(), batches, what=f"the {split} split")
     lock = output_lock(path, _settings_digest(meta), say=log.warning) if world == 1 else contextlib.nullcontext()
     with lock:
         resume, delta, eta = _resume_or_start(
@@ -303,20 +306,28 @@ def surface_file(
         )
         meta["eval_samples"] = {split: sum(len(t) for _, t in b) for split, b in datasets.items()}
         out = path if world == 1 else path.with_name(f"{path.name}.rank{rank}-of-{world}.h5")
+        written = {"points": False}
 
         def flush(partial: Surface) -> None:
             save_surface(out, partial, delta=delta, eta=eta)
+            written["points"] = written["points"] or bool(np.any(partial.done))
 
-        if resume is None and world == 1:  # a full disk or an unwritable folder shows before the first point
+        fresh = resume is None and world == 1
+        if fresh:  # a full disk or an unwritable folder shows before the first point
             keys = [f"{split}_{kind}" for split in datasets for kind in ("loss", "acc")]
             flush(Surface.empty(spec.x.coords(), None if spec.y is None else spec.y.coords(), keys, attrs=meta))
-        surface = compute_surface(
-            model, loss_fn or cross_entropy(), datasets, delta=delta, eta=eta, alphas=spec.x.coords(),
-            betas=None if spec.y is None else spec.y.coords(), dir_type=spec.dir_type, resume=resume,
-            attrs=meta, on_checkpoint=flush, checkpoint_seconds=checkpoint_seconds,
-            allow_nonfinite=allow_nonfinite, progress=progress, engine=engine, engine_options=engine_options,
-            shard=shard,
-        )
+        try:
+            surface = compute_surface(
+                model, loss_fn or cross_entropy(), datasets, delta=delta, eta=eta, alphas=spec.x.coords(),
+                betas=None if spec.y is None else spec.y.coords(), dir_type=spec.dir_type, resume=resume,
+                attrs=meta, on_checkpoint=flush, checkpoint_seconds=checkpoint_seconds,
+                allow_nonfinite=allow_nonfinite, progress=progress, engine=engine, engine_options=engine_options,
+                shard=shard,
+            )
+        except Exception:
+            if fresh and not written["points"]:  # refused before its first point: nothing worth resuming
+                path.unlink(missing_ok=True)
+            raise
         if world == 1:
             remove_stale_temporaries(path, before=started)  # a finished file: a killed earlier write's leftovers go
             return surface

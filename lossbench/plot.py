@@ -18,13 +18,27 @@ SPLIT_COLORS = {"train": "tab:blue", "test": "tab:red"}
 
 
 def save_figure(fig: Figure, stem: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
-    """Write ``stem.png`` and ``stem.pdf`` (tight bounding box); returns the paths."""
+    """Write ``stem.png`` and ``stem.pdf`` (tight bounding box); returns the paths.
+
+    Each file is written to a temporary name and moved into place, so a full disk or an unwritable folder
+    leaves no half-written figure; the error names the figure, the reason and what to do."""
+    import errno
+    import os
+
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in formats:
         p = stem.with_name(f"{stem.name}.{ext}")
-        fig.savefig(p, bbox_inches="tight")
+        tmp = p.with_name(f".{p.name}.tmp")
+        try:
+            fig.savefig(tmp, bbox_inches="tight", format=ext)
+            os.replace(tmp, p)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            fix = ("free some space or write the figures elsewhere (another -o folder)" if exc.errno == errno.ENOSPC
+                   else "check that the folder exists and is writable")
+            raise OSError(exc.errno, f"could not write the figure {p}: {exc.strerror or exc}; {fix}") from None
         paths.append(p)
     return paths
 

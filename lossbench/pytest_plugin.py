@@ -359,7 +359,7 @@ class LandscapeRegression:
         self._names: set[str] = set()
 
     def check(self, model, data, *, loss=None, grid: int = 11, span: float = 1.0, directions: int = 1,
-              hessian: bool = True, basename: str | None = None) -> None:
+              hessian: bool = True, basename: str | None = None, pin_weights: bool = False) -> None:
         """Compute the loss landscape of ``model`` on ``data`` and compare it with the stored one.
 
         Args:
@@ -372,6 +372,9 @@ class LandscapeRegression:
             hessian: also the Hessian's largest eigenvalue and trace at the weights.
             basename: the files' name (default: the test's name); one test may check several landscapes
                 with different basenames.
+            pin_weights: store the model's weights as ``<basename>.pt`` beside the baseline on the first run
+                and load them into ``model`` on every later one: the test then checks the landscape of fixed
+                weights, on any machine, whatever training inside the test gives there.
 
         The first run writes ``<test module folder>/<module stem>/<basename>.json`` and ``.h5`` and fails
         ("created: review and commit"); later runs compare every metric at its measured tolerance and fail
@@ -387,7 +390,8 @@ class LandscapeRegression:
             raise ValueError(f"landscape {name!r} is checked twice in this test: give each check its own basename=")
         self._names.add(name)
         spec = LandscapeSpec(grid=grid, span=span, directions=directions, hessian=hessian)
-        outcome = check_landscape(model, data, folder=self.folder, name=name, loss=loss, spec=spec, regen=self._regen)
+        outcome = check_landscape(model, data, folder=self.folder, name=name, loss=loss, spec=spec, regen=self._regen,
+                                  pin_weights=pin_weights)
         self._stats["landscapes"][outcome.status] += 1
         if outcome.status == "created":
             pytest.fail(f"created: {outcome.path} (and {name}.h5): review and commit", pytrace=False)

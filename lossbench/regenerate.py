@@ -17,12 +17,16 @@ import torch
 from torch import nn
 
 from . import baselines as bl
+from .codepaths import code_path_name, run_code_path, scale_job
+from .codepaths import code_paths as available_code_paths
 from .config import RunConfig, Scale, find_config
 from .data import ImageData, load_dataset
+from .hessian import TraceResult
 from .reference_nets import load_reference, shipped_ids, state_sha256
 from .reproduce import (
     CURVATURE,
     HESSIAN_SUBSETS,
+    RECOMPUTE_VARIANT_NAMES,
     TOL_METHOD,
     _max_deviation,
     _with_threads,
@@ -33,6 +37,7 @@ from .reproduce import (
     interpolation_metrics,
     recompute_jitter,
     study_net,
+    terms_deviation,
     trajectory_metrics,
 )
 from .train import train
@@ -100,11 +105,40 @@ def _sampling_entries(sampling: dict[str, dict[str, Any]]) -> dict[str, dict[str
             for name, e in sampling.items()}
 
 
+def code_path_jitter(task: str, kwargs: dict[str, Any], base: dict[str, float], *,
+                     code_paths: tuple[dict[str, str], ...], say: Callable[[str], None] = _say,
+                     base_terms: list[float] | None = None) -> tuple[dict[str, float], dict[str, dict[str, float]], float]:
+    """Recompute ``task`` (:data:`lossbench.codepaths.TASKS`) on every code path, each in a subprocess:
+    (largest |deviation| of each metric of ``base``, variant -> its metrics, the largest mean
+    |deviation| of the Hutchinson terms against ``base_terms``)."""
+    measured: dict[str, dict[str, float]] = {}
+    terms: dict[str, list[float]] = {}
+    for env in code_paths:
+        name = code_path_name(env)
+        out = run_code_path(env, task, kwargs)
+        measured[name] = out["metrics"]
+        if out.get("trace_terms"):
+            terms[name] = out["trace_terms"]
+        say(f"  {task} on code path {name}: done")
+    return _max_deviation(base, measured), measured, terms_deviation(base_terms or [], terms)
+
+
+def _merge_jitter(*jitters: dict[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for jitter in jitters:
+        for name, value in jitter.items():
+            out[name] = max(out.get(name, 0.0), value)
+    return out
+
+
 def write_recompute_baselines(scale: Scale, *, baselines_dir: str | Path, results_dir: Path, device: torch.device,
                               only: Iterable[str] | None = None, cache_dir: str | Path | None = None,
-                              data_dir: str | Path | None = None, say: Callable[[str], None] = _say) -> list[Path]:
+                              data_dir: str | Path | None = None, say: Callable[[str], None] = _say,
+                              code_paths: tuple[dict[str, str], ...] | None = None) -> list[Path]:
     """Value, recompute tolerance and (Hessian numbers) sampling error of every net of ``scale`` (or
-    ``only`` these ids); keeps a stored spread."""
+    ``only`` these ids); keeps a stored spread. ``code_paths``: the other machines' code paths measured
+    in subprocesses (default: every one this CPU can take, :func:`lossbench.codepaths.code_paths`)."""
+    code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
     wanted = set(only) if only else None
     written = []
     for config in scale.all_configs:
@@ -118,11 +152,24 @@ def write_recompute_baselines(scale: Scale, *, baselines_dir: str | Path, result
         data = load_dataset(config, data_dir=data_dir)
         net = net_of(config, scale, baselines_dir=baselines_dir, device=device, cache_dir=cache_dir, data_dir=data_dir)
         checkpoints = None if scale.shipped else net.checkpoints
+        terms: dict[str, list[float]] = {}
         base, jitter, _ = recompute_jitter(config, scale, model=net.model, data=data, results_dir=results_dir,
-                                           checkpoints=checkpoints)
+                                           checkpoints=checkpoints, trace_terms=terms)
         if scale.shipped:  # every direction pair, the stored PCA, the lines
             base, jitter = all_pairs_metrics(config, scale, net=net, data=data, results_dir=results_dir,
                                              base=base, jitter=jitter)
+        kwargs = dict(config=config.to_dict(), scale=scale_job(scale), results_dir=str(results_dir / "codepaths"),
+                      baselines_dir=str(baselines_dir), cache_dir=None if cache_dir is None else str(cache_dir))
+        cp_jitter, _, cp_terms = code_path_jitter("study", kwargs, base, code_paths=code_paths, say=say,
+                                                  base_terms=terms.get("base"))
+        jitter = _merge_jitter(jitter, cp_jitter)
+        conditioning = {}
+        if "trace" in jitter and terms.get("base"):
+            bound = max(cp_terms, terms_deviation(terms["base"], {k: v for k, v in terms.items() if k != "base"}))
+            kappa = TraceResult(0.0, 0.0, len(terms["base"]), tuple(terms["base"])).conditioning
+            conditioning = {"trace": {"terms_deviation": bl.round_sig(bound, 3), "conditioning": bl.round_sig(kappa, 4),
+                                      "measured_deviation": bl.round_sig(jitter["trace"], 3)}}
+            jitter["trace"] = max(jitter["trace"], bound)
         sampling = curvature_sampling(net.model, data, scale)
         doc = bl.make_baseline(
             config.config_id, scale.name, base, source=bl.provenance(str(device), weights_sha256=weights_sha(net)),
@@ -130,6 +177,8 @@ def write_recompute_baselines(scale: Scale, *, baselines_dir: str | Path, result
             extra={"config_hash": config.config_hash, "final": {k: bl.round_sig(v) for k, v in net.final.items()},
                    "converged": converged(net.final), **_kept(old, "spread"),
                    "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()},
+                   "jitter_variants": sorted([*RECOMPUTE_VARIANT_NAMES, *map(code_path_name, code_paths)]),
+                   **({"conditioning": conditioning} if conditioning else {}),
                    "sampling": _sampling_entries(sampling),
                    "tolerance_method": TOL_METHOD.format(factor=bl.SAFETY_FACTOR, subsets=HESSIAN_SUBSETS)},
         )
@@ -150,10 +199,17 @@ def seed_metrics(config: RunConfig, scale: Scale, *, data: ImageData, baselines_
 
 def write_spread(scale: Scale, *, baselines_dir: str | Path, results_dir: Path, device: torch.device,
                  seeds: tuple[int, ...], only: Iterable[str] | None = None, cache_dir: str | Path | None = None,
-                 data_dir: str | Path | None = None, say: Callable[[str], None] = _say) -> list[Path]:
+                 data_dir: str | Path | None = None, say: Callable[[str], None] = _say,
+                 code_paths: tuple[dict[str, str], ...] | None = None) -> list[Path]:
     """Add every metric at each training seed to existing baseline files (``spread``): seed 0's values are
     the baseline's own; the others are measured on the seed nets (shipped to ``seed-nets/`` at a shipped
-    scale, trained otherwise) exactly as the suite measures seed 0."""
+    scale, trained otherwise) exactly as the suite measures seed 0.
+
+    At a retrained scale, seed 0 is also trained and measured on every code path (``code_paths``,
+    default every one this CPU can take; each in a subprocess with a training cache of its own), as a
+    user's CPU would train it: ``spread.code_paths`` holds their values and ``spread.band`` the
+    statistics over seeds and code paths that the spread tier compares with."""
+    code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
     wanted = set(only) if only else None
     written = []
     for config in scale.all_configs:
@@ -183,19 +239,130 @@ def write_spread(scale: Scale, *, baselines_dir: str | Path, results_dir: Path, 
             say(f"{config.config_id}: seed {seed} measured")
         doc["spread"] = {"seeds": list(seeds), "metrics": bl.spread_stats(samples, keep_values=True),
                          "finals": finals, "converged": conv, "weights_sha256": shas}
+        if not scale.shipped and code_paths:
+            doc["spread"].update(_code_path_nets(config, scale, doc, samples, results_dir=results_dir,
+                                                 cache_dir=cache_dir, code_paths=code_paths, say=say))
         bl.write_baseline(path, doc)
         say(f"wrote the spread of {path}")
         written.append(path)
     return written
 
 
+def _code_path_nets(config: RunConfig, scale: Scale, doc: dict[str, Any], samples: dict[str, list[float]], *,
+                    results_dir: Path, cache_dir: str | Path | None, code_paths: tuple[dict[str, str], ...],
+                    say: Callable[[str], None]) -> dict[str, Any]:
+    """Seed 0 trained and measured on each code path: ``code_paths`` (their values, weights, finals) and
+    ``band`` (statistics over the seeds' ``samples`` and these)."""
+    from .train import default_cache_dir
+
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    values: dict[str, list[float]] = {name: [] for name in doc["metrics"]}
+    names, shas, finals = [], [], []
+    for env in code_paths:
+        name = code_path_name(env)
+        out = run_code_path(env, "train_study", dict(
+            config=config.replace(seed=0).to_dict(), scale=scale_job(scale),
+            results_dir=str(results_dir / "codepath-nets" / name), cache_dir=str(root / f"codepath-{name}")))
+        names.append(name)
+        shas.append(out["weights_sha256"])
+        finals.append({k: bl.round_sig(v) for k, v in out["final"].items()})
+        for metric in doc["metrics"]:
+            values[metric].append(float(out["metrics"].get(metric, float("nan"))))
+        say(f"{config.config_id}: trained and measured on code path {name}")
+    everything = {m: [*samples.get(m, []), *values[m]] for m in doc["metrics"]}
+    return {"code_paths": {"variants": names, "weights_sha256": shas, "finals": finals,
+                           "metrics": {m: [bl.round_sig(v, bl.VALUE_DIGITS) for v in vs] for m, vs in values.items()}},
+            "band": bl.spread_stats(everything)}
+
+
+def _per_seed(doc: dict[str, Any], seeds: Iterable[int], measure: Callable[[int], tuple[dict[str, float], str]]
+              ) -> tuple[dict[str, list[float]], list[str | None]]:
+    """Every metric of ``doc`` at each training seed (seed 0: the file's own values; others:
+    ``measure(seed)`` -> (metrics, weights sha256)) and the weights' sha256 of each."""
+    samples: dict[str, list[float]] = {}
+    shas: list[str | None] = []
+    for seed in seeds:
+        if seed == 0:
+            values, sha = {k: v["value"] for k, v in doc["metrics"].items()}, doc["source"].get("weights_sha256")
+        else:
+            values, sha = measure(seed)
+        shas.append(sha)
+        for k in doc["metrics"]:
+            samples.setdefault(k, []).append(float(values.get(k, float("nan"))))
+    return samples, shas
+
+
+def _code_path_band(config: RunConfig, scale: Scale, what: str, samples: dict[str, list[float]], *,
+                    results_dir: Path, cache_dir: str | Path | None, code_paths: tuple[dict[str, str], ...],
+                    say: Callable[[str], None]) -> dict[str, Any]:
+    """Like :func:`_code_path_nets`, for a main-job file of a retrained scale (``what``: ``eig_map`` or
+    ``trajectory``): seed 0 trained and the file's numbers computed on each code path."""
+    from .train import default_cache_dir
+
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    values: dict[str, list[float]] = {name: [] for name in samples}
+    names, shas = [], []
+    for env in code_paths:
+        name = code_path_name(env)
+        out = run_code_path(env, "train_measure", dict(
+            config=config.replace(seed=0).to_dict(), scale=scale_job(scale), what=what,
+            path=str(results_dir / "codepath-nets" / name / config.config_id / f"{what}.h5"),
+            cache_dir=str(root / f"codepath-{name}")))
+        names.append(name)
+        shas.append(out["weights_sha256"])
+        for metric in samples:
+            values[metric].append(float(out["metrics"].get(metric, float("nan"))))
+        say(f"{config.config_id}: {what} trained and measured on code path {name}")
+    everything = {m: [*samples[m], *values[m]] for m in samples}
+    return {"code_paths": {"variants": names, "weights_sha256": shas,
+                           "metrics": {m: [bl.round_sig(v, bl.VALUE_DIGITS) for v in vs] for m, vs in values.items()}},
+            "band": bl.spread_stats(everything)}
+
+
+def write_trajectory_spread(scale: Scale, *, baselines_dir: str | Path, results_dir: Path, device: torch.device,
+                            seeds: tuple[int, ...], cache_dir: str | Path | None = None,
+                            data_dir: str | Path | None = None, say: Callable[[str], None] = _say,
+                            code_paths: tuple[dict[str, str], ...] | None = None) -> list[Path]:
+    """The spread of the PCA-plane surface's file at a retrained scale: its numbers at each training seed
+    and on each code path (``spread.band``), the band a retrained net on another machine is held to. A
+    shipped scale's file needs none (its net is the same everywhere)."""
+    code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
+    if scale.shipped:
+        raise ValueError(f"the {scale.name} scale ships its nets: its trajectory file is checked at tol everywhere")
+    config = find_config(scale.name, depth=20, shortcut=True, batch_size=128)
+    path = Path(baselines_dir) / scale.name / "trajectory" / f"{config.config_id}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; write it first with `python -m lossbench baselines --scale "
+                                f"{scale.name} --main-job-files`")
+    doc = bl.load_baseline(path)
+
+    def measure(seed: int) -> tuple[dict[str, float], str]:
+        cfg = config.replace(seed=seed)
+        net = net_of(cfg, scale, baselines_dir=baselines_dir, device=device, cache_dir=cache_dir, data_dir=data_dir)
+        say(f"{config.config_id}: trajectory at seed {seed}")
+        return trajectory_metrics(results_dir / "spread" / f"seed{seed}" / "plane.h5", net.model, net,
+                                  load_dataset(cfg, data_dir=data_dir), scale), weights_sha(net)
+
+    samples, shas = _per_seed(doc, seeds, measure)
+    doc["spread"] = {"seeds": list(seeds), "metrics": bl.spread_stats(samples, keep_values=True), "weights_sha256": shas}
+    if code_paths:
+        doc["spread"].update(_code_path_band(config, scale, "trajectory", samples, results_dir=results_dir,
+                                             cache_dir=cache_dir, code_paths=code_paths, say=say))
+    bl.write_baseline(path, doc)
+    say(f"wrote the spread of {path}")
+    return [path]
+
+
 def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_dir: Path, device: torch.device,
                            variants: tuple[str, ...], spread_seeds: tuple[int, ...] | None = None,
                            cache_dir: str | Path | None = None, data_dir: str | Path | None = None,
-                           only: Iterable[str] | None = None, say: Callable[[str], None] = _say) -> list[Path]:
+                           only: Iterable[str] | None = None, say: Callable[[str], None] = _say,
+                           code_paths: tuple[dict[str, str], ...] | None = None) -> list[Path]:
     """Eigen-ratio map summaries of the ResNet-56 pair at batch 128 (the map's plane: direction seed 0):
-    value and recompute tolerance over ``variants``, or with ``spread_seeds`` every summary at each
-    training seed; ``only`` these config ids of the pair (e.g. the one whose seeds are shipped)."""
+    value and recompute tolerance over ``variants`` and ``code_paths`` (default: every one this CPU can
+    take), or with ``spread_seeds`` every summary at each training seed; ``only`` these config ids of the
+    pair (e.g. the one whose seeds are shipped)."""
+    code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
     wanted = set(only) if only else None
     pair = [find_config(scale.name, depth=56, shortcut=shortcut, batch_size=128) for shortcut in (True, False)]
     if wanted is not None and not wanted & {c.config_id for c in pair}:
@@ -214,22 +381,19 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
         if spread_seeds is not None:
             if not old:
                 raise FileNotFoundError(f"{path} does not exist; write it first without --spread")
-            samples: dict[str, list[float]] = {}
-            shas = []
-            for seed in spread_seeds:
-                if seed == 0:
-                    summary = {k: v["value"] for k, v in old["metrics"].items()}
-                    shas.append(old["source"].get("weights_sha256"))
-                else:
-                    net = net_of(config.replace(seed=seed), scale, baselines_dir=baselines_dir, device=device,
-                                 cache_dir=cache_dir, data_dir=data_dir)
-                    map_path = results_dir / "spread" / f"seed{seed}" / config.config_id / "eig-map.h5"
-                    summary = eig_map_summary(map_path, net.model, data, scale)[1]
-                    shas.append(weights_sha(net))
-                for k in old["metrics"]:
-                    samples.setdefault(k, []).append(float(summary.get(k, float("nan"))))
+
+            def measure(seed: int, config=config, data=data) -> tuple[dict[str, float], str]:
+                net = net_of(config.replace(seed=seed), scale, baselines_dir=baselines_dir, device=device,
+                             cache_dir=cache_dir, data_dir=data_dir)
+                map_path = results_dir / "spread" / f"seed{seed}" / config.config_id / "eig-map.h5"
+                return eig_map_summary(map_path, net.model, data, scale)[1], weights_sha(net)
+
+            samples, shas = _per_seed(old, spread_seeds, measure)
             old["spread"] = {"seeds": list(spread_seeds), "metrics": bl.spread_stats(samples, keep_values=True),
                              "weights_sha256": shas}
+            if not scale.shipped and code_paths:
+                old["spread"].update(_code_path_band(config, scale, "eig_map", samples, results_dir=results_dir,
+                                                     cache_dir=cache_dir, code_paths=code_paths, say=say))
             bl.write_baseline(path, old)
             say(f"wrote the spread of {path}")
             written.append(path)
@@ -237,6 +401,11 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
         net = net_of(config, scale, baselines_dir=baselines_dir, device=device, cache_dir=cache_dir, data_dir=data_dir)
         summary, jitter, measured = eig_map_jitter(config, scale, model=net.model, data=data, results_dir=results_dir,
                                                    variants=variants)
+        kwargs = dict(config=config.to_dict(), scale=scale_job(scale), baselines_dir=str(baselines_dir),
+                      path=str(Path(results_dir) / "codepaths" / config.config_id / "eig-map.h5"),
+                      cache_dir=None if cache_dir is None else str(cache_dir))
+        cp_jitter, cp_measured, _ = code_path_jitter("eig_map", kwargs, summary, code_paths=code_paths, say=say)
+        jitter, measured = _merge_jitter(jitter, cp_jitter), {**measured, **cp_measured}
         doc = bl.make_baseline(
             f"eigmap/{config.config_id}", scale.name, summary,
             source=bl.provenance(str(device), weights_sha256=weights_sha(net)),
@@ -254,10 +423,15 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
     return written
 
 
+#: The in-process variants of :func:`_jitter_of`, as ``jitter_variants`` names them.
+PLAIN_VARIANTS = ("dtype=float64", "repeat", "threads=2")
+
+
 def _jitter_of(compute: Callable[[nn.Module, ImageData], dict[str, float]], models: tuple[nn.Module, ...],
                data: ImageData) -> tuple[dict[str, float], dict[str, float]]:
     """(values, largest deviation) of ``compute(models, data)`` over a float64 recompute, 2 threads and a
-    repeat (the recompute variants that apply to a file of the main job that is not a surface of one net)."""
+    repeat (the in-process recompute variants that apply to a file of the main job that is not a surface
+    of one net; the code paths are measured by :func:`code_path_jitter`)."""
     with _with_threads(1):
         base = compute(models, data)
     variants = {}
@@ -272,10 +446,15 @@ def _jitter_of(compute: Callable[[nn.Module, ImageData], dict[str, float]], mode
 
 def write_main_job_file_baselines(scale: Scale, *, baselines_dir: str | Path, results_dir: Path,
                                   device: torch.device, cache_dir: str | Path | None = None,
-                                  data_dir: str | Path | None = None, say: Callable[[str], None] = _say) -> list[Path]:
+                                  data_dir: str | Path | None = None, say: Callable[[str], None] = _say,
+                                  code_paths: tuple[dict[str, str], ...] | None = None) -> list[Path]:
     """The baselines of the main job's other results: the interpolations of the filter-normalisation
     experiment (loss and accuracy along alpha, BatchNorm statistics interpolated) and the surface on the
-    PCA plane of ResNet-20's path (``interpolation/sgd-wd<wd>.json``, ``trajectory/<config_id>.json``)."""
+    PCA plane of ResNet-20's path (``interpolation/sgd-wd<wd>.json``, ``trajectory/<config_id>.json``);
+    their tolerances cover ``code_paths`` too (default: every one this CPU can take)."""
+    code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
+    where = dict(scale=scale_job(scale), baselines_dir=str(baselines_dir), cache_dir=None if cache_dir is None else str(cache_dir))
+    names = sorted([*PLAIN_VARIANTS, *map(code_path_name, code_paths)])
     written = []
     common = dict(baselines_dir=baselines_dir, device=device, cache_dir=cache_dir, data_dir=data_dir)
     for wd in sorted({c.weight_decay for c in scale.normalization_configs}):
@@ -288,10 +467,14 @@ def write_main_job_file_baselines(scale: Scale, *, baselines_dir: str | Path, re
             return interpolation_metrics(folder / "interp.h5", models[0], models[1], d, scale)
 
         values, jitter = _jitter_of(interp, (a.model, b.model), data)
+        cp_jitter = code_path_jitter("interpolation", dict(small=small.to_dict(), large=large.to_dict(),
+                                                           path=str(folder / "codepaths" / "interp.h5"), **where),
+                                     values, code_paths=code_paths, say=say)[0]
         name = f"interpolation/sgd-wd{wd:g}"
-        written.append(_write_plain(scale, name, values, jitter, baselines_dir=baselines_dir, device=device,
-                                    extra={"from": small.config_id, "to": large.config_id,
-                                           "weights_sha256": [weights_sha(a), weights_sha(b)]}))
+        written.append(_write_plain(scale, name, values, _merge_jitter(jitter, cp_jitter), baselines_dir=baselines_dir,
+                                    device=device, extra={"from": small.config_id, "to": large.config_id,
+                                                          "weights_sha256": [weights_sha(a), weights_sha(b)],
+                                                          "jitter_variants": names}))
         say(f"wrote {written[-1]}")
     config = find_config(scale.name, depth=20, shortcut=True, batch_size=128)
     net = net_of(config, scale, **common)
@@ -301,9 +484,13 @@ def write_main_job_file_baselines(scale: Scale, *, baselines_dir: str | Path, re
         return trajectory_metrics(results_dir / "trajectory" / "plane.h5", models[0], net, d, scale)
 
     values, jitter = _jitter_of(plane, (net.model,), data)
-    written.append(_write_plain(scale, f"trajectory/{config.config_id}", values, jitter, baselines_dir=baselines_dir,
-                                device=device, extra={"config_hash": config.config_hash,
-                                                      "weights_sha256": weights_sha(net)}))
+    cp_jitter = code_path_jitter("trajectory", dict(config=config.to_dict(), **where,
+                                                    path=str(results_dir / "trajectory" / "codepaths" / "plane.h5")),
+                                 values, code_paths=code_paths, say=say)[0]
+    written.append(_write_plain(scale, f"trajectory/{config.config_id}", values, _merge_jitter(jitter, cp_jitter),
+                                baselines_dir=baselines_dir, device=device,
+                                extra={"config_hash": config.config_hash, "weights_sha256": weights_sha(net),
+                                       "jitter_variants": names}))
     say(f"wrote {written[-1]}")
     return written
 
@@ -316,7 +503,8 @@ def _write_plain(scale: Scale, name: str, values: dict[str, float], jitter: dict
                            tolerances=bl.recompute_tolerances(values, jitter),
                            extra={**extra, "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()},
                                   "tolerance_method": "tol: {:g} x the largest deviation over a float64 recompute, "
-                                                      "2 threads and a repeated run, or the per-kind floor".format(
-                                                          bl.SAFETY_FACTOR)})
+                                                      "2 threads, a repeated run and other machines' code paths "
+                                                      "(jitter_variants, each in a subprocess), or the per-kind "
+                                                      "floor".format(bl.SAFETY_FACTOR)})
     bl.write_baseline(path, doc)
     return path

@@ -9,8 +9,13 @@ tolerance per metric, the baseline format of :mod:`lossbench.baselines`) with th
 
 The tolerance of each metric is measured when the file is written: the metrics are computed again
 with the model and the data in float64, and ``tol = 10 x |float32 - float64|`` (or the metric kind's
-floor, :data:`lossbench.baselines.TOL_FLOORS`), so a float32 recompute on another CPU, a GPU or another
-thread count passes, and a change of the model or the method of 1 % fails.
+floor, :data:`lossbench.baselines.TOL_FLOORS`), so a float32 recompute of the same weights on another
+CPU, a GPU or another thread count passes, and a change of the model or the method of 1 % fails.
+
+What does not hold across machines is training: a model trained inside the test gets other weights on
+another CPU (another math-library code path) or thread count, and so another landscape. The file keeps
+the weights' sha256, so a failure says which of the two happened; ``pin_weights=True`` stores the weights
+beside the baseline on the first run and tests the landscape of those on every later one.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from . import baselines as bl
 from .directions import create_random_direction
 from .evaluate import Batch, LossFn, as_batches, cross_entropy, make_batches
 from .hessian import hessian_eigs, hutchinson_trace
-from .metrics import line_metrics, surface_metrics
+from .metrics import PATCH, line_metrics, surface_metrics
 from .surface import Surface, compute_surface
 
 #: Images per forward pass when ``data`` is one ``(inputs, targets)`` pair.
@@ -63,6 +68,14 @@ class LandscapeSpec:
             raise ValueError(f"span={self.span!r}: expected a positive number (the axis runs over [-span, span])")
         if self.directions not in (1, 2):
             raise ValueError(f"directions={self.directions!r}: expected 1 (a line) or 2 (a surface)")
+        # the curvature is a quadratic fit over |alpha| <= PATCH: it needs the centre and a point on each side
+        near = int(np.sum(np.abs(self.axis()) <= PATCH + 1e-12))
+        if near < 3:
+            need = math.ceil(2 * self.span / PATCH) + 1
+            need += need % 2 == 0
+            raise ValueError(f"grid={self.grid} over [-{self.span:g}, {self.span:g}] puts {near} point(s) within "
+                             f"|alpha| <= {PATCH:g}, where the curvature is fitted; it needs 3: grid >= {need} for "
+                             f"span={self.span:g} (the rule: a step 2*span/(grid-1) of at most {PATCH:g})")
 
     def axis(self) -> np.ndarray:
         return np.linspace(-self.span, self.span, self.grid)
@@ -128,26 +141,69 @@ def measured_tolerances(model: nn.Module, batches: list[Batch], loss_fn: LossFn,
     return bl.recompute_tolerances(values, jitter)
 
 
+WEIGHTS_DIFFER = ("the weights differ from the baseline's (stored {stored}, obtained {obtained}): the model was "
+                  "made anew and its training is not bit-reproducible across machines (CPU model, math-library code "
+                  "path, thread count, torch version), so its landscape differs as another training seed's would. "
+                  "To test the landscape of fixed weights, pin them: check(..., pin_weights=True) stores them "
+                  "beside the baseline on the first run and loads them on every later one")
+SAME_WEIGHTS_MOVED = ("the landscape of the same weights moved (weights {obtained}, as stored): a change of the "
+                      "model's code, the data, the loss or lossbench's method")
+
+
+def pin_weights_(model: nn.Module, path: Path) -> str:
+    """Load the pinned weights at ``path`` into ``model`` (or store the model's there when there are none
+    yet); the weights' sha256. A file that does not fit the model is an error naming both."""
+    import torch
+
+    from ._io import state_sha256, torch_save_atomic
+
+    if not path.exists():
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        torch_save_atomic(state, path)
+        return state_sha256(state)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"the pinned weights {path} do not fit this model ({str(exc).splitlines()[0]}); delete "
+                         "the file and run pytest --lossbench-regen to pin the new model") from None
+    return state_sha256(state)
+
+
 def check_landscape(model: nn.Module, data: Any, *, folder: str | Path, name: str, loss: LossFn | None = None,
-                    spec: LandscapeSpec = LandscapeSpec(), regen: bool = False) -> bl.Outcome:
+                    spec: LandscapeSpec = LandscapeSpec(), regen: bool = False, pin_weights: bool = False) -> bl.Outcome:
     """Compute the landscape of ``model`` on ``data`` and compare it with ``<folder>/<name>.json``.
 
-    A missing file is written (metrics, measured tolerances, the surface as ``<name>.h5``) and the
-    outcome is ``created``; with ``regen`` a differing file is rewritten (``updated``); otherwise the
-    outcome is ``passed`` or ``failed``, and a failure keeps ``<name>.obtained.json`` and
-    ``<name>.obtained.h5`` beside the expected files.
+    A missing file is written (metrics, measured tolerances, the weights' sha256, the surface as
+    ``<name>.h5``) and the outcome is ``created``; with ``regen`` a differing file is rewritten
+    (``updated``); otherwise the outcome is ``passed`` or ``failed``, and a failure keeps
+    ``<name>.obtained.json`` and ``<name>.obtained.h5`` beside the expected files and says whether the
+    weights themselves differ from the stored ones (training again on another machine) or the landscape
+    of the same weights moved. With ``pin_weights`` the model's weights are stored as ``<name>.pt`` on the
+    first run (or with ``regen``) and loaded into ``model`` on every later one.
     """
+    from ._io import state_sha256
     from .store import save_surface
 
     batches = as_landscape_batches(data)
     loss_fn = default_loss(batches, loss)
-    values, surface = landscape_metrics(model, batches, loss_fn, spec)
     folder = Path(folder)
     path = folder / f"{name}.json"
+    if pin_weights:
+        folder.mkdir(parents=True, exist_ok=True)
+        weights = folder / f"{name}.pt"
+        if regen:
+            weights.unlink(missing_ok=True)
+        sha = pin_weights_(model, weights)
+    else:
+        sha = state_sha256(model.state_dict())
+    values, surface = landscape_metrics(model, batches, loss_fn, spec)
     extra = {"landscape": {"grid": spec.grid, "span": spec.span, "directions": spec.directions,
-                           "hessian": spec.hessian, "samples": sum(len(y) for _, y in batches)}}
-    source = bl.provenance(str(next(model.parameters()).device))
+                           "hessian": spec.hessian, "samples": sum(len(y) for _, y in batches),
+                           "pinned_weights": f"{name}.pt" if pin_weights else None}}
+    source = {**bl.provenance(str(next(model.parameters()).device)), "weights_sha256": sha}
     exists = path.exists()
+    stored_sha = bl.load_baseline(path).get("source", {}).get("weights_sha256") if exists else None
     tolerances = None
     if not exists or regen:
         tolerances = measured_tolerances(model, batches, loss_fn, spec, values)
@@ -158,6 +214,14 @@ def check_landscape(model: nn.Module, data: Any, *, folder: str | Path, name: st
         (folder / f"{name}.obtained.h5").unlink(missing_ok=True)
     elif outcome.status == "failed":
         save_surface(folder / f"{name}.obtained.h5", surface)
+        if stored_sha and stored_sha != sha:
+            why = WEIGHTS_DIFFER.format(stored=stored_sha[:12], obtained=sha[:12])
+        elif stored_sha:
+            why = SAME_WEIGHTS_MOVED.format(obtained=sha[:12])
+        else:
+            why = ""
+        if why:
+            outcome = bl.Outcome(outcome.status, outcome.path, outcome.rows, f"{why}\n{outcome.message}", outcome.tier)
     else:
         (folder / f"{name}.obtained.h5").unlink(missing_ok=True)
     return outcome

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ def curvature_metrics(model: nn.Module, data: ImageData, *, samples: int, batch:
     details = {"lanczos_iterations": eig.iterations, "lanczos_converged": eig.converged,
                "residual_max": eig.residual_max, "residual_min": eig.residual_min,
                "unresolved_max": eig.note_max, "unresolved_min": eig.note_min, "trace_stderr": trace.stderr,
+               "trace_terms": list(trace.samples), "trace_conditioning": trace.conditioning,
                "samples": samples, "images": [lo, hi], "batch": batch, **CURVATURE}
     return metrics, details
 
@@ -167,6 +168,11 @@ RECOMPUTE_VARIANTS: tuple[dict[str, Any], ...] = (
 )
 
 
+#: The names of :data:`RECOMPUTE_VARIANTS` as a baseline's ``jitter_variants`` lists them.
+RECOMPUTE_VARIANT_NAMES: tuple[str, ...] = tuple(
+    ",".join(f"{k}={val}" for k, val in v.items() if k != "parts") or "repeat" for v in RECOMPUTE_VARIANTS)
+
+
 def _with_threads(n: int | None):
     import contextlib
 
@@ -185,8 +191,13 @@ def _with_threads(n: int | None):
 
 def recompute_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: ImageData,
                      results_dir: str | Path, checkpoints: list[Path] | None = None, dir_seed: int = 0,
-                     base_threads: int = 1) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
+                     base_threads: int = 1, trace_terms: dict[str, list[float]] | None = None
+                     ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
     """Recompute the suite's metrics of one net under :data:`RECOMPUTE_VARIANTS`.
+
+    Args:
+        trace_terms: filled with the Hutchinson terms of the base (``"base"``) and of every variant that
+            computes the Hessian, for :func:`terms_deviation`.
 
     Returns:
         (the base metrics with ``base_threads`` threads, the reference engine and the spec's batch;
@@ -213,20 +224,43 @@ def recompute_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data:
                                        overwrite=True, allow_nonfinite=True, engine=engine)
                 metrics.update(config_metrics(surface))
             if "curvature" in parts:
-                metrics.update(scale_curvature(m, d, scale, batch=hessian_batch)[0])
+                more, details = scale_curvature(m, d, scale, batch=hessian_batch)
+                metrics.update(more)
+                metrics_terms.append(details["trace_terms"])
             if "pca" in parts and checkpoints:
                 metrics.update(pca_metrics(checkpoints, [n for n, _ in model.named_parameters()]))
         return metrics
 
+    metrics_terms: list[list[float]] = []
+    terms = trace_terms if trace_terms is not None else {}
     base = run(base_threads)
+    if metrics_terms:
+        terms["base"] = metrics_terms.pop()
     variants: dict[str, dict[str, float]] = {}
     for v in RECOMPUTE_VARIANTS:
         name = ",".join(f"{k}={val}" for k, val in v.items() if k != "parts") or "repeat"
         variants[name] = run(v.get("threads", base_threads), v.get("engine", "reference"), v.get("eval_batch"),
                              v.get("hessian_batch"), v.get("parts", ("surface", "curvature", "pca")),
                              v.get("dtype", "float32"))
+        if metrics_terms:
+            terms[name] = metrics_terms.pop()
     jitter = _max_deviation(base, variants)
     return base, jitter, variants
+
+
+def terms_deviation(base: list[float], others: dict[str, list[float]]) -> float:
+    """The largest mean |deviation| of the Hutchinson terms v_p^T H v_p over ``others`` (variant -> terms,
+    probe for probe): how far the trace would move if no term's error cancelled another's.
+
+    The trace is the mean of the terms, so |d trace| <= mean_p |d term_p|: where the terms have mixed
+    signs the trace is ill-conditioned (:attr:`lossbench.hessian.TraceResult.conditioning`) and a
+    measured |d trace| may be small by luck of the signs; this bound is not."""
+    worst = 0.0
+    for terms in others.values():
+        if len(terms) != len(base) or not base:
+            continue
+        worst = max(worst, float(np.mean(np.abs(np.asarray(terms, float) - np.asarray(base, float)))))
+    return worst
 
 
 def pair_seed(k: int) -> int:
@@ -392,6 +426,7 @@ class Reproduction:
     grid_seconds: float
     points: int
     eval_samples: int
+    details: dict[str, Any] = field(default_factory=dict)  # the Hessian's (iterations, Hutchinson terms, ...)
 
     @property
     def converged(self) -> bool:
@@ -420,10 +455,10 @@ def reproduce(config: RunConfig, scale: Scale, *, model: nn.Module, final: dict[
     seconds = time.perf_counter() - t0
     if not np.all(np.isfinite(surface.values["train_loss"])):
         raise ValueError(f"{config.config_id}: the surface has non-finite losses; see {path}")
-    metrics = suite_metrics(surface, model, data, scale, checkpoints=checkpoints, curvature=curvature)[0]
+    metrics, details = suite_metrics(surface, model, data, scale, checkpoints=checkpoints, curvature=curvature)
     return Reproduction(config=config, scale=scale.name, final=dict(final), metrics=metrics,
                         surface_path=path, grid_seconds=seconds, points=int(surface.done.size),
-                        eval_samples=int(min(scale.eval_samples, len(data.x_train))))
+                        eval_samples=int(min(scale.eval_samples, len(data.x_train))), details=details)
 
 
 TOL_METHOD = (
@@ -431,8 +466,12 @@ TOL_METHOD = (
     "metrics: direction seeds 2k, 2k+1; the Hessian: image subset 0); "
     "tol: {factor:g} x the largest deviation of the same computation on the same weights across a float64 "
     "recompute of model and data, 2 threads, an evaluation batch of 96 (Hessian batch 48), and for the surface "
-    "metrics the fast engine and a repeated run (stored as 'jitter'; later pairs get pair 0's relative jitter), "
-    "or the per-kind floor of lossbench.baselines.TOL_FLOORS where that is larger; "
+    "metrics the fast engine and a repeated run (later pairs get pair 0's relative jitter), and of every metric "
+    "across other machines' code paths of the same libraries, each in a subprocess (jitter_variants: MKL_CBWR "
+    "branches, ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, as far as the writing CPU allows); the trace's deviation "
+    "is at least the mean |deviation| of its Hutchinson terms (its conditioning: terms of mixed sign cancel, "
+    "their errors need not); stored as 'jitter'; or the per-kind floor of lossbench.baselines.TOL_FLOORS where "
+    "that is larger; "
     "sampling: sd of the Hessian numbers over {subsets} disjoint image subsets; "
     "spread: every metric at each training seed (python -m lossbench baselines --spread)"
 )

@@ -121,7 +121,22 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         kind = f"a dict with keys {list(data)[:5]}" if isinstance(data, Mapping) else f"a {type(data).__name__}"
         raise CheckpointError(f"{path} holds {kind}; expected a state dict (name -> tensor), or a dict holding one "
                               "under 'state_dict' or 'model'")
+    bad = nonfinite_tensors(data)
+    if bad:
+        raise CheckpointError(f"weights file {path}: {bad}; a diverged training saved these weights: load an "
+                              "earlier checkpoint, or train again with a smaller learning rate")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in data.items()}
+
+
+def nonfinite_tensors(state: Mapping[str, Tensor], *, limit: int = 3) -> str:
+    """'' when every floating tensor of ``state`` is finite, else which are not, e.g. "tensor 'fc.weight'
+    holds 3 inf/NaN of 650 values" (the first ``limit`` named)."""
+    bad = [(name, int((~torch.isfinite(t)).sum()), t.numel()) for name, t in state.items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if not bad:
+        return ""
+    named = ", ".join(f"tensor {n!r} holds {k} inf/NaN of {total} values" for n, k, total in bad[:limit])
+    return named + (f" (and {len(bad) - limit} more tensors)" if len(bad) > limit else "")
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:

@@ -285,6 +285,28 @@ def _full_disk_mid_run(folder: Path, base: list[str], monkeypatch) -> list[str]:
             "--checkpoint-seconds", "0.001", "-o", str(folder / "s.h5")]
 
 
+def _inf_in_the_weights(folder, base, _mp):
+    state = torch.load(folder / "w0.pt", weights_only=True)
+    state["2.weight"][1, 3] = float("inf")
+    torch.save(state, folder / "w0.pt")
+    return _user(folder, base)
+
+
+def _full_disk_while_plotting(folder: Path, base: list[str], monkeypatch) -> list[str]:
+    """The disk is full when `--plot` writes its figures (the surface itself was written)."""
+    import errno
+
+    import matplotlib.figure
+
+    def savefig(self, fname, *args, **kwargs):
+        with open(fname, "wb") as fh:  # what a full disk does: a few bytes, then ENOSPC
+            fh.write(b"\x89PNG")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    return [*base, "--weights", str(folder / "w0.pt"), "-o", str(folder / "s.h5"), "--plot"]
+
+
 HELD: list = []  # locks a row holds while main() runs
 
 FILE_CASES = [
@@ -323,7 +345,13 @@ FILE_CASES = [
     ("a damaged surface file given to plot", _damaged_surface, 2, "is damaged"),
     ("a damaged surface file resumed", _damaged_surface_resumed, 2, "is damaged"),
     ("a full disk in the middle of a run", _full_disk_mid_run, 1, "No space left on device"),
+    ("inf in the weights", _inf_in_the_weights, 2, "w0.pt: tensor '2.weight' holds 1 inf/NaN of 64 values"),
+    ("a full disk while --plot writes the figures", _full_disk_while_plotting, 1,
+     "s-1d.png: No space left on device; free some space"),
 ]
+
+#: rows whose run writes its output before failing (the surface is finished when the figures fail)
+KEEPS_OUTPUT = {"a full disk while --plot writes the figures"}
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -349,6 +377,9 @@ def test_a_fault_with_files_on_disk_is_one_line_and_damages_nothing(name, prepar
     after = _digest(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before, "a file that was there changed"
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")], "a half-written file was left"
+    created = sorted(set(after) - set(before))
+    assert not [n for n in created if name not in KEEPS_OUTPUT and n.endswith((".h5", ".png", ".pdf"))], \
+        f"a refused run left {created}"
     assert not [p for p in tmp_path.rglob("*.h5.lock")], "an output's lock was left"
     assert not (tmp_path / "pwned").exists(), "a file's payload ran"
 

@@ -105,3 +105,79 @@ def test_float_targets_need_a_loss_named(pytester):
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*the targets are float: say which loss they go with*MSELoss*"])
+
+
+CNN_TEST = textwrap.dedent('''
+    import os
+
+    import torch
+    from torch import nn
+
+    PIN = bool(os.environ.get("PIN_WEIGHTS"))
+
+
+    def trained_cnn():
+        """A small BatchNorm CNN trained with minibatch Adam inside the test: its weights depend on the
+        machine's code paths (another MKL branch trains other weights)."""
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(256, 3, 8, 8, generator=g)
+        y = (x[:, 0].mean((1, 2)) > 0).long() + (x[:, 1, :4].mean((1, 2)) > 0.1).long()
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for epoch in range(15):
+            for i in range(0, 256, 32):
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x[i:i + 32]), y[i:i + 32]).backward()
+                opt.step()
+        return model.eval(), x, y
+
+
+    def test_cnn_landscape(landscape_regression):
+        model, x, y = trained_cnn()
+        landscape_regression.check(model, (x, y), directions=2, grid=9, pin_weights=PIN)
+''')
+
+
+def test_weights_trained_on_another_code_path_are_named_and_pinned_weights_pass_there(pytester, monkeypatch):
+    """A model trained inside the test on another MKL branch (MKL_CBWR=COMPATIBLE; another CPU's
+    default) gets other weights: the failure says so, not "the landscape moved". With pin_weights the
+    first run stores the weights beside the baseline and the other branch passes on them."""
+    pytester.makepyfile(test_cnn=CNN_TEST)
+    folder = pytester.path / "test_cnn"
+    monkeypatch.delenv("MKL_CBWR", raising=False)
+    pytester.runpytest_subprocess().assert_outcomes(failed=1)  # created
+    stored = json.loads((folder / "test_cnn_landscape.json").read_text())["source"]["weights_sha256"]
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    other = pytester.runpytest_subprocess()
+    other.assert_outcomes(failed=1)
+    other.stdout.fnmatch_lines([f"*the weights differ from the baseline's (stored {stored[:12]}, obtained *"
+                                "training is not bit-reproducible across machines*pin_weights=True*"])
+
+    monkeypatch.setenv("PIN_WEIGHTS", "1")
+    monkeypatch.delenv("MKL_CBWR")
+    # the same weights as the baseline's here: nothing to rewrite, and the weights are pinned beside it
+    pytester.runpytest_subprocess("--lossbench-regen").assert_outcomes(passed=1)
+    assert (folder / "test_cnn_landscape.pt").exists()
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    pytester.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_a_grid_too_coarse_for_the_curvature_fit_is_refused_naming_grid(pytester):
+    """grid=7 over [-1, 1] has no point but the centre within |alpha| <= 0.25, where the curvature is fitted:
+    refused before anything is computed, in one line naming grid and the smallest that works."""
+    from lossbench.regression import LandscapeSpec
+
+    with pytest.raises(ValueError, match=r"grid=7 over \[-1, 1\] puts 1 point\(s\) within \|alpha\| <= 0.25.*"
+                                         r"grid >= 9 for span=1"):
+        LandscapeSpec(grid=7)
+    LandscapeSpec(grid=9)  # the smallest for span 1: 3 points at 0 and +-0.25
+    LandscapeSpec(grid=5, span=0.5)
+    pytester.makepyfile(test_small=USER_TEST.replace("check(model, (x, y))", "check(model, (x, y), grid=7)"))
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ValueError: grid=7 over [[]-1, 1[]] puts 1 point(s)*"])
+    assert not (pytester.path / "test_small").exists()  # nothing computed, nothing written

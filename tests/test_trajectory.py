@@ -75,3 +75,24 @@ def test_trajectory_cli(tmp_path, capsys, monkeypatch):
     assert "PCA explained variance" in text and (tmp_path / "t.png").exists()
     s = load_surface(out)
     assert s.shape == (3, 3) and s.attrs["directions"] == "pca" and len(s.attrs["path"]) == 4
+
+
+def test_pca_centres_the_path_as_the_authors_sklearn_pca_does():
+    """A path whose rows share a large mean offset: centred, the components are the directions the path
+    varies along (u, then w); uncentred, the first would be the offset z. The oracle is numpy's SVD of
+    the centred matrix (sklearn's PCA, which the authors' code uses, centres)."""
+    g = torch.Generator().manual_seed(1)
+    shape = (6, 3, 3, 3)
+    final = {"conv.weight": torch.zeros(shape, dtype=torch.float64)}
+    z, u, w = (torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(3))
+    a = torch.linspace(-1, 1, 9, dtype=torch.float64)
+    thetas = [{"conv.weight": 10 * z + 2 * ai * u + 0.5 * torch.sin(3 * ai) * w} for ai in a]
+    pca = pca_directions(thetas, final)
+    X = torch.stack([t["conv.weight"].reshape(-1) for t in thetas]).numpy()
+    Xc = X - X.mean(0)
+    _, s, vt = np.linalg.svd(Xc, full_matrices=False)
+    np.testing.assert_allclose(pca.explained_variance_ratio, (s**2 / (s**2).sum())[:2], rtol=1e-9)
+    d = pca.delta["conv.weight"].reshape(-1).double().numpy()
+    assert abs(d @ vt[0]) == pytest.approx(1.0, abs=1e-9)
+    cos = lambda x, y: abs(float(x @ y)) / float(np.linalg.norm(x) * np.linalg.norm(y))
+    assert cos(d, u.reshape(-1).numpy()) > 0.9 and cos(d, z.reshape(-1).numpy()) < 0.5

@@ -1,0 +1,297 @@
+"""Other machines' arithmetic, emulated: the same computation in a subprocess that takes another code
+path of the same libraries.
+
+Two CPUs with the same torch wheel may run different kernels: MKL dispatches by CPU unless its
+conditional numerical reproducibility (``MKL_CBWR``) pins a branch; ATen's vectorised kernels follow
+``ATEN_CPU_CAPABILITY``; oneDNN's follow ``ONEDNN_MAX_CPU_ISA``. Each is read once, when its library
+loads, so a variant must run in a fresh process with the variable set. A baseline's recompute
+tolerance covers the deviation of every such code path the writing machine can take
+(:func:`code_paths`), so that the same file passes on a user's CPU.
+
+The parent writes a job (a task name from :data:`TASKS` and JSON keyword arguments) into a private
+folder and runs ``python -m lossbench.codepaths <job>``; the child runs the task and writes its result
+with a probe of what it ran under (its pid, the variables it saw, ATen's capability), which the parent
+checks: a variant that silently ran in-process, or without its variable, would measure nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import LossbenchError
+
+#: The variables that select a library's code path; a child gets exactly the one of its variant.
+CODE_PATH_VARIABLES: tuple[str, ...] = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+#: (variable, value, the CPU flag the branch needs or None): MKL's reproducibility branches, ATen's AVX2
+#: kernels (the default is the CPU's best, AVX512 on an AVX-512 CPU) and oneDNN's AVX2 kernels.
+CODE_PATHS: tuple[tuple[str, str, str | None], ...] = (
+    ("MKL_CBWR", "COMPATIBLE", None),
+    ("MKL_CBWR", "SSE4_2", "sse4_2"),
+    ("MKL_CBWR", "AVX2", "avx2"),
+    ("MKL_CBWR", "AVX512", "avx512f"),
+    ("ATEN_CPU_CAPABILITY", "avx2", "avx2"),
+    ("ONEDNN_MAX_CPU_ISA", "AVX2", "avx2"),
+)
+
+
+class CodePathError(LossbenchError):
+    """A code-path recompute that failed or did not run where and how it was asked to."""
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def code_paths(flags: set[str] | None = None, machine: str | None = None) -> tuple[dict[str, str], ...]:
+    """The code-path variants this CPU can take: each a ``{variable: value}`` for the child's
+    environment. None off x86-64 (the variables name x86 branches)."""
+    if (machine or platform.machine()) not in ("x86_64", "AMD64"):
+        return ()
+    flags = cpu_flags() if flags is None else flags
+    return tuple({var: value} for var, value, need in CODE_PATHS if need is None or need in flags)
+
+
+def code_path_name(env: Mapping[str, str]) -> str:
+    """``MKL_CBWR=AVX2``: the variant's name in a baseline's ``jitter_variants``."""
+    return ",".join(f"{k}={v}" for k, v in sorted(env.items()))
+
+
+#: name -> task(**kwargs) -> JSON-safe dict. Filled by :func:`task`.
+TASKS: dict[str, Callable[..., dict[str, Any]]] = {}
+
+
+def task(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    TASKS[fn.__name__] = fn
+    return fn
+
+
+def run_code_path(env: Mapping[str, str], name: str, kwargs: Mapping[str, Any], *, threads: int = 1,
+                  timeout: float | None = None) -> dict[str, Any]:
+    """Run task ``name`` with ``kwargs`` in a fresh Python whose environment has ``env`` (and none of the
+    other :data:`CODE_PATH_VARIABLES`); its result, after checking that the child saw ``env``.
+
+    Raises :class:`CodePathError` naming the variant when the child fails or its probe disagrees.
+    """
+    if name not in TASKS:
+        raise ValueError(f"unknown code-path task {name!r}; expected one of {', '.join(sorted(TASKS))}")
+    unknown = set(env) - set(CODE_PATH_VARIABLES)
+    if unknown:
+        raise ValueError(f"{sorted(unknown)} do not select a code path; expected some of {CODE_PATH_VARIABLES}")
+    label = code_path_name(env) or "default"
+    child_env = {k: v for k, v in os.environ.items() if k not in CODE_PATH_VARIABLES}
+    child_env.update(env)
+    child_env["OMP_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory(prefix="lossbench-codepath-") as tmp:
+        job = Path(tmp) / "job.json"
+        job.write_text(json.dumps({"task": name, "kwargs": dict(kwargs), "threads": threads}))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "lossbench.codepaths", str(job)], env=child_env,
+                                  capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise CodePathError(f"the {label} recompute of {name} ran past {timeout} s") from exc
+        result = job.with_name("result.json")
+        if proc.returncode != 0 or not result.exists():
+            tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
+            raise CodePathError(f"the {label} recompute of {name} failed (exit {proc.returncode}):\n{tail}")
+        out = json.loads(result.read_text())
+    probe = out["probe"]
+    if probe["pid"] == os.getpid():
+        raise CodePathError(f"the {label} recompute ran in this process, so it measured nothing")
+    seen = {k: probe["env"].get(k) for k in CODE_PATH_VARIABLES}
+    wanted = {k: env.get(k) for k in CODE_PATH_VARIABLES}
+    if seen != wanted:
+        raise CodePathError(f"the {label} recompute saw {seen} instead of {wanted}")
+    if "ATEN_CPU_CAPABILITY" in env and probe["cpu_capability"].lower() != env["ATEN_CPU_CAPABILITY"].lower():
+        raise CodePathError(f"the {label} recompute ran ATen's {probe['cpu_capability']} kernels")
+    return out["result"] | {"probe": probe}
+
+
+def _probe() -> dict[str, Any]:
+    import torch
+
+    return {"pid": os.getpid(), "env": {k: os.environ.get(k) for k in CODE_PATH_VARIABLES},
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
+
+
+# --- tasks: what a baseline's writer recomputes on another code path ---------------------------------
+
+#: The fields of a :class:`~lossbench.config.Scale` that set how its metrics are computed (the matrix
+#: itself comes from its name).
+_SCALE_FIELDS = ("surface_x", "surface_y", "eval_samples", "eval_batch", "hessian_samples", "hessian_batch",
+                 "eig_map", "trajectory_grid", "dir_pairs", "engine", "line_x", "interp_x", "eig_samples",
+                 "eig_max_iter")
+
+
+def scale_job(scale) -> dict[str, Any]:
+    """What a child needs to compute exactly as ``scale`` (a :class:`~lossbench.config.Scale`, perhaps a
+    test's reduced copy) does: its name, its computation settings and the Hessian's settings."""
+    from .reproduce import CURVATURE
+
+    return {"name": scale.name, **{f: getattr(scale, f) for f in _SCALE_FIELDS}, "curvature": dict(CURVATURE)}
+
+
+def _scale(job: dict[str, Any]):
+    """The inverse of :func:`scale_job`, in the child (it also sets the Hessian's settings)."""
+    import dataclasses
+
+    from . import reproduce
+    from .config import get_scale
+
+    reproduce.CURVATURE.update(job.get("curvature", {}))
+    return dataclasses.replace(get_scale(job["name"]), **{f: job[f] for f in _SCALE_FIELDS if f in job})
+
+
+def _net(config: dict, scale: dict, baselines_dir: str | None, cache_dir: str | None, *, cached: bool = True):
+    """The net of ``config`` as the parent has it: shipped, or from the training cache (``cached``: it
+    must be there, or the child would train other weights on its own code path)."""
+    from .config import RunConfig
+    from .regenerate import net_of
+
+    cfg, sc = RunConfig.from_dict(config), _scale(scale)
+    if cached and not sc.shipped:
+        root = Path(cache_dir) if cache_dir else None
+        from .train import default_cache_dir
+
+        if not ((root or default_cache_dir()) / cfg.config_hash / "final.json").exists():
+            raise CodePathError(f"{cfg.config_id} is not in the training cache {root}; train it first")
+    return cfg, sc, net_of(cfg, sc, baselines_dir=baselines_dir or "baselines", device="cpu", cache_dir=cache_dir)
+
+
+@task
+def study(config: dict, scale: dict, results_dir: str, baselines_dir: str | None = None,
+          cache_dir: str | None = None) -> dict[str, Any]:
+    """Every metric the suite checks for one net, as the suite computes it: the main job's
+    :func:`~lossbench.reproduce.study_net` for a shipped net, :func:`~lossbench.reproduce.reproduce` for a
+    retrained one; with the Hutchinson terms (``trace_terms``)."""
+    from .data import load_dataset
+    from .reproduce import reproduce, study_net
+
+    cfg, sc, net = _net(config, scale, baselines_dir, cache_dir)
+    data = load_dataset(cfg)
+    if sc.shipped:
+        record, flat = study_net(cfg, sc, net=net, data=data, results_dir=results_dir)
+        return {"metrics": flat, "trace_terms": record["curvature_details"]["trace_terms"]}
+    rep = reproduce(cfg, sc, model=net.model, final=net.final, data=data, results_dir=results_dir,
+                    checkpoints=net.checkpoints)
+    return {"metrics": rep.metrics, "trace_terms": rep.details.get("trace_terms", [])}
+
+
+@task
+def train_study(config: dict, scale: dict, results_dir: str, cache_dir: str) -> dict[str, Any]:
+    """Train ``config`` on this code path (its own cache) and measure it as the suite does: what a user's
+    machine does with a ``ci`` net."""
+    from .config import RunConfig
+    from .data import load_dataset
+    from .reference_nets import state_sha256
+    from .reproduce import converged, reproduce
+    from .train import train
+
+    cfg, sc = RunConfig.from_dict(config), _scale(scale)
+    net = train(cfg, cache_dir=cache_dir)
+    rep = reproduce(cfg, sc, model=net.model, final=net.final, data=load_dataset(cfg), results_dir=results_dir,
+                    checkpoints=net.checkpoints)
+    return {"metrics": rep.metrics, "final": dict(net.final), "converged": converged(net.final),
+            "weights_sha256": state_sha256(net.model.state_dict())}
+
+
+@task
+def eig_map(config: dict, scale: dict, path: str, baselines_dir: str | None = None,
+            cache_dir: str | None = None) -> dict[str, Any]:
+    """The eigen-ratio map summary of one net (:func:`~lossbench.reproduce.eig_map_summary`)."""
+    from .data import load_dataset
+    from .reproduce import eig_map_summary
+
+    cfg, sc, net = _net(config, scale, baselines_dir, cache_dir)
+    return {"metrics": eig_map_summary(path, net.model, load_dataset(cfg), sc)[1]}
+
+
+@task
+def interpolation(small: dict, large: dict, scale: dict, path: str, baselines_dir: str | None = None,
+                  cache_dir: str | None = None) -> dict[str, Any]:
+    """The filter-normalisation experiment's interpolation between two nets."""
+    from .data import load_dataset
+    from .reproduce import interpolation_metrics
+
+    cfg_a, sc, a = _net(small, scale, baselines_dir, cache_dir)
+    _, _, b = _net(large, scale, baselines_dir, cache_dir)
+    return {"metrics": interpolation_metrics(path, a.model, b.model, load_dataset(cfg_a), sc)}
+
+
+@task
+def trajectory(config: dict, scale: dict, path: str, baselines_dir: str | None = None,
+               cache_dir: str | None = None) -> dict[str, Any]:
+    """The surface on the PCA plane of one net's training path."""
+    from .data import load_dataset
+    from .reproduce import trajectory_metrics
+
+    cfg, sc, net = _net(config, scale, baselines_dir, cache_dir)
+    return {"metrics": trajectory_metrics(path, net.model, net, load_dataset(cfg), sc)}
+
+
+@task
+def train_measure(config: dict, scale: dict, what: str, path: str, cache_dir: str) -> dict[str, Any]:
+    """Train ``config`` on this code path (its own cache) and compute one of the main job's files of it:
+    ``what`` = ``eig_map`` (the eigen-ratio map summary) or ``trajectory`` (the PCA-plane surface)."""
+    from .config import RunConfig
+    from .data import load_dataset
+    from .reference_nets import state_sha256
+    from .reproduce import eig_map_summary, trajectory_metrics
+    from .train import train
+
+    cfg, sc = RunConfig.from_dict(config), _scale(scale)
+    net = train(cfg, cache_dir=cache_dir)
+    data = load_dataset(cfg)
+    if what == "eig_map":
+        metrics = eig_map_summary(path, net.model, data, sc)[1]
+    elif what == "trajectory":
+        metrics = trajectory_metrics(path, net.model, net, data, sc)
+    else:
+        raise ValueError(f"what={what!r}; expected eig_map or trajectory")
+    return {"metrics": metrics, "weights_sha256": state_sha256(net.model.state_dict())}
+
+
+@task
+def probe() -> dict[str, Any]:
+    """Nothing but the probe: what a child runs under (tests)."""
+    return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child: ``python -m lossbench.codepaths JOB`` runs the job and writes ``result.json`` beside it."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m lossbench.codepaths JOB.json (written by lossbench.codepaths.run_code_path)",
+              file=sys.stderr)
+        return 2
+    import torch
+
+    job_path = Path(args[0])
+    job = json.loads(job_path.read_text())
+    torch.set_num_threads(int(job.get("threads", 1)))
+    result = TASKS[job["task"]](**job["kwargs"])
+    out = job_path.with_name("result.json")
+    tmp = out.with_name(".result.json.tmp")
+    tmp.write_text(json.dumps({"result": result, "probe": _probe()}))
+    os.replace(tmp, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
