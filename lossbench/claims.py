@@ -24,8 +24,11 @@ over its test images, the finite set of grid points of a non-convex fraction) an
 (the largest deviation between correct recomputations, float64 included).
 
 **Verdicts.** A claim is one or more comparisons (:class:`Test`), each a ``margin`` that is positive
-when the paper's finding holds, with its ``uncertainty`` in the same unit, judged on every direction
-pair (or once, for numbers that have no direction). With :data:`K` = 3:
+when the paper's finding holds, with its ``uncertainty`` in the same unit, measured on every direction
+pair (or once, for numbers that have no direction). The pairs are a sample of directions, like the
+seeds and the images: a comparison is decided on its mean margin over the pairs, whose uncertainty
+includes the pair-to-pair spread (:func:`combine_pairs`); the per-pair numbers are kept. With
+:data:`K` = 3:
 
 * ``inconclusive``: a net it needs (any training seed) has not reached a minimum;
 * ``unresolved``: some |margin| <= K x uncertainty (or a number is missing: NaN, e.g. an eigenvalue
@@ -215,21 +218,52 @@ class Claim:
 
     @property
     def tests(self) -> list[Test]:
-        return [t for pair in self.per_pair for t in pair]
+        """The deciding tests: each comparison combined over the direction pairs (:func:`combine_pairs`)."""
+        return list(combine_pairs(self.per_pair))
 
     def summary(self) -> str:
-        """The deciding numbers, short: ``margin +- u`` of each test, pair by pair."""
-        return "; ".join(", ".join(f"{t.margin:+.3g} ± {t.uncertainty:.2g}" for t in pair) for pair in self.per_pair)
+        """The deciding numbers, short: ``margin +- u`` of each test over the pairs, then pair by pair."""
+        combined = ", ".join(f"{t.margin:+.3g} ± {t.uncertainty:.2g}" for t in self.tests)
+        if len(self.per_pair) <= 1:
+            return combined
+        return combined + " (pairs: " + "; ".join(", ".join(f"{t.margin:+.3g} ± {t.uncertainty:.2g}" for t in pair)
+                                                  for pair in self.per_pair) + ")"
 
     def to_json(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "statement": self.statement, "paper": self.paper,
                 "paper_number": self.paper_number, "k": K, **({"note": self.note} if self.note else {}),
+                "tests": [t.to_json() for t in self.tests],
                 "pairs": [[t.to_json() for t in pair] for pair in self.per_pair]}
 
 
+def combine_pairs(per_pair: Sequence[Sequence[Test]]) -> tuple[Test, ...]:
+    """The direction pairs as a sample, like the seeds and the images: per comparison, the mean margin
+    over the P pairs, with uncertainty sqrt(mean(u_k)^2 + sd_k(margin_k)^2 / P).
+
+    The per-pair uncertainties u_k come from the same training seeds and images, so they are counted
+    as fully correlated (their mean, not mean / sqrt(P)); the pairs' own scatter enters as the standard
+    error of a mean over P draws. One pair (or numbers without a direction) is returned as it is; a NaN
+    margin on any pair leaves the mean NaN (unresolved)."""
+    pairs = [tuple(p) for p in per_pair]
+    if len(pairs) <= 1:
+        return pairs[0] if pairs else ()
+    if len({len(p) for p in pairs}) != 1:
+        raise ValueError(f"direction pairs with different comparisons: {[len(p) for p in pairs]} tests")
+    out = []
+    for tests in zip(*pairs):
+        m = np.array([t.margin for t in tests], float)
+        u = np.array([t.uncertainty for t in tests], float)
+        spread = float(m.std(ddof=1) / math.sqrt(len(m)))
+        numbers = {"pairs": len(m), "pair margins": [float(x) for x in m], "pair spread": spread,
+                   "within-pair u": float(u.mean())}
+        out.append(Test(tests[0].what, float(m.mean()), math.hypot(float(u.mean()), spread), numbers))
+    return tuple(out)
+
+
 def verdict_of(per_pair: Sequence[Sequence[Test]], converged: bool, seeds: int = MIN_SEEDS) -> str:
-    """The rule of the module docstring; ``seeds`` is the fewest training seeds of the nets used."""
-    tests = [t for pair in per_pair for t in pair]
+    """The rule of the module docstring, on the tests combined over the direction pairs
+    (:func:`combine_pairs`); ``seeds`` is the fewest training seeds of the nets used."""
+    tests = list(combine_pairs(per_pair))
     if not converged:
         return INCONCLUSIVE
     if seeds < MIN_SEEDS or not tests or not all(t.decided for t in tests):

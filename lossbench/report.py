@@ -158,16 +158,17 @@ def page_claims(page: _Page):
 
 def verdicts_section(page: _Page) -> Section:
     """The claims as a reproduction: what the paper found (figure or table, its number where it gives
-    one), our margin +- uncertainty on each direction pair, the verdict beside the recorded one; the
+    one), our margin +- uncertainty over the direction pairs and on each, the verdict beside the recorded one; the
     decisive ones first, the ones the data cannot decide apart."""
     from .claims import FAILS, HOLDS, INCONCLUSIVE, UNRESOLVED, K, count_verdicts
 
     claims = page_claims(page)
     claims_path = page.baselines_dir / page.scale / "claims.json"
     recorded = json.loads(claims_path.read_text()).get("verdicts", {}) if claims_path.exists() else {}
-    header = ["claim", "paper", "paper's number", "margin ± uncertainty (pair 1; 2; ...)", "verdict", "recorded"]
+    header = ["claim", "paper", "paper's number", "margin ± uncertainty over the direction pairs (pair 1; 2; ...)",
+              "verdict", "recorded"]
     h, m = "", ""
-    groups = ((f"Decided: |margin| > {K:g} × uncertainty on every pair", (HOLDS, FAILS)),
+    groups = ((f"Decided: |margin| > {K:g} × uncertainty", (HOLDS, FAILS)),
               ("Unresolved: some margin within its error, or too few training seeds to know it", (UNRESOLVED,)),
               ("Inconclusive: a net (some training seed) not at a minimum", (INCONCLUSIVE,)))
     for title, verdicts in groups:
@@ -183,8 +184,8 @@ def verdicts_section(page: _Page) -> Section:
     summary = (f"{counts[HOLDS]} hold, {counts[FAILS]} fail, {counts[UNRESOLVED]} unresolved, "
                f"{counts[INCONCLUSIVE]} inconclusive. Each margin is positive when the paper's finding holds; its "
                f"uncertainty combines the spread over training seeds (their mean is compared), the sampling error of "
-               f"the images and the numerical error. A claim is decided only where every |margin| exceeds {K:g} "
-               "uncertainties, on every direction pair.")
+               f"the images, the spread over the random direction pairs (their mean is compared) and the numerical "
+               f"error. A claim is decided only where every |margin| exceeds {K:g} uncertainties.")
     statements = "".join(f"<li><b>{html.escape(c.name)}</b> ({html.escape(c.paper)}): {html.escape(c.statement)}</li>"
                          for c in {c.name: c for c in claims}.values())
     return ("Verdicts", f"<p>{html.escape(summary)}</p>{h}<details><summary>what each claim tests</summary>"

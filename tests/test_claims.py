@@ -13,13 +13,16 @@ from lossbench.claims import (
     INCONCLUSIVE,
     UNRESOLVED,
     K,
+    Test as Comparison,
     claims_json,
+    combine_pairs,
     estimate,
     evaluate_claims,
     flat_metrics,
     missing_nets,
     number,
     spearman,
+    verdict_of,
 )
 
 SEED_JITTER = (1.0, 1.01, 0.99)  # seeds 0, 1, 2 of every number: a 1 % spread
@@ -150,15 +153,37 @@ def test_a_test_error_carries_its_binomial_error():
     assert e.parts["sampling"] == pytest.approx(math.sqrt(3 * 0.05 * 0.95 / 5000) / 3, rel=0.05)
 
 
-def test_a_claim_must_hold_on_every_direction_pair():
+def test_a_pair_that_disagrees_is_part_of_the_sample_and_leaves_the_claim_unresolved():
+    """Direction pairs are a sample: one pair that says the opposite of the other two is scatter the mean
+    over pairs must carry, so the claim is no longer decided (it held with all three agreeing)."""
     recs = paperlike()
+    assert judge(recs)["depth-nonconvex-without-skips[bs128]"].verdict == HOLDS
     r = find(recs, "resnet56-noshort-bs128-s0")
     r["pairs"][2]["nonconvex_fraction"] = 0.0  # pair 2 says the deep no-skip net is the more convex
     r["seeds"]["metrics"]["nonconvex_fraction/p2"] = [0.0, 0.0]
     for net in (r, find(recs, "resnet20-noshort-bs128-s0")):  # on a grid fine enough to tell 0.1 from 0
         net["pairs"][2]["nonconvex_points"] = 1000
     c = judge(recs)["depth-nonconvex-without-skips[bs128]"]
-    assert c.verdict == FAILS and [t.margin > 0 for pair in c.per_pair for t in pair] == [True, True, False]
+    assert [t.margin > 0 for pair in c.per_pair for t in pair] == [True, True, False]
+    assert c.verdict == UNRESOLVED
+    (t,) = c.tests
+    assert t.numbers["pairs"] == 3 and t.numbers["pair spread"] > t.numbers["within-pair u"]
+    assert t.margin == pytest.approx(np.mean([p[0].margin for p in c.per_pair]))
+
+
+def test_pairs_that_agree_decide_on_their_mean_even_where_one_pair_alone_would_not():
+    """The case of large-batch-sharper[resnet20]: every pair has the same sign and the mean is far beyond
+    its uncertainty, but one pair alone is within K of its own: a sample, not a vote, so it holds."""
+    agree = [(Comparison("d", 5.0, 1.0),), (Comparison("d", 5.5, 1.0),), (Comparison("d", 2.5, 1.0),)]
+    (t,) = combine_pairs(agree)
+    assert t.margin == pytest.approx(13 / 3)
+    assert t.uncertainty == pytest.approx(math.hypot(1.0, np.std([5.0, 5.5, 2.5], ddof=1) / math.sqrt(3)))
+    assert verdict_of(agree, True) == HOLDS
+    assert not agree[2][0].decided  # the old rule (every pair on its own) left it unresolved
+    # a mutant that forgets the pairs' scatter would decide the disagreeing case above
+    disagree = [(Comparison("d", 9.0, 1.0),), (Comparison("d", 9.0, 1.0),), (Comparison("d", -3.0, 1.0),)]
+    assert verdict_of(disagree, True) == UNRESOLVED
+    assert verdict_of([(Comparison("d", math.nan, 1.0),), (Comparison("d", 6.0, 1.0),)], True) == UNRESOLVED
 
 
 def test_a_tie_is_unresolved_not_a_verdict():
