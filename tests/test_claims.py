@@ -13,7 +13,6 @@ from lossbench.claims import (
     INCONCLUSIVE,
     UNRESOLVED,
     K,
-    Test as Comparison,
     claims_json,
     combine_pairs,
     estimate,
@@ -23,6 +22,9 @@ from lossbench.claims import (
     number,
     spearman,
     verdict_of,
+)
+from lossbench.claims import (
+    Test as Comparison,
 )
 
 SEED_JITTER = (1.0, 1.01, 0.99)  # seeds 0, 1, 2 of every number: a 1 % spread
