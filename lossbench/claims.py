@@ -603,7 +603,10 @@ def _filter_normalisation_claims(records) -> list[Claim]:
         out.append(_claim(
             "unnormalised-ordering-flips-with-weight-decay",
             f"without normalisation the flatter-looking of the batch {small} and {large} minimisers changes "
-            "with weight decay (unnormalised plots mislead)", "sgd", "Figure 2", per, [a0, b0, a1, b1]))
+            "with weight decay (unnormalised plots mislead); the curvature at the minimum along raw Gaussian "
+            "directions, per unit of the raw direction, fitted over the same perturbations relative to each "
+            "net's weights as the filter-normalised lines (inside the basin)", "sgd", "Figures 2-3", per,
+            [a0, b0, a1, b1]))
     return out
 
 

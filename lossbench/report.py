@@ -306,7 +306,11 @@ def filter_normalisation_section(page: _Page) -> Section:
         if curves:
             fig = plot.plot_slices(curves, title=f"1D random lines, norm={norm} (direction seed 0)",
                                    loss_max=min(10.0, max(float(np.nanmax(c[1])) for c in curves.values())))
-            a, b = page.figure(f"lines-{norm}", fig, f"The SGD nets along a random {norm}-normalised direction")
+            caption = f"The SGD nets along a random {norm}-normalised direction"
+            if norm == "none":
+                caption += (" (α in units of the raw Gaussian direction, over ± line_x × ||θ|| / ||δ||: the same "
+                            "perturbations relative to each net's weights as the filter-normalised line)")
+            a, b = page.figure(f"lines-{norm}", fig, caption)
             h, m = h + a, m + b
     for r in kind_records(page.run, "interpolation"):
         path = page.bench_dir / r["surface_path"]

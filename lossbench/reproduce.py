@@ -6,7 +6,9 @@ tolerance derivation (``python -m lossbench baselines``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -274,15 +276,56 @@ def pair_suffix(k: int) -> str:
     return "" if k == 0 else f"/p{k}"
 
 
+def raw_alpha_scale(model: nn.Module, delta: dict[str, torch.Tensor]) -> float:
+    """||theta|| / ||delta|| over the tensors ``delta`` moves: the step along an unnormalised direction
+    that perturbs the weights as much, relative to their size, as a unit step along a filter-normalised
+    one (whose norm is theta's)."""
+    from .directions import get_theta
+
+    theta = get_theta(model, "weights")
+    moved = [k for k, d in delta.items() if bool(d.any())]
+    num = sum(float(theta[k].double().pow(2).sum()) for k in moved)
+    den = sum(float(delta[k].double().pow(2).sum()) for k in moved)
+    return math.sqrt(num / den)
+
+
 def line_file(path: str | Path, model: nn.Module, data: ImageData, config: RunConfig, scale: Scale, *, norm: str,
               dir_seed: int, progress: bool | None = None) -> Surface:
     """A 1D random line through the minimum, ``norm``-normalised (paper section 4: ``filter`` against
-    ``none``), over the scale's ``line_x`` and evaluation images."""
-    spec = SurfaceSpec(x=parse_axis(scale.line_x), norm=norm, ignore="biasbn", dir_type="weights", seed=dir_seed,
+    ``none``), over the scale's ``line_x`` and evaluation images.
+
+    An unnormalised (``none``) Gaussian direction is sqrt(P) long, hundreds of times the weights, so its
+    line runs over ``line_x`` times :func:`raw_alpha_scale` (stored as ``alpha_scale``): the same
+    perturbations relative to the weights as the filter-normalised line, inside the basin, as the
+    paper's Figure 3 (top row) shows them. Its alphas stay in units of the raw direction."""
+    from .pipeline import make_directions
+    from .surface import Axis
+
+    axis = parse_axis(scale.line_x)
+    spec = SurfaceSpec(x=axis, norm=norm, ignore="biasbn", dir_type="weights", seed=dir_seed,
                        splits=("train",), eval_samples=scale.eval_samples, eval_batch=scale.eval_batch)
-    attrs = {"config": config.to_dict(), "config_id": config.config_id, "scale": scale.name, "kind": "line-1d"}
+    attrs = {"config": config.to_dict(), "config_id": config.config_id, "scale": scale.name, "kind": "line-1d",
+             "alpha_scale": 1.0}
+    directions = None
+    if norm == "none":
+        delta, _ = make_directions(model, spec)
+        r = raw_alpha_scale(model, delta)
+        spec = dataclasses.replace(spec, x=Axis(axis.lo * r, axis.hi * r, axis.num))
+        attrs["alpha_scale"], directions = r, (delta, None)
     return surface_file(path, model, data, spec, attrs=attrs, overwrite=True, allow_nonfinite=True,
-                        progress=progress, engine=scale.engine)
+                        progress=progress, engine=scale.engine, directions=directions)
+
+
+def line_metrics_of(line: Surface) -> dict[str, float]:
+    """The 1D metrics of a :func:`line_file` line: measured on the relative axis alpha / alpha_scale
+    (the filter-normalised line's geometry: curvature over |alpha| <= 0.25 of it, sharpness within 0.5),
+    with the curvature ``curv`` reported per unit of the line's own direction (raw units for ``none``)."""
+    from .metrics import line_metrics
+
+    r = float(line.attrs.get("alpha_scale", 1.0))
+    out = line_metrics(np.asarray(line.alphas) / r, line.values["train_loss"], line.values["train_acc"])
+    out["curv"] = out["curv"] / r**2
+    return out
 
 
 def interpolation_file(path: str | Path, small: nn.Module, large: nn.Module, data: ImageData, scale: Scale, *,
@@ -359,8 +402,6 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
         (record for :func:`lossbench.claims.evaluate_claims`, flat metrics: pair k's surface metrics
         with :func:`pair_suffix`, the curvature at the minimum, the PCA shares and the lines' metrics).
     """
-    from .metrics import line_metrics
-
     say = log or (lambda message: None)
     t0 = time.perf_counter()
 
@@ -405,7 +446,7 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
             for k in range(scale.dir_pairs):
                 line = line_file(folder / f"line-{norm}-p{k}.h5", model, data, config, scale, norm=norm,
                                  dir_seed=pair_seed(k), progress=progress)
-                lm = line_metrics(line.alphas, line.values["train_loss"], line.values["train_acc"])
+                lm = line_metrics_of(line)
                 per.append(lm)
                 flat.update({f"line_{norm}_{name}{pair_suffix(k)}": v for name, v in lm.items()
                              if name in ("curv", "loss_center", "sharpness_0.5")})

@@ -195,3 +195,26 @@ def test_the_cost_estimate_is_said_for_long_runs_only(monkeypatch, caplog):
         assert [r.levelname for r in caplog.records] == ["INFO"] and "48 s left" in caplog.records[0].getMessage()
         clock_after(100.0, 100)  # hours left: a warning
         assert caplog.records[-1].levelname == "WARNING"
+
+
+def test_an_unnormalised_line_runs_over_the_weights_own_scale_and_reports_raw_curvature():
+    """Paper section 4: a raw Gaussian direction is sqrt(P) long, so its line runs over line_x times
+    ||theta|| / ||delta|| (over the tensors delta moves); the curvature is fitted on the relative axis and
+    reported per unit of the raw direction: for L = c alpha_raw^2 / 2 it is c, whatever the scale."""
+    from lossbench.reproduce import line_metrics_of, raw_alpha_scale
+    from lossbench.surface import Surface
+
+    model = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))
+    delta = random_direction(get_theta(model), seed=0)
+    delta = {k: (v if v.dim() > 1 else torch.zeros_like(v)) for k, v in delta.items()}  # biasbn: 1-D zero
+    theta = get_theta(model)
+    moved = [k for k, v in theta.items() if v.dim() > 1]
+    expect = (sum(float(theta[k].pow(2).sum()) for k in moved) / sum(float(delta[k].pow(2).sum()) for k in moved)) ** 0.5
+    assert raw_alpha_scale(model, delta) == pytest.approx(expect, rel=1e-6)  # float32 sums in the reference
+    for r in (1.0, 0.03, 7.0):
+        u = np.linspace(-1, 1, 21)
+        line = Surface.empty(u * r, None, ["train_loss", "train_acc"], attrs={"alpha_scale": r})
+        line.values["train_loss"][:] = 0.5 * 4.0 * (u * r) ** 2 + 0.1
+        line.values["train_acc"][:] = 1.0
+        line.done[:] = True
+        assert line_metrics_of(line)["curv"] == pytest.approx(4.0, rel=1e-9)
