@@ -354,3 +354,45 @@ def test_eigmap_spread_can_be_written_for_one_map_of_the_pair(tmp_path, monkeypa
     assert "spread" not in load_baseline(tmp_path / "b" / "small" / "eigmap" / f"{pair[1].config_id}.json")
     with pytest.raises(ValueError, match="names neither map of the pair: resnet56-bs128-s0, resnet56-noshort"):
         regen_mod.write_eigmap_baselines(scale, spread_seeds=(0, 1), only=["resnet20-bs128-s0"], **kw)
+
+
+def test_a_retrained_scales_eigmap_band_spans_seeds_and_code_path_nets(tmp_path, monkeypatch):
+    """`baselines --eig-maps --spread` at a retrained scale: besides seeds 1-2, seed 0 is trained and its
+    map measured on each code path (in a subprocess: here a stand-in that records what it was asked),
+    and spread.band holds the statistics over all of them."""
+    import torch
+
+    import lossbench.regenerate as regen_mod
+    from lossbench.baselines import load_baseline, make_baseline, write_baseline
+    from lossbench.config import SCALES, find_config
+
+    scale = SCALES["ci"]
+    config = find_config("ci", depth=56, shortcut=True, batch_size=128)
+    write_baseline(tmp_path / "b" / "ci" / "eigmap" / f"{config.config_id}.json",
+                   make_baseline(f"eigmap/{config.config_id}", "ci", {"eig_ratio_mean": 0.1}, source=SOURCE))
+    asked = []
+
+    class Net:
+        model = None
+        state_sha256 = "f" * 64
+
+    def fake_run(env, task, kwargs):
+        asked.append((dict(env), task, kwargs["what"], kwargs["cache_dir"]))
+        return {"metrics": {"eig_ratio_mean": 0.5}, "weights_sha256": "e" * 64}
+
+    monkeypatch.setattr(regen_mod, "net_of", lambda *a, **k: Net())
+    monkeypatch.setattr(regen_mod, "eig_map_summary", lambda *a, **k: (None, {"eig_ratio_mean": 0.2}))
+    monkeypatch.setattr(regen_mod, "load_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(regen_mod, "run_code_path", fake_run)
+    paths = ({"MKL_CBWR": "AVX2"}, {"ATEN_CPU_CAPABILITY": "avx2"})
+    [path] = regen_mod.write_eigmap_baselines(scale, spread_seeds=(0, 1, 2), only=[config.config_id], variants=(),
+                                              baselines_dir=tmp_path / "b", results_dir=tmp_path / "r",
+                                              device=torch.device("cpu"), cache_dir=tmp_path / "c", say=lambda m: None,
+                                              code_paths=paths)
+    assert [a[:3] for a in asked] == [({"MKL_CBWR": "AVX2"}, "train_measure", "eig_map"),
+                                      ({"ATEN_CPU_CAPABILITY": "avx2"}, "train_measure", "eig_map")]
+    assert asked[0][3] != asked[1][3]  # each code path trains into a cache of its own
+    spread = load_baseline(path)["spread"]
+    assert spread["metrics"]["eig_ratio_mean"]["values"] == [0.1, 0.2, 0.2]
+    assert spread["code_paths"]["variants"] == ["MKL_CBWR=AVX2", "ATEN_CPU_CAPABILITY=avx2"]
+    assert spread["band"]["eig_ratio_mean"]["n"] == 5 and spread["band"]["eig_ratio_mean"]["max"] == 0.5
