@@ -339,15 +339,22 @@ def interpolation_file(path: str | Path, small: nn.Module, large: nn.Module, dat
                         overwrite=True, allow_nonfinite=True, progress=progress)
 
 
-def grid_values(surface: Surface, keys: tuple[str, ...] | None = None) -> dict[str, float]:
+def grid_values(surface: Surface, keys: tuple[str, ...] | None = None, *,
+                by_index: bool = False) -> dict[str, float]:
     """Every point of a surface as flat metrics: ``train_loss@+0.25`` (1D, alpha to 2 decimals) or
-    ``train_loss@+0.25,-1.00`` (2D); NaN where a point is not finite."""
+    ``train_loss@+0.25,-1.00`` (2D); NaN where a point is not finite. ``by_index`` names a point by its
+    place in the grid instead (``train_loss@i03,j07``): for a grid whose extent follows the net (the PCA
+    plane spans each net's own path), so that another net's grid has the same names."""
     out = {}
     for key in keys or tuple(surface.values):
         values = np.asarray(surface.values[key], float)
         for idx in np.ndindex(values.shape):
-            where = [surface.alphas[idx[0]]] + ([] if surface.betas is None else [surface.betas[idx[1]]])
-            out[f"{key}@" + ",".join(f"{c:+.2f}" for c in where)] = float(values[idx])
+            if by_index:
+                name = ",".join(f"{axis}{i:02d}" for axis, i in zip("ij", idx))
+            else:
+                where = [surface.alphas[idx[0]]] + ([] if surface.betas is None else [surface.betas[idx[1]]])
+                name = ",".join(f"{c:+.2f}" for c in where)
+            out[f"{key}@{name}"] = float(values[idx])
     return out
 
 
@@ -363,12 +370,15 @@ def interpolation_metrics(path: str | Path, small: nn.Module, large: nn.Module, 
 
 def trajectory_metrics(path: str | Path, model: nn.Module, net, data: ImageData, scale: Scale, *,
                        progress: bool | None = None) -> dict[str, float]:
-    """The PCA-plane surface's baseline metrics: the train loss and accuracy at every grid point and the
-    top-2 explained variance. ``net`` carries the PCA (a shipped net) or the checkpoints of its path;
-    ``model`` is what is evaluated (``net.model``, or a float64 copy of it)."""
+    """The PCA-plane surface's baseline metrics: the train loss and accuracy at every grid point (named
+    by grid index: the plane's extent is the net's own path's, so a net retrained on another CPU has
+    other coordinates but the same points) and the top-2 explained variance. ``net`` carries the PCA (a
+    shipped net) or the checkpoints of its path; ``model`` is what is evaluated (``net.model``, or a
+    float64 copy of it)."""
     surface = trajectory_surface(path, model, net, data, scale, progress=progress)
     ev = surface.attrs["explained_variance_ratio"]
-    return {**grid_values(surface, ("train_loss", "train_acc")), "pca_var_1": float(ev[0]), "pca_var_2": float(ev[1])}
+    return {**grid_values(surface, ("train_loss", "train_acc"), by_index=True),
+            "pca_var_1": float(ev[0]), "pca_var_2": float(ev[1])}
 
 
 def trajectory_surface(path: str | Path, model: nn.Module, net, data: ImageData, scale: Scale, *,

@@ -96,3 +96,22 @@ def test_pca_centres_the_path_as_the_authors_sklearn_pca_does():
     assert abs(d @ vt[0]) == pytest.approx(1.0, abs=1e-9)
     cos = lambda x, y: abs(float(x @ y)) / float(np.linalg.norm(x) * np.linalg.norm(y))
     assert cos(d, u.reshape(-1).numpy()) > 0.9 and cos(d, z.reshape(-1).numpy()) < 0.5
+
+
+def test_the_pca_plane_metrics_of_two_nets_share_names_where_their_extents_differ():
+    """A net retrained on another CPU spans another extent on its own PCA plane: its grid values must
+    carry the same names (by grid index) so that the spread tier can compare them point by point, and
+    each name must hold the value at that place of the grid (alpha index first)."""
+    from types import SimpleNamespace
+
+    from lossbench.reproduce import grid_values
+
+    loss = np.arange(12, dtype=float).reshape(4, 3)  # loss[i, j]: alpha index i, beta index j
+    one = SimpleNamespace(alphas=np.linspace(-1.0, 2.0, 4), betas=np.linspace(-0.5, 0.5, 3), values={"train_loss": loss})
+    other = SimpleNamespace(alphas=np.linspace(-7.3, 4.1, 4), betas=np.linspace(-2.0, 9.0, 3),
+                            values={"train_loss": loss + 1})
+    a, b = grid_values(one, by_index=True), grid_values(other, by_index=True)
+    assert set(a) == set(b) and len(a) == 12
+    assert a["train_loss@i03,j01"] == loss[3, 1] and a["train_loss@i00,j02"] == loss[0, 2]
+    # named by coordinates, the two grids would share no point at all
+    assert not set(grid_values(one)) & set(grid_values(other))
