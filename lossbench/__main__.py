@@ -92,6 +92,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 EPILOG_SURFACE = """examples:
+  # the plane of the Hessian's top two eigenvectors (unit norm: alpha is a distance in weight space)
+  python -m lossbench surface --model model.py:make_net --weights net.pt --data data.pt \
+      --directions hessian --x -0.5:0.5:21 --y -0.5:0.5:21 -o eig-plane.h5 --plot
   # 2D filter-normalised surface of the ci ResNet-56 (trained first if not cached), then plots
   python -m lossbench surface --arch resnet56 --scale ci --x -1:1:21 --y -1:1:21 -o r56.h5 --plot
   # 1D line of your own checkpoint, train and test sets
@@ -183,6 +186,15 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--dir-type", default="weights", choices=DIR_TYPES, help="weights (parameters) or states (incl. BN statistics)")
     g.add_argument("--seed", type=_non_negative_int, default=0, help="seed of delta; eta uses seed+1 (default 0)")
     g.add_argument("--orthogonalize", action="store_true", help="make eta orthogonal to delta after normalisation")
+    g.add_argument("--directions", default="random", choices=["random", "hessian", "hessian-minmax"],
+                   help="random (seeded Gaussian, normalised by --norm; default), or the plane of the Hessian's top "
+                        "two eigenvectors (hessian) or of its largest and smallest (hessian-minmax): unit-norm "
+                        "vectors over the parameters --ignore leaves, so alpha is a distance in parameter space")
+    g.add_argument("--max-iter", type=int, default=200,
+                   help="with --directions hessian*: Lanczos steps at most (default 200)")
+    g.add_argument("--tol", type=float, default=1e-3,
+                   help="with --directions hessian*: residual of each eigenpair relative to its |lambda| (default "
+                        "1e-3); unconverged eigenvectors are refused")
     g.add_argument("--target", default=None, help="checkpoint theta2: interpolate along theta2 - theta1 (states)")
     g.add_argument("--target-batch-size", type=int, default=None,
                    help="interpolate to the same config trained at this batch size")
@@ -272,6 +284,11 @@ def cmd_surface(args: argparse.Namespace) -> int:
         other = subject.config.replace(batch_size=args.target_batch_size)
         target = train(other, device=device, cache_dir=args.cache_dir, data_dir=args.data_dir).model
         source["target"] = other.to_dict()
+    if args.directions != "random" and (interpolation or args.dir_type != "weights"):
+        raise ValueError(f"--directions {args.directions} is a plane of weights: drop --target/--target-batch-size "
+                         "and --dir-type states")
+    if args.directions != "random" and args.y is None:
+        raise ValueError(f"--directions {args.directions} is a plane: give --y too (e.g. --x -1:1:21 --y -1:1:21)")
     x = args.x or (Axis(-0.5, 1.5, 41) if interpolation else Axis(-1.0, 1.0, 51))
     data = in_dtype(args, subject, load_data(args, subject), target)
     splits = tuple(s.strip() for s in args.dataset.split(",") if s.strip())
@@ -282,14 +299,21 @@ def cmd_surface(args: argparse.Namespace) -> int:
         eval_batch=args.eval_batch, interpolation=interpolation,
     )
     kind = "interpolation" if interpolation else ("surface-2d" if args.y else "line-1d")
+    if args.directions != "random":
+        kind = f"surface-{args.directions}"
     out = Path(args.output or Path("results") / subject.name / f"{kind}.h5")
     check_writable(out)
     attrs = {"config": subject.config.to_dict() if subject.config else None, "config_id": subject.name,
              "kind": kind, "loss": args.loss, **source}
+    directions = None
+    if args.directions != "random":
+        directions, plane = _hessian_plane(args, subject.model, data, spec, loss_fn)
+        attrs["directions"] = plane
     if args.precision != "float32":  # not float-identical: a file is resumed only in its own precision
         attrs["precision"] = args.precision
     shard, barrier = _distributed()
-    surface = surface_file(out, subject.model, data, spec, target=target, attrs=attrs, overwrite=args.overwrite,
+    surface = surface_file(out, subject.model, data, spec, target=target, directions=directions, attrs=attrs,
+                           overwrite=args.overwrite,
                            allow_nonfinite=args.allow_nonfinite, engine=args.engine, engine_options=options,
                            shard=shard, barrier=barrier, checkpoint_seconds=args.checkpoint_seconds,
                            loss_fn=loss_fn)
@@ -307,6 +331,33 @@ def cmd_surface(args: argparse.Namespace) -> int:
         for path in plot_file(out):
             print(f"wrote {path}")
     return 0
+
+
+def _hessian_plane(args: argparse.Namespace, model, data, spec, loss_fn):
+    """(delta, eta) of ``surface --directions hessian|hessian-minmax`` and what the file records of them."""
+    from .evaluate import make_batches
+    from .hessian import eigenvector_directions, hessian_eigenpairs, hessian_params
+
+    if args.max_iter < 1:
+        raise ValueError(f"--max-iter {args.max_iter}: expected at least 1 Lanczos step")
+    device = next(model.parameters()).device
+    n = spec.eval_samples or len(data.x_train)
+    batches = make_batches(data.x_train[:n], data.y_train[:n], spec.eval_batch, device=device)
+    which = "top" if args.directions == "hessian" else "minmax"
+    pairs = hessian_eigenpairs(model, loss_fn, batches, k=2, which=which, ignore=spec.ignore,
+                               max_iter=args.max_iter, tol=args.tol, seed=args.seed)
+    delta, eta = eigenvector_directions(model, pairs)  # refuses unconverged vectors, naming --max-iter
+    theta_norm = float(sum(float(p.detach().double().norm()) ** 2 for p in hessian_params(model, spec.ignore).values())
+                       ) ** 0.5
+    plane = {"kind": args.directions, "eigenvalues": [float(v) for v in pairs.values],
+             "residuals": [float(r) for r in pairs.residuals], "lanczos_steps": pairs.iterations,
+             "tol": args.tol, "hessian_samples": n, "unit": "unit-norm eigenvectors: alpha is a distance in "
+             "parameter space", "theta_norm": theta_norm}
+    print(f"plane of the Hessian's {'top two' if which == 'top' else 'largest and smallest'} eigenvectors: "
+          f"lambda {pairs.values[0]:.6g}, {pairs.values[1]:.6g} ({pairs.iterations} Lanczos steps, residuals "
+          f"{pairs.residuals[0]:.2g}, {pairs.residuals[1]:.2g}); ||theta|| over those weights {theta_norm:.4g}: "
+          f"alpha = {theta_norm:.4g} moves as far as alpha = 1 on a filter-normalised direction")
+    return (delta, eta), plane
 
 
 def _add_plot(sub: argparse._SubParsersAction) -> None:
@@ -465,6 +516,22 @@ EPILOG_TRAJECTORY = """examples:
 """
 
 
+def _add_output(p: argparse.ArgumentParser, output_help: str, plot_help: str) -> None:
+    """--dtype, -o, --overwrite and --plot of a sub-command that writes one HDF5 file."""
+    add_dtype_option(p.add_argument)
+    p.add_argument("-o", "--output", default=None, help=output_help)
+    p.add_argument("--overwrite", action="store_true", help="start over even if the output exists")
+    p.add_argument("--plot", action="store_true", help=plot_help)
+
+
+def _add_hessian_data(p: argparse.ArgumentParser) -> None:
+    """The options that say which Hessian (``hessian`` and ``spectrum``): its parameters and its data."""
+    p.add_argument("--ignore", default="biasbn", choices=["biasbn", "none"],
+                   help="biasbn: Hessian over conv/linear weights only, as the authors (default)")
+    p.add_argument("--eval-samples", type=int, default=None, help="training images per Hessian-vector product (default: the scale's)")
+    p.add_argument("--eval-batch", type=int, default=500, help="images per forward pass (default 500)")
+
+
 def _add_hessian(sub: argparse._SubParsersAction) -> None:
     parse_axis = _axis_arg
 
@@ -477,19 +544,13 @@ def _add_hessian(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--x", type=parse_axis, default=None, help="alpha axis min:max:num for a map (with --y)")
     p.add_argument("--y", type=parse_axis, default=None, help="beta axis min:max:num for a map")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of delta (eta: seed+1); also the Lanczos start vector")
-    p.add_argument("--ignore", default="biasbn", choices=["biasbn", "none"],
-                   help="biasbn: Hessian over conv/linear weights only, as the authors (default)")
-    p.add_argument("--eval-samples", type=int, default=None, help="training images per Hessian-vector product (default: the scale's)")
-    p.add_argument("--eval-batch", type=int, default=500, help="images per forward pass (default 500)")
+    _add_hessian_data(p)
     p.add_argument("--max-iter", type=int, default=200, help="Lanczos steps at most (default 200)")
     p.add_argument("--tol", type=float, default=1e-3,
                    help="residual tolerance of each end relative to its own |lambda| (default 1e-3); an end that "
                         "does not reach it is reported as unresolved, never as a number")
     p.add_argument("--trace-probes", type=int, default=0, help="also estimate tr(H) with this many Rademacher probes")
-    add_dtype_option(p.add_argument)
-    p.add_argument("-o", "--output", default=None, help="map output (default results/<config_id>/eig-map.h5)")
-    p.add_argument("--overwrite", action="store_true", help="start the map over even if the output exists")
-    p.add_argument("--plot", action="store_true", help="plot the map next to the output")
+    _add_output(p, "map output (default results/<config_id>/eig-map.h5)", "plot the map next to the output")
     p.set_defaults(func=cmd_hessian)
 
 
@@ -553,6 +614,97 @@ def cmd_hessian(args: argparse.Namespace) -> int:
         for path in plot_eig_file(out):
             print(f"wrote {path}")
     return 0
+
+
+EPILOG_SPECTRUM = """examples:
+  # the eigenvalue density of the ci ResNet-20's Hessian (trained first if not cached), and its figure
+  python -m lossbench spectrum --arch resnet20 --scale ci --plot
+  # your own model: a factory in model.py, its weights, your data (a dict of tensors x, y)
+  python -m lossbench spectrum --model model.py:make_net --weights net.pt --data data.pt -o spec.h5 --plot
+  # a closer look: more probes (a smaller standard error) and more Lanczos steps (a finer quadrature)
+  python -m lossbench spectrum --arch resnet56 --no-shortcut --probes 16 --steps 120 --plot
+
+Stochastic Lanczos quadrature (Ubaru et al. 2017; Ghorbani et al. 2019): each of --probes Rademacher start
+vectors gives --steps Lanczos steps (full reorthogonalisation, float64) whose Ritz values and squared first
+eigenvector components are a quadrature of the spectral measure. The defaults (4 probes x 80 steps: 320
+Hessian-vector products) make each probe exact for moments up to degree 159 and give every number a
+standard error over the probes. The file keeps every probe's Ritz values and weights (redraw the density
+at another width with lossbench.hessian.Spectrum), the density at --width x the span of the Ritz values,
+and the top --top-k eigenpairs' values and residuals (each converged to --tol of its own |lambda|, or
+marked not converged). An interrupted run resumes at its next probe.
+"""
+
+
+def _add_spectrum(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("spectrum", help="the Hessian's eigenvalue density (stochastic Lanczos quadrature) and top eigenvalues",
+                       description="Estimate the eigenvalue density of the loss Hessian at the trained weights by "
+                                   "stochastic Lanczos quadrature, with its top eigenvalues; write an HDF5 file "
+                                   "and, with --plot, the density on a linear and a log scale.",
+                       epilog=EPILOG_SPECTRUM, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(p.add_argument)
+    add_model_source(p)
+    p.add_argument("--probes", type=int, default=None, help="Rademacher start vectors (default 4)")
+    p.add_argument("--steps", type=int, default=None, help="Lanczos steps per probe (default 80)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the probes and the eigenpairs' start")
+    p.add_argument("--top-k", type=int, default=5, help="top eigenpairs to converge and report (default 5)")
+    p.add_argument("--max-iter", type=int, default=200, help="Lanczos steps at most for the top eigenpairs (default 200)")
+    p.add_argument("--tol", type=float, default=1e-3, help="residual of each top eigenpair relative to its |lambda| (default 1e-3)")
+    p.add_argument("--width", type=float, default=0.01,
+                   help="Gaussian width of the drawn density as a fraction of the Ritz values' span (default 0.01)")
+    _add_hessian_data(p)
+    _add_output(p, "HDF5 output (default results/<config_id>/spectrum.h5)",
+                "draw the density next to the output (PNG and PDF)")
+    p.set_defaults(func=cmd_spectrum)
+
+
+def cmd_spectrum(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ._io import check_writable
+    from .evaluate import make_batches
+    from .hessian import SLQ_PROBES, SLQ_STEPS
+    from .pipeline import device_of, spectrum_file
+
+    probes = SLQ_PROBES if args.probes is None else args.probes
+    steps = SLQ_STEPS if args.steps is None else args.steps
+    for flag, value, low in (("--probes", probes, 1), ("--steps", steps, 1), ("--top-k", args.top_k, 1),
+                             ("--max-iter", args.max_iter, 1)):
+        if value < low:
+            raise ValueError(f"{flag} {value}: expected at least {low}")
+    if not 0 < args.tol < 1:
+        raise ValueError(f"--tol {args.tol}: expected a number in (0, 1)")
+    if not 0 < args.width < 1:
+        raise ValueError(f"--width {args.width}: expected a fraction of the spectrum's span in (0, 1), e.g. 0.01")
+    device = device_of(args.device)
+    loss_fn = loss_of(args)
+    subject = load_subject(args, device)
+    data = in_dtype(args, subject, load_data(args, subject))
+    n = eval_samples(args.eval_samples, subject, args.scale, data, ("train",))
+    n = len(data.x_train) if n is None else n
+    if not 1 <= n <= len(data.x_train):
+        raise ValueError(f"--eval-samples {n}: expected 1 to {len(data.x_train)} (the train split's size)")
+    out = Path(args.output or Path("results") / subject.name / "spectrum.h5")
+    check_writable(out)
+    batches = make_batches(data.x_train[:n], data.y_train[:n], args.eval_batch, device=device)
+    attrs = {"config": subject.config.to_dict() if subject.config else None, "config_id": subject.name,
+             "kind": "spectrum", **subject.source}
+    r = spectrum_file(out, subject.model, batches, probes=probes, steps=steps, seed=args.seed, ignore=args.ignore,
+                      top_k=args.top_k, tol=args.tol, max_iter=args.max_iter, width=args.width, attrs=attrs,
+                      overwrite=args.overwrite, loss_fn=loss_fn)
+    s, top = r["spectrum"], r["top"]
+    m1, e1 = s.moment(1)
+    neg, eneg, bneg = s.negative_mass()
+    tops = ", ".join(f"{v:.6g}" + ("" if ok else " (not converged)") for v, ok in zip(top.values, top.converged))
+    print(f"wrote {out} (SLQ of {subject.name}'s Hessian over {s.dim} parameters, {s.probes} probes x "
+          f"{s.nodes.shape[1]} steps, {n} samples)")
+    print(f"  mean eigenvalue tr(H)/n {m1:.4g} +- {e1:.2g}; negative mass (below -1e-3 max|lambda|) "
+          f"{neg:.3g} +- {eneg:.2g} (quadrature bound {bneg:.2g}); top {len(top.values)} eigenvalues: {tops}")
+    if args.plot:
+        from .figures import plot_spectrum_file
+
+        for path in plot_spectrum_file(out):
+            print(f"wrote {path}")
+    return 0 if top.all_converged else 1
 
 
 def _add_trajectory(sub: argparse._SubParsersAction) -> None:
@@ -684,6 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plot(sub)
     _add_baselines(sub)
     _add_hessian(sub)
+    _add_spectrum(sub)
     _add_trajectory(sub)
     _add_ship(sub)
     return parser

@@ -89,3 +89,20 @@ def trajectory_figure(s, title: str = ""):
 def plot_trajectory_file(path: str | Path) -> list[Path]:
     """The loss on the PCA plane of a trajectory file with the path drawn on it (paper Figure 9)."""
     return plot.save_figure(trajectory_figure(load_surface(path)), Path(path).with_suffix(""))
+
+
+def plot_spectrum_file(path: str | Path) -> list[Path]:
+    """The eigenvalue density of a spectrum file (linear and log), its top eigenvalues marked."""
+    from .store import load_spectrum
+
+    s = load_spectrum(path)
+    if "density" not in s:
+        raise ValueError(f"{path} holds no density yet (an interrupted run): finish it with the same command")
+    meta = s["metadata"]
+    name = meta.get("config_id") or Path(path).stem
+    converged = s.get("top_converged", np.ones(0)).astype(bool)
+    fig = plot.plot_spectrum({name: (s["density_grid"], s["density"])},
+                             top={name: s.get("top_eigenvalues", np.zeros(0))[converged]},
+                             title=f"{name}: Hessian eigenvalue density (SLQ, {len(s['ritz_values'])} probes x "
+                                   f"{s['ritz_values'].shape[1]} steps, width {s['sigma']:.3g})")
+    return plot.save_figure(fig, Path(path).with_suffix(""))

@@ -262,21 +262,28 @@ def hessian_eigs(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *,
                  ends: str = "both") -> EigenResult:
     """lambda_max and lambda_min of the loss Hessian of ``model`` at its current weights (:func:`lanczos`:
     each end to ``tol`` of its own size, NaN-worthy ends flagged)."""
+    matvec, like = _operator(model, loss_fn, batches, ignore)
+    dim = sum(p.numel() for p in like.values())
+    device = next(iter(like.values())).device
+    return lanczos(matvec, dim, max_iter=max_iter, tol=tol, floor=floor, seed=seed, device=device, ends=ends)
+
+
+def _operator(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], ignore: str
+              ) -> tuple[Callable[[Tensor], Tensor], dict[str, Tensor]]:
+    """(matvec over flat float64 vectors, the Hessian's parameters by name (detached)) after checking the
+    inputs: what every Lanczos run over a model's Hessian multiplies with. One run's products keep the
+    first batches' gradient graphs (the weights do not move between them)."""
     batches = as_batches(batches)
     check_model_loss(model, loss_fn, batches)
-    params = hessian_params(model, ignore)
-    like = {n: p.detach() for n, p in params.items()}
-    dim = sum(p.numel() for p in like.values())
+    like = {n: p.detach() for n, p in hessian_params(model, ignore).items()}
     dtype = next(iter(like.values())).dtype
-    device = next(iter(like.values())).device
-
-    graphs: list = []  # kept between the products of this run (the weights do not move)
+    graphs: list = []
 
     def matvec(x: Tensor) -> Tensor:
         hv = _hvp(model, loss_fn, batches, _unflatten(x.to(dtype), like), ignore=ignore, graphs=graphs)
         return _flatten(hv, list(like)).to(torch.float64)
 
-    return lanczos(matvec, dim, max_iter=max_iter, tol=tol, floor=floor, seed=seed, device=device, ends=ends)
+    return matvec, like
 
 
 @dataclass(frozen=True)
@@ -344,3 +351,327 @@ def eig_ratio_map(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *
                         checkpoint_seconds=checkpoint_seconds, progress=progress, desc="hessian")
 
 
+
+
+# --- the whole spectrum: stochastic Lanczos quadrature and eigenvector pairs -------------------------
+
+
+@dataclass(frozen=True)
+class LanczosRun:
+    """A Lanczos tridiagonalisation T = Q^T A Q from one start vector (full reorthogonalisation).
+
+    Attributes:
+        alphas: (m,) diagonal of T.
+        betas: (m,) off-diagonal of T, then the last residual norm ``betas[-1]`` (0 when the Krylov space
+            closed: T's eigenvalues are then exact eigenvalues of A).
+        basis: (m, dim) the Lanczos vectors Q^T (float64), or None when not kept.
+    """
+
+    alphas: np.ndarray
+    betas: np.ndarray
+    basis: Tensor | None
+
+    def ritz(self) -> tuple[np.ndarray, np.ndarray]:
+        """(theta (m,), S (m, m)): the Ritz values ascending and T's eigenvectors as columns."""
+        m = len(self.alphas)
+        T = np.diag(self.alphas) + np.diag(self.betas[: m - 1], 1) + np.diag(self.betas[: m - 1], -1)
+        return np.linalg.eigh(T)
+
+    def residuals(self, S: np.ndarray) -> np.ndarray:
+        """(m,) the residual bound |beta_m s_{m,j}| = ||A y_j - theta_j y_j|| of each Ritz pair (Parlett)."""
+        return np.abs(self.betas[-1] * S[-1, :])
+
+
+def lanczos_tridiagonal(matvec: Callable[[Tensor], Tensor], start: Tensor, steps: int, *, keep_basis: bool = False,
+                        stop: Callable[[LanczosRun], bool] | None = None) -> LanczosRun:
+    """Up to ``steps`` Lanczos steps of a symmetric ``matvec`` from ``start`` (any norm), in float64 with
+    full reorthogonalisation (twice, as :func:`lanczos`): without it the Ritz values of a long run come
+    in spurious copies and a spectral density counts an outlier several times.
+
+    Stops early when the Krylov space closes (its Ritz values are then exact) or when ``stop(run so
+    far)`` is true (checked after every step; ``keep_basis`` is then needed to make eigenvectors)."""
+    if steps < 1:
+        raise ValueError(f"steps={steps}: expected at least 1 Lanczos step")
+    dim = start.numel()
+    steps = min(steps, dim)
+    q = start.reshape(-1).to(torch.float64)
+    norm = float(q.norm())
+    if not norm > 0:
+        raise ValueError("the start vector is zero")
+    full = torch.empty(steps + 1, dim, dtype=torch.float64, device=q.device)  # every vector: reorthogonalisation
+    full[0] = q / norm
+    alphas: list[float] = []
+    betas: list[float] = []
+    for k in range(steps):
+        w = matvec(full[k]).to(torch.float64).reshape(-1)
+        a = float(torch.dot(w, full[k]))
+        alphas.append(a)
+        basis = full[: k + 1]
+        for _ in range(2):
+            w = w - basis.T @ (basis @ w)
+        b = float(w.norm())
+        scale = max(abs(x) for x in alphas) or 1.0
+        closed = b <= 1e-12 * scale
+        run = LanczosRun(np.asarray(alphas), np.asarray(betas + [0.0 if closed else b]),
+                         full[: k + 1] if keep_basis else None)
+        if closed or k + 1 == steps or (stop is not None and stop(run)):
+            return run
+        betas.append(b)
+        full[k + 1] = w / b
+    raise AssertionError("unreachable: the loop returns at its last step")
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """A stochastic-Lanczos-quadrature estimate of a symmetric operator's eigenvalue density
+    (Ubaru, Chen & Saad 2017; Ghorbani, Krishnan & Xiao 2019).
+
+    Each probe v (Rademacher, then unit norm) gives a Gauss quadrature of the spectral measure
+    sum_i (q_i . v)^2 delta(t - lambda_i): nodes = the Ritz values of its Lanczos run, weights = the
+    squared first components of T's eigenvectors (they sum to 1). For any f, the probe's
+    sum_j w_j f(theta_j) is exact for polynomials up to degree 2m - 1 and its mean over probes is an
+    unbiased estimate of tr f(H) / n.
+
+    Attributes:
+        nodes: (probes, steps) Ritz values (units of the operator: nats / unit^2 for a loss Hessian);
+            NaN where a probe's Krylov space closed before ``steps``.
+        weights: (probes, steps) quadrature weights, each row summing to 1; 0 where ``nodes`` is NaN.
+        dim: n, the operator's size.
+    """
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    dim: int
+
+    @property
+    def probes(self) -> int:
+        return int(self.nodes.shape[0])
+
+    def _per_probe(self, f: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        nodes = np.nan_to_num(self.nodes)
+        return np.sum(self.weights * f(nodes), axis=1)
+
+    def _mean(self, per_probe: np.ndarray) -> tuple[float, float]:
+        err = float(per_probe.std(ddof=1) / math.sqrt(len(per_probe))) if len(per_probe) > 1 else math.inf
+        return float(per_probe.mean()), err
+
+    def moment(self, k: int) -> tuple[float, float]:
+        """(estimate, standard error over probes) of tr(H^k) / n: k = 1 the mean eigenvalue, k = 2 the
+        mean squared eigenvalue. Exact per probe for k <= 2m - 1; the error is the probes' sampling."""
+        return self._mean(self._per_probe(lambda t: t ** k))
+
+    def _edge_bound(self, t: float) -> float:
+        """The quadrature error bound of a step at ``t``, averaged over probes: by the
+        Chebyshev-Markov-Stieltjes inequalities a probe's true spectral measure below t lies between its
+        quadrature's sums without and with the two nodes beside t, so its error is at most the larger of
+        their two weights (Szego; Golub & Meurant, "Matrices, Moments and Quadrature", ch. 6)."""
+        bounds = []
+        for nodes, weights in zip(self.nodes, self.weights):
+            ok = ~np.isnan(nodes)
+            if not ok.all():  # the Krylov space closed: the measure is the quadrature's, exactly
+                bounds.append(0.0)
+                continue
+            nodes, weights = nodes[ok], weights[ok]
+            below, above = weights[nodes < t], weights[nodes >= t]
+            bounds.append(max(below[np.argmax(nodes[nodes < t])] if len(below) else 0.0,
+                              above[np.argmin(nodes[nodes >= t])] if len(above) else 0.0))
+        return float(np.mean(bounds))
+
+    def count(self, lo: float, hi: float) -> tuple[float, float, float]:
+        """(estimate, standard error over probes, quadrature bound) of the number of eigenvalues in
+        [lo, hi). The bound (:meth:`_edge_bound` at each end, x n) is what the Gauss quadrature of a
+        step function can miss: small where an end lies in a gap of the spectrum, up to a node's weight
+        where it cuts through the bulk."""
+        if not lo < hi:
+            raise ValueError(f"lo={lo} must be below hi={hi}")
+        estimate, err = self._mean(self._per_probe(lambda t: (t >= lo) & (t < hi)))
+        return self.dim * estimate, self.dim * err, self.dim * (self._edge_bound(lo) + self._edge_bound(hi))
+
+    def density(self, grid: np.ndarray, sigma: float) -> np.ndarray:
+        """(len(grid),) the density of eigenvalues per unit of lambda, each Ritz node broadened to a
+        Gaussian of standard deviation ``sigma``: it integrates to 1 over the real line."""
+        if not sigma > 0:
+            raise ValueError(f"sigma={sigma}: expected a positive width")
+        grid = np.asarray(grid, float)
+        z = (grid[None, None, :] - np.nan_to_num(self.nodes)[:, :, None]) / sigma
+        kernel = np.exp(-0.5 * z ** 2) / (sigma * math.sqrt(2 * math.pi))
+        return np.sum(self.weights[:, :, None] * kernel, axis=1).mean(axis=0)
+
+    def span(self) -> tuple[float, float]:
+        """(lowest, highest) Ritz node over all probes."""
+        return float(np.nanmin(self.nodes)), float(np.nanmax(self.nodes))
+
+    def default_sigma(self, width: float = 0.01) -> float:
+        """The broadening used unless one is asked for: ``width`` of the span of the Ritz nodes (PyHessian
+        and Ghorbani et al. draw with a width of this order); stored with the density."""
+        lo, hi = self.span()
+        return width * max(hi - lo, abs(hi), 1e-300)
+
+    def negative_mass(self, resolution: float = 1e-3) -> tuple[float, float, float]:
+        """(estimate, standard error over probes, quadrature bound) of the fraction of eigenvalues below
+        ``-resolution x max |theta|`` (Ghorbani et al.'s "negative mass", counted on the quadrature's
+        nodes, not on the broadened density: a net's bulk sits within a fraction of a percent of 0, and any
+        broadening wide enough to draw the outliers puts half of it below 0). The threshold keeps the
+        bulk's rounding-level eigenvalues (float32 products resolve ~1e-6 of lambda_max) out of it; the
+        bound is :meth:`_edge_bound` there (the edge cuts through the bulk: more steps shrink it)."""
+        edge = -resolution * float(np.nanmax(np.abs(self.nodes)))
+        estimate, err = self._mean(self._per_probe(lambda t: t < edge))
+        return estimate, err, self._edge_bound(edge)
+
+
+#: Defaults of :func:`spectrum_slq` and ``python -m lossbench spectrum``: 80 steps resolve the outliers of
+#: a ResNet's Hessian to the residual tolerance and make every probe's first 159 moments exact; 4 probes
+#: give the moments' standard error (the sampling over probes, reported with every number).
+SLQ_STEPS = 80
+SLQ_PROBES = 4
+
+
+def spectrum_slq(matvec: Callable[[Tensor], Tensor], dim: int, *, probes: int = SLQ_PROBES, steps: int = SLQ_STEPS,
+                 seed: int = 0, device: torch.device | str = "cpu", resume: Spectrum | None = None,
+                 on_probe: Callable[[Spectrum], None] | None = None) -> Spectrum:
+    """:class:`Spectrum` of a symmetric ``matvec`` over flat float64 vectors of size ``dim``: ``probes``
+    Rademacher start vectors (drawn in turn from one CPU generator seeded ``seed``), ``steps`` Lanczos
+    steps each.
+
+    ``resume``: the probes of an interrupted run with the same settings are kept (its generator is
+    advanced past their draws, so the result is the uninterrupted run's); ``on_probe`` is called with
+    the spectrum so far after every probe (e.g. to write it to a file)."""
+    if probes < 1:
+        raise ValueError(f"probes={probes}: expected at least 1 (2 or more for a standard error)")
+    g = torch.Generator().manual_seed(seed)
+    steps = min(steps, dim)
+    nodes = np.full((probes, steps), np.nan)
+    weights = np.zeros((probes, steps))
+    first = 0
+    if resume is not None:
+        if resume.dim != dim or resume.nodes.shape[1] != steps or resume.probes > probes:
+            raise ValueError(f"cannot resume: the stored run has {resume.probes} probes of {resume.nodes.shape[1]} "
+                             f"steps on an operator of size {resume.dim}; this one asks for {probes} x {steps} on "
+                             f"size {dim}")
+        first = resume.probes
+        nodes[:first], weights[:first] = resume.nodes, resume.weights
+    for p in range(probes):
+        v = torch.randint(0, 2, (dim,), generator=g) * 2 - 1
+        if p < first:
+            continue  # drawn only to advance the generator as the first run did
+        theta, S = lanczos_tridiagonal(matvec, v.to(device=device, dtype=torch.float64), steps).ritz()
+        nodes[p, : len(theta)] = theta
+        weights[p, : len(theta)] = S[0, :] ** 2
+        if on_probe is not None:
+            on_probe(Spectrum(nodes[: p + 1].copy(), weights[: p + 1].copy(), dim))
+    return Spectrum(nodes, weights, dim)
+
+
+@dataclass(frozen=True)
+class EigenPairs:
+    """Eigenpairs of the loss Hessian from one Lanczos run.
+
+    Attributes:
+        values: (k,) eigenvalues (nats / unit^2), in the order asked for (``top``: largest first;
+            ``minmax``: largest, then smallest).
+        vectors: k directions keyed by parameter name, unit norm over the Hessian's parameters.
+        residuals: (k,) ||H v - lambda v|| of each pair (Parlett's bound, nats / unit^2).
+        gaps: (k,) distance to the nearest other Ritz value: the vector's angle to the true eigenvector
+            is at most residual / gap (Davis-Kahan).
+        converged: (k,) residual <= tol * |lambda| for each pair.
+        iterations: Lanczos steps taken.
+    """
+
+    values: np.ndarray
+    vectors: list[Direction]
+    residuals: np.ndarray
+    gaps: np.ndarray
+    converged: np.ndarray
+    iterations: int
+    tol: float
+
+    @property
+    def all_converged(self) -> bool:
+        return bool(np.all(self.converged))
+
+
+EIGENPAIR_KINDS = ("top", "minmax")
+
+
+def _wanted(k: int, which: str, m: int) -> list[int]:
+    if which == "top":
+        return [m - 1 - j for j in range(min(k, m))]
+    if which == "minmax":
+        return [m - 1, 0] if m > 1 else [0]
+    raise ValueError(f"which={which!r}: expected one of {EIGENPAIR_KINDS}")
+
+
+def hessian_eigenpairs(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *, k: int = 2,
+                       which: str = "top", ignore: str = "biasbn", max_iter: int = 200, tol: float = 1e-3,
+                       seed: int = 0) -> EigenPairs:
+    """The top ``k`` eigenpairs of the loss Hessian (``which="top"``), or its largest and smallest
+    (``"minmax"``, k = 2), from one Lanczos run whose basis is kept (max_iter x n float64 numbers)
+    and which stops once every wanted pair's residual is below ``tol`` x its own |lambda|."""
+    check_choice("which", which, EIGENPAIR_KINDS)
+    if which == "minmax" and k != 2:
+        raise ValueError(f"k={k}: which='minmax' gives the largest and the smallest, k=2")
+    if k < 1:
+        raise ValueError(f"k={k}: expected at least 1 eigenpair")
+    if not 0 < tol < 1:
+        raise ValueError(f"tol={tol} must be in (0, 1)")
+    matvec, like = _operator(model, loss_fn, batches, ignore)
+    dim = sum(p.numel() for p in like.values())
+    if k > dim:
+        raise ValueError(f"k={k} but the Hessian has {dim} rows")
+    device = next(iter(like.values())).device
+
+    def done(run: LanczosRun) -> bool:
+        if len(run.alphas) < k + 1:
+            return False
+        theta, S = run.ritz()
+        res = run.residuals(S)
+        return all(res[j] <= tol * abs(theta[j]) for j in _wanted(k, which, len(theta)))
+
+    start = torch.randn(dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(device)
+    run = lanczos_tridiagonal(matvec, start, max_iter, keep_basis=True, stop=done)
+    theta, S = run.ritz()
+    res = run.residuals(S)
+    idx = _wanted(k, which, len(theta))
+    gaps = np.array([np.min(np.abs(np.delete(theta, j) - theta[j])) if len(theta) > 1 else math.inf for j in idx])
+    vectors = []
+    for j in idx:
+        y = run.basis.T @ torch.as_tensor(S[:, j], dtype=torch.float64, device=run.basis.device)
+        y = y / y.norm()
+        vectors.append({n: t.to(like[n].dtype).clone() for n, t in _unflatten(y, like).items()})
+    converged = np.array([res[j] <= tol * abs(theta[j]) for j in idx])
+    return EigenPairs(theta[idx], vectors, res[idx], gaps, converged, len(run.alphas), tol)
+
+
+def hessian_spectrum(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *, probes: int = SLQ_PROBES,
+                     steps: int = SLQ_STEPS, ignore: str = "biasbn", seed: int = 0, resume: Spectrum | None = None,
+                     on_probe: Callable[[Spectrum], None] | None = None) -> Spectrum:
+    """:func:`spectrum_slq` of the loss Hessian of ``model`` at its weights (the products of :func:`hvp`:
+    eval mode, the whole of ``batches``, over :func:`hessian_params`)."""
+    matvec, like = _operator(model, loss_fn, batches, ignore)
+    dim = sum(p.numel() for p in like.values())
+    device = next(iter(like.values())).device
+    return spectrum_slq(matvec, dim, probes=probes, steps=steps, seed=seed, device=device, resume=resume,
+                        on_probe=on_probe)
+
+
+def eigenvector_directions(model: nn.Module, pairs: EigenPairs, *, allow_unconverged: bool = False
+                           ) -> tuple[Direction, Direction]:
+    """(delta, eta) for a surface on the plane of two Hessian eigenvectors: each keyed by every
+    parameter (a ``weights`` direction), the eigenvector on the Hessian's parameters and 0 elsewhere
+    (biases and BN under ``ignore="biasbn"``). Unit norm: alpha is a distance in parameter space, where a
+    filter-normalised direction has the norm of theta's weights (compare alpha with that, not with 1).
+
+    Unconverged vectors are refused (their plane is not the eigenvectors' plane) unless asked for."""
+    if len(pairs.vectors) != 2:
+        raise ValueError(f"a plane needs 2 eigenvectors; got {len(pairs.vectors)}")
+    if not pairs.all_converged and not allow_unconverged:
+        raise ValueError("the eigenvectors did not converge (residuals "
+                         + ", ".join(f"{r:.2g}" for r in pairs.residuals)
+                         + f" against tol {pairs.tol:g} x |lambda| after {pairs.iterations} Lanczos steps): "
+                         "raise max_iter (CLI: --max-iter) or loosen tol")
+    theta = {n: p.detach() for n, p in model.named_parameters()}
+
+    def full(v: Direction) -> Direction:
+        return {n: (v[n].to(t) if n in v else torch.zeros_like(t)) for n, t in theta.items()}
+
+    return full(pairs.vectors[0]), full(pairs.vectors[1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -454,3 +455,68 @@ def device_of(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
     return device
+
+
+def spectrum_file(path: str | Path, model: nn.Module, batches: list, *, probes: int, steps: int, seed: int = 0,
+                  ignore: str = "biasbn", top_k: int = 5, tol: float = 1e-3, max_iter: int = 200,
+                  width: float = 0.01, attrs: dict[str, Any] | None = None, overwrite: bool = False,
+                  loss_fn: LossFn | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """The Hessian's eigenvalue density by SLQ (:func:`lossbench.hessian.hessian_spectrum`) and its top
+    ``top_k`` eigenpairs, in the HDF5 file ``path`` (:func:`lossbench.store.save_spectrum`), written
+    after every probe: an interrupted run resumes at the next probe with the same numbers; a file made
+    with other settings or inputs is refused unless ``overwrite``.
+
+    Returns ``spectrum`` (:class:`~lossbench.hessian.Spectrum`), ``top``
+    (:class:`~lossbench.hessian.EigenPairs`), ``grid``, ``density`` and ``sigma`` (``width`` x the span
+    of the Ritz values, in units of lambda)."""
+    from ._progress import progress_bar
+    from .hessian import Spectrum, hessian_eigenpairs, hessian_params, hessian_spectrum
+    from .store import load_spectrum, save_spectrum
+
+    path = Path(path)
+    loss_fn = loss_fn or cross_entropy()
+    check_model_loss(model, loss_fn, batches)
+    scope = hessian_params(model, ignore)
+    meta = {"slq": {"probes": probes, "steps": steps, "seed": seed, "ignore": ignore, "top_k": top_k, "tol": tol,
+                    "max_iter": max_iter, "tensors": len(scope),
+                    "parameters": sum(p.numel() for p in scope.values())},
+            "inputs": input_hashes(model, {"train": batches}, engine="reference"), "loss": loss_name(loss_fn),
+            "eval_samples": sum(len(t) for _, t in batches), **_dtype_attr(model), **(attrs or {})}
+    meta = json.loads(json.dumps(meta, sort_keys=True, default=str))  # as the file will hold it
+    with output_lock(path, _settings_digest(meta), say=log.warning):
+        resume = None
+        if path.exists() and not overwrite:
+            stored = load_spectrum(path)
+            wanted = {k: meta[k] for k in ("slq", "inputs", "loss", "eval_samples")}
+            had = {k: stored["metadata"].get(k) for k in wanted}
+            if had != wanted:
+                raise ValueError(f"{path} holds a spectrum of another computation: "
+                                 f"{'; '.join(_differences(had, wanted))}. Pass another output path, or start over "
+                                 "with overwrite=True (CLI: --overwrite)")
+            resume = Spectrum(stored["ritz_values"], stored["ritz_weights"], stored["dim"])
+            log.info("resuming %s: %d of %d probes done", path, resume.probes, probes)
+        bar = progress_bar(total=probes, initial=0 if resume is None else resume.probes, progress=progress,
+                           desc="SLQ probes", unit="probe")
+
+        def flush(partial: Spectrum) -> None:
+            save_spectrum(path, nodes=partial.nodes, weights=partial.weights, dim=partial.dim,
+                          attrs={**meta, "complete": False})
+            bar.update(1)
+
+        try:
+            spectrum = hessian_spectrum(model, loss_fn, batches, probes=probes, steps=steps, ignore=ignore, seed=seed,
+                                        resume=resume, on_probe=flush)
+        finally:
+            bar.close()
+        top = hessian_eigenpairs(model, loss_fn, batches, k=min(top_k, spectrum.dim), which="top", ignore=ignore,
+                                 max_iter=max_iter, tol=tol, seed=seed)
+        sigma = spectrum.default_sigma(width)
+        lo, hi = spectrum.span()
+        grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, 2001)
+        density = spectrum.density(grid, sigma)
+        save_spectrum(path, nodes=spectrum.nodes, weights=spectrum.weights, dim=spectrum.dim, grid=grid,
+                      density=density, sigma=sigma,
+                      top={"eigenvalues": top.values, "residuals": top.residuals, "gaps": top.gaps,
+                           "converged": top.converged.astype(np.int8)},
+                      attrs={**meta, "complete": True, "width": width, "top_iterations": top.iterations})
+    return {"spectrum": spectrum, "top": top, "grid": grid, "density": density, "sigma": sigma}

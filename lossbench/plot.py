@@ -295,3 +295,31 @@ def plot_trajectory(alphas: np.ndarray, betas: np.ndarray, z: np.ndarray, coords
         ax2.set_title("the same path on a random plane", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_spectrum(densities: Mapping[str, tuple[np.ndarray, np.ndarray]], *, top: Mapping[str, np.ndarray] | None = None,
+                  title: str = "", floor: float = 1e-8) -> Figure:
+    """Hessian eigenvalue densities (SLQ), each label -> (grid (G,), density (G,) per unit lambda), on a
+    linear axis (left) and a log axis (right, as Ghorbani et al. 2019 draw them: the bulk and the
+    outliers on one scale; densities below ``floor`` are cut). ``top``: label -> the top eigenvalues,
+    marked as ticks along the bottom."""
+    fig = Figure(figsize=(10.0, 4.0), dpi=STYLE["dpi"])
+    axes = fig.subplots(1, 2)
+    for i, (label, (grid, density)) in enumerate(densities.items()):
+        color = f"C{i}"
+        axes[0].plot(grid, density, color=color, lw=1.2, label=label)
+        axes[1].plot(grid, np.maximum(density, floor), color=color, lw=1.2, label=label)
+        for ax in axes:
+            for lam in (top or {}).get(label, ()):
+                ax.axvline(lam, ymax=0.06, color=color, lw=1.5)
+    axes[1].set_yscale("log")
+    axes[1].set_ylim(bottom=floor)
+    for ax, scale in zip(axes, ("linear", "log")):
+        ax.set_xlabel(r"eigenvalue $\lambda$ of the loss Hessian")
+        ax.set_ylabel(f"density ({scale})")
+        ax.grid(alpha=0.3)
+    if len(densities) > 1 or top:
+        axes[0].legend(fontsize=8, title="ticks: top eigenvalues" if top else None, title_fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig

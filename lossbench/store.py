@@ -303,6 +303,59 @@ def read_values(path: str | Path) -> dict[str, np.ndarray]:
     return load_surface(path).values
 
 
+# ----------------------------------------------------------------------------- spectra
+
+SPECTRUM_FORMAT = "lossbench-spectrum/1"
+
+
+def save_spectrum(path: str | Path, *, nodes: np.ndarray, weights: np.ndarray, dim: int,
+                  grid: np.ndarray | None = None, density: np.ndarray | None = None, sigma: float | None = None,
+                  top: Mapping[str, np.ndarray] | None = None, attrs: Mapping[str, Any] | None = None) -> Path:
+    """Write a spectral density's file atomically (checksummed like a surface file)::
+
+        ritz_values   (probes, steps) float64   each probe's Ritz values (NaN: its Krylov space closed)
+        ritz_weights  (probes, steps) float64   their quadrature weights (each row sums to 1)
+        density_grid  (G,), density (G,)        the density drawn at width ``sigma`` (attr), per unit lambda
+        top_eigenvalues, top_residuals, top_converged, top_gaps   (k,) the top eigenpairs' numbers
+        attrs: format, dim (the operator's size n), sigma, metadata (JSON)
+
+    The Ritz values and weights are all a density needs: redraw it at another width with
+    :class:`lossbench.hessian.Spectrum`."""
+    path = Path(path)
+
+    def fill(f: h5py.File) -> None:
+        f.attrs["format"] = SPECTRUM_FORMAT
+        f.attrs["lossbench_version"] = __version__
+        f.attrs["torch_version"] = str(torch.__version__)
+        f.attrs["dim"] = int(dim)
+        f.attrs["metadata"] = json.dumps(dict(attrs or {}), sort_keys=True, default=str)
+        f["ritz_values"] = np.asarray(nodes, float)
+        f["ritz_weights"] = np.asarray(weights, float)
+        if grid is not None:
+            f["density_grid"] = np.asarray(grid, float)
+            f["density"] = np.asarray(density, float)
+            f.attrs["sigma"] = float(sigma)
+        for key, values in (top or {}).items():
+            f[f"top_{key}"] = np.asarray(values)
+
+    return _write_hdf5(path, fill)
+
+
+def load_spectrum(path: str | Path) -> dict[str, Any]:
+    """A spectrum file's arrays by name (``ritz_values``, ``ritz_weights``, ``density_grid``, ``density``,
+    ``top_*``), ``dim``, ``sigma`` (None if no density was drawn) and ``metadata``."""
+    path = Path(path)
+    with _open(path) as f:
+        if f.attrs.get("format") != SPECTRUM_FORMAT:
+            raise SurfaceFileError(f"{path} is not a lossbench spectrum file (format {f.attrs.get('format')!r}); "
+                                   "write one with `python -m lossbench spectrum`")
+        out: dict[str, Any] = {k: np.asarray(f[k][()]) for k in f.keys()}
+        out["dim"] = int(f.attrs["dim"])
+        out["sigma"] = float(f.attrs["sigma"]) if "sigma" in f.attrs else None
+        out["metadata"] = json.loads(f.attrs.get("metadata", "{}"))
+    return out
+
+
 # ----------------------------------------------------------------------------- VTK
 
 

@@ -57,7 +57,11 @@ def _net(kind):
 def _trained(kind):
     """A float32 net trained 150 Adam steps (near, not at, a minimum: a negative lambda_min)."""
     x, y = _data(kind)
-    net, loss_fn = _net(kind), (nn.MSELoss() if kind == "mse" else cross_entropy())
+    return _fit(_net(kind), nn.MSELoss() if kind == "mse" else cross_entropy(), x, y)
+
+
+def _fit(net, loss_fn, x, y):
+    """(net after 150 full-batch Adam steps at lr 1e-2, in eval mode, loss_fn, x, y)."""
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     for _ in range(150):
         net.train()

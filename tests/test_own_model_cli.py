@@ -188,3 +188,64 @@ def test_a_loss_by_class_is_instantiated_and_a_summing_loss_refused(own, capsys)
     assert "lambda_max" in out, err  # the class, instantiated with its default mean reduction
     rc, out, err = _run([*base, "--loss", f"{folder}/model.py:summed_loss"], capsys)
     assert rc == 2 and "reduction='sum'" in err and "batch" in err, err
+
+
+def test_spectrum_of_a_model_from_a_file_writes_its_file_and_figure_and_resumes(own, capsys):
+    """`python -m lossbench spectrum` on the README's own-model files: an HDF5 file whose Ritz values
+    and weights redraw the density, the top eigenvalues of `hessian`, a figure; a rerun resumes."""
+    from lossbench.hessian import Spectrum
+    from lossbench.store import load_spectrum
+
+    folder, net, x, y = own
+    base = ["--model", f"{folder}/model.py:make_net", "--model-kwargs", '{"width": 12}', "--data", folder / "data.pt",
+            "--weights", folder / "final.pt"]
+    out_file = folder / "spec.h5"
+    rc, out, err = _run(["spectrum", *base, "--probes", "3", "--steps", "20", "--top-k", "2", "-o", out_file,
+                         "--plot"], capsys)
+    assert rc == 0, err
+    assert "mean eigenvalue tr(H)/n" in out and "top 2 eigenvalues" in out
+    assert (folder / "spec.png").exists() and (folder / "spec.pdf").exists()
+    stored = load_spectrum(out_file)
+    assert stored["ritz_values"].shape == (3, 20) and stored["metadata"]["complete"]
+    s = Spectrum(stored["ritz_values"], stored["ritz_weights"], stored["dim"])
+    np.testing.assert_allclose(s.density(stored["density_grid"], stored["sigma"]), stored["density"], rtol=1e-12)
+    expected = hessian_eigs(net, nn.CrossEntropyLoss(), make_batches(x, y, 500), max_iter=200, tol=1e-6).eig_max
+    assert stored["top_eigenvalues"][0] == pytest.approx(expected, rel=1e-3)
+    # an interrupted run (two of three probes written) resumes to the same numbers
+    from lossbench.store import save_spectrum
+
+    save_spectrum(out_file, nodes=stored["ritz_values"][:2], weights=stored["ritz_weights"][:2], dim=stored["dim"],
+                  attrs={**stored["metadata"], "complete": False})
+    rc, out, err = _run(["spectrum", *base, "--probes", "3", "--steps", "20", "--top-k", "2", "-o", out_file], capsys)
+    assert rc == 0, err
+    np.testing.assert_array_equal(load_spectrum(out_file)["ritz_values"], stored["ritz_values"])
+    # other settings on the same file are refused, naming the difference and the fix
+    rc, out, err = _run(["spectrum", *base, "--probes", "3", "--steps", "25", "-o", out_file], capsys)
+    assert rc != 0 and "another computation" in err and "steps" in err and "--overwrite" in err
+
+
+def test_surface_on_the_hessian_eigenvector_plane_has_lambda1_and_lambda2_as_its_centre_curvatures(own, capsys):
+    """`surface --directions hessian` on a smooth own model (the Tanh regressor, MSE): the fitted
+    curvature at the centre is lambda1 along alpha and lambda2 along beta (see tests/test_spectrum.py
+    for why a smooth net: a ReLU net's kinks add curvature the Hessian does not have)."""
+    from lossbench.metrics import quadratic_fit_hessian
+
+    folder, *_ = own
+    out_file = folder / "eig-plane.h5"
+    rc, out, err = _run(["surface", "--model", f"{folder}/model.py:make_regressor", "--weights", folder / "reg.pt",
+                         "--data", folder / "reg-data.pt", "--loss", "mse", "--dtype", "float64",
+                         "--directions", "hessian", "--x", "-0.01:0.01:11", "--y", "-0.01:0.01:11", "-o", out_file],
+                        capsys)
+    assert rc == 0, err
+    assert "plane of the Hessian's top two eigenvectors" in out
+    s = load_surface(out_file)
+    plane = s.attrs["directions"]
+    assert plane["kind"] == "hessian" and plane["theta_norm"] > 0
+    h = quadratic_fit_hessian(s.alphas, s.betas, s.values["train_loss"], patch=0.01)
+    lam1, lam2 = plane["eigenvalues"]
+    assert h[0, 0] == pytest.approx(lam1, rel=1e-3) and h[1, 1] == pytest.approx(lam2, rel=1e-3)
+    assert abs(h[0, 1]) <= 1e-3 * lam1
+    rc, out, err = _run(["surface", "--model", f"{folder}/model.py:make_regressor", "--weights", folder / "reg.pt",
+                         "--data", folder / "reg-data.pt", "--loss", "mse", "--directions", "hessian", "-o",
+                         folder / "x.h5"], capsys)
+    assert rc != 0 and "is a plane: give --y" in err and not (folder / "x.h5").exists()
