@@ -707,6 +707,113 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
     return 0 if top.all_converged else 1
 
 
+EPILOG_CONNECT = """examples:
+  # two training seeds of the small scale's ResNet-20 (seed 0 shipped; another seed trained and cached)
+  python -m lossbench connect --arch resnet20 --scale small --seeds 0 1 --plot
+  # your own two minima: the same factory, two weight files, your data
+  python -m lossbench connect A.pt B.pt --model model.py:make_net --data data.pt -o ab.h5 --plot
+
+A quadratic Bezier curve theta(t) = (1-t)^2 theta_A + 2t(1-t) theta_C + t^2 theta_B (Garipov et al. 2018)
+with its ends pinned at the two minima: theta_C starts at the midpoint (the straight line) and is
+trained by SGD on the loss at t ~ U(0, 1), one t per minibatch (--epochs passes over the training images,
+--lr, --momentum, --weight-decay). Then the loss and accuracy of each split at --points values of t along
+the line and along the curve, BatchNorm statistics recomputed over the training images at each t. The
+barrier of a path: max over t of its loss above the straight interpolation of the ends' losses (nats).
+Training checkpoints to <output>.curve.pt; an interrupted run resumes with the same steps.
+"""
+
+
+def _add_connect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("connect", help="a mode-connecting Bezier curve between two minima, and the barriers",
+                       description="Train a quadratic Bezier curve between two minima of the same architecture and "
+                                   "compare the loss along it with the straight line's (mode connectivity).",
+                       epilog=EPILOG_CONNECT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("ends", nargs="*", metavar="WEIGHTS",
+                   help="the two minima's weight files (with --model, or with --arch for the matrix's architecture)")
+    add_run_options(p.add_argument)
+    add_model_source(p, checkpoint=False)
+    p.add_argument("--seeds", type=_non_negative_int, nargs=2, default=None, metavar=("A", "B"),
+                   help="instead of weight files: two training seeds of the --arch config")
+    c = p.add_argument_group("the curve")
+    c.add_argument("--epochs", type=float, default=10.0, help="passes over the training images (default 10)")
+    c.add_argument("--lr", type=float, default=0.01, help="SGD learning rate of the control point (default 0.01)")
+    c.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    c.add_argument("--weight-decay", type=float, default=0.0, help="weight decay on the control point (default 0)")
+    c.add_argument("--train-batch", type=int, default=128, help="images per training step (default 128)")
+    c.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the sampled t and the batch order")
+    c.add_argument("--points", type=int, default=21, help="values of t from 0 to 1 where both paths are evaluated")
+    e = p.add_argument_group("evaluation and output")
+    e.add_argument("--dataset", default="train,test", help="splits to evaluate (default train,test)")
+    e.add_argument("--eval-samples", type=int, default=None, help="first N images per split (default: the scale's)")
+    e.add_argument("--eval-batch", type=int, default=500, help="images per forward pass (default 500)")
+    _add_output(p, "HDF5 output (default results/<name>/connect.h5)", "draw both paths next to the output")
+    p.set_defaults(func=cmd_connect)
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ._io import check_writable
+    from .connect import parameters_of
+    from .pipeline import connect_file, device_of
+    from .user_inputs import load_weights
+
+    if bool(args.ends) == bool(args.seeds):
+        raise ValueError("name the two minima once: two weight files (connect A.pt B.pt ...) or --seeds A B")
+    if args.ends and len(args.ends) != 2:
+        raise ValueError(f"expected two weight files (the two minima), got {len(args.ends)}")
+    if args.seeds and args.seeds[0] == args.seeds[1]:
+        raise ValueError(f"--seeds {args.seeds[0]} {args.seeds[1]} names one net twice; give two training seeds")
+    for flag, value in (("--epochs", args.epochs), ("--lr", args.lr)):
+        if not value > 0:
+            raise ValueError(f"{flag} {value}: expected a positive number")
+    if args.points < 3:
+        raise ValueError(f"--points {args.points}: expected at least 3 (both ends and a point between)")
+    if args.train_batch < 1:
+        raise ValueError(f"--train-batch {args.train_batch}: expected a positive number of images")
+    if args.weights is not None:
+        raise ValueError("connect takes the two weight files as its arguments (connect A.pt B.pt); drop --weights")
+    device = device_of(args.device)
+    loss_fn = loss_of(args)
+    if args.seeds:
+        if args.train_seed is not None:
+            raise ValueError("--seeds names both training seeds; drop --train-seed")
+        first = load_subject(argparse.Namespace(**{**vars(args), "train_seed": args.seeds[0]}), device)
+        second = load_subject(argparse.Namespace(**{**vars(args), "train_seed": args.seeds[1]}), device)
+        theta_b = parameters_of(second.model)
+        name = f"{first.name}-to-s{args.seeds[1]}"
+    else:
+        first = load_subject(argparse.Namespace(**{**vars(args), "weights": args.ends[0]}), device)
+        theta_b = parameters_of(load_weights(first.rebuild(), args.ends[1]))
+        name = f"{Path(args.ends[0]).stem}-to-{Path(args.ends[1]).stem}"
+    data = in_dtype(args, first, load_data(args, first))
+    if args.dtype != "float32":
+        import torch
+
+        theta_b = {n: t.to(getattr(torch, args.dtype)) for n, t in theta_b.items()}
+    splits = tuple(s.strip() for s in args.dataset.split(",") if s.strip())
+    out = Path(args.output or Path("results") / name / "connect.h5")
+    check_writable(out)
+    attrs = {"name": name, "kind": "connect", "a": first.source or first.name,
+             "b": ({"train_seed": args.seeds[1]} if args.seeds else str(Path(args.ends[1]).resolve()))}
+    c = connect_file(out, first.model, data, theta_a=parameters_of(first.model), theta_b=theta_b,
+                     epochs=args.epochs, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                     seed=args.seed, points=args.points, splits=splits,
+                     eval_samples=eval_samples(args.eval_samples, first, args.scale, data, splits),
+                     eval_batch=args.eval_batch, train_batch=args.train_batch, attrs=attrs,
+                     overwrite=args.overwrite, loss_fn=loss_fn)
+    b = c["metadata"]["barrier"]
+    print(f"wrote {out} ({name}: {len(c['training_loss'])} curve training steps, {len(c['t'])} points per path)")
+    for split in b["line"]:
+        print(f"  {split}: barrier of the line {b['line'][split]:.4g} nats, of the curve {b['curve'][split]:.4g} nats")
+    if args.plot:
+        from .figures import plot_connection_file
+
+        for path in plot_connection_file(out):
+            print(f"wrote {path}")
+    return 0
+
+
 def _add_trajectory(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trajectory", help="PCA directions of the training path, a surface on that plane, the plot",
                        description="Project the per-epoch checkpoints onto their top two principal directions and "
@@ -837,6 +944,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_baselines(sub)
     _add_hessian(sub)
     _add_spectrum(sub)
+    _add_connect(sub)
     _add_trajectory(sub)
     _add_ship(sub)
     return parser

@@ -106,3 +106,15 @@ def plot_spectrum_file(path: str | Path) -> list[Path]:
                              title=f"{name}: Hessian eigenvalue density (SLQ, {len(s['ritz_values'])} probes x "
                                    f"{s['ritz_values'].shape[1]} steps, width {s['sigma']:.3g})")
     return plot.save_figure(fig, Path(path).with_suffix(""))
+
+
+def plot_connection_file(path: str | Path) -> list[Path]:
+    """Loss and error along the straight line and the trained curve of a connectivity file."""
+    from .store import load_connection
+
+    c = load_connection(path)
+    meta = c["metadata"]
+    name = meta.get("name") or Path(path).stem
+    fig = plot.plot_connection(c["t"], c["paths"], barriers=meta.get("barrier"), ylabel=plot.loss_label(meta.get("loss")),
+                               title=f"{name}: the straight line and a Bezier curve between two minima")
+    return plot.save_figure(fig, Path(path).with_suffix(""))

@@ -520,3 +520,106 @@ def spectrum_file(path: str | Path, model: nn.Module, batches: list, *, probes: 
                            "converged": top.converged.astype(np.int8)},
                       attrs={**meta, "complete": True, "width": width, "top_iterations": top.iterations})
     return {"spectrum": spectrum, "top": top, "grid": grid, "density": density, "sigma": sigma}
+
+
+def connect_file(path: str | Path, model: nn.Module, data: ImageData, *, theta_a: Direction, theta_b: Direction,
+                 epochs: float = 10.0, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
+                 seed: int = 0, points: int = 21, splits: tuple[str, ...] = ("train", "test"),
+                 eval_samples: int | None = None, eval_batch: int = 500, train_batch: int = 128,
+                 attrs: dict[str, Any] | None = None, overwrite: bool = False, loss_fn: LossFn | None = None,
+                 checkpoint_seconds: float = 10.0, progress: bool | None = None) -> dict[str, Any]:
+    """A quadratic Bezier curve between ``theta_a`` and ``theta_b`` (parameters of ``model``'s
+    architecture) trained for ``epochs`` passes over the first ``eval_samples`` training images
+    (:func:`lossbench.connect.train_curve`), then the loss and accuracy of each split along it and along
+    the straight line at ``points`` values of t, BatchNorm statistics recomputed at each
+    (:func:`lossbench.connect.path_values`), in the HDF5 file ``path``
+    (:func:`lossbench.store.save_connection`).
+
+    Training checkpoints to ``<path>.curve.pt`` at least every ``checkpoint_seconds`` and when stopped
+    (Ctrl-C, SIGTERM, an error): the same call resumes from it with the same steps; a finished file is
+    returned as it is; one made with other settings or inputs is refused unless ``overwrite``.
+
+    Returns the file's content (:func:`lossbench.store.load_connection`)."""
+    from ._io import torch_save_atomic
+    from ._progress import progress_bar
+    from .connect import CurveState, barrier, path_values, train_curve
+    from .store import load_connection, save_connection
+
+    path = Path(path)
+    loss_fn = loss_fn or cross_entropy()
+    device = next(model.parameters()).device
+    spec = SurfaceSpec(x=Axis(0.0, 1.0, points), splits=splits, eval_samples=eval_samples, eval_batch=eval_batch)
+    datasets = _batches(data, spec, device)
+    for split, batches in datasets.items():
+        check_model_loss(model, loss_fn, batches, what=f"the {split} split")
+    n_train = sum(len(t) for _, t in datasets["train"]) if "train" in datasets else None
+    if n_train is None:
+        raise ValueError("a curve is trained on the train split: include train in splits")
+    x, y = data.split("train")
+    train_batches = make_batches(x[:n_train], y[:n_train], train_batch, device=device)
+    steps = max(1, round(epochs * len(train_batches)))
+    settings = {"epochs": epochs, "steps": steps, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                "seed": seed, "points": points, "train_batch": train_batch, "splits": list(splits),
+                "eval_samples": {s: sum(len(t) for _, t in b) for s, b in datasets.items()}}
+    meta = {"connect": settings, "loss": loss_name(loss_fn),
+            "inputs": {"theta_a_sha256": tensors_sha256(theta_a.values()),
+                       "theta_b_sha256": tensors_sha256(theta_b.values()),
+                       **input_hashes(model, datasets, engine="reference")},
+            **_dtype_attr(model), **(attrs or {})}
+    meta = json.loads(json.dumps(meta, sort_keys=True, default=str))
+    keys = ("connect", "loss", "inputs")
+    ckpt = path.with_name(path.name + ".curve.pt")
+    with output_lock(path, _settings_digest(meta), say=log.warning):
+        if path.exists() and not overwrite:
+            stored = load_connection(path)
+            had = {k: stored["metadata"].get(k) for k in keys}
+            if had == {k: meta[k] for k in keys}:
+                return stored
+            raise ValueError(f"{path} holds a connection of another computation: "
+                             f"{'; '.join(_differences(had, {k: meta[k] for k in keys}))}. Pass another output "
+                             "path, or start over with overwrite=True (CLI: --overwrite)")
+        state = None
+        if ckpt.exists() and not overwrite:
+            saved = torch.load(ckpt, map_location=device, weights_only=True)
+            if saved.get("meta") != json.dumps({k: meta[k] for k in keys}, sort_keys=True):
+                raise ValueError(f"{ckpt} is the training of another curve; delete it or pass --overwrite")
+            state = CurveState(saved["theta_c"], saved["momentum"], int(saved["step"]), list(saved["losses"]))
+            log.info("resuming the curve's training at step %d of %d", state.step, steps)
+        last = {"saved": time.monotonic(), "state": state}
+
+        def save(s: CurveState) -> None:
+            torch_save_atomic({"theta_c": s.theta_c, "momentum": s.momentum, "step": s.step, "losses": s.losses,
+                               "meta": json.dumps({k: meta[k] for k in keys}, sort_keys=True)}, ckpt)
+            last["saved"] = time.monotonic()
+
+        bar = progress_bar(total=steps, initial=0 if state is None else state.step, progress=progress,
+                           desc="curve training", unit="step")
+
+        def on_step(s: CurveState) -> None:
+            last["state"] = s
+            bar.update(1)
+            if time.monotonic() - last["saved"] >= checkpoint_seconds:
+                save(s)
+
+        try:
+            if state is None or state.step < steps:
+                state = train_curve(model, loss_fn, train_batches, theta_a=theta_a, theta_b=theta_b, steps=steps,
+                                    lr=lr, momentum=momentum, weight_decay=weight_decay, seed=seed, state=state,
+                                    on_step=on_step)
+        except BaseException:
+            if last["state"] is not None:
+                save(last["state"])  # an interrupted training resumes from its last step
+            raise
+        finally:
+            bar.close()
+        ts = spec.x.coords()
+        bn_batches = datasets["train"]
+        paths = {name: path_values(model, loss_fn, datasets, theta_a=theta_a, theta_b=theta_b, theta_c=control,
+                                   ts=ts, bn_batches=bn_batches)
+                 for name, control in (("line", None), ("curve", state.theta_c))}
+        meta["barrier"] = {name: {split: barrier(ts, values[f"{split}_loss"]) for split in datasets}
+                           for name, values in paths.items()}
+        save_connection(path, ts=ts, paths=paths, control=state.theta_c, training_loss=np.asarray(state.losses),
+                        attrs=meta)
+        ckpt.unlink(missing_ok=True)
+    return load_connection(path)

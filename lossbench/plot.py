@@ -323,3 +323,35 @@ def plot_spectrum(densities: Mapping[str, tuple[np.ndarray, np.ndarray]], *, top
     if title:
         fig.suptitle(title)
     return fig
+
+
+def plot_connection(ts: np.ndarray, paths: Mapping[str, Mapping[str, np.ndarray]], *, title: str = "",
+                    barriers: Mapping[str, Mapping[str, float]] | None = None, ylabel: str = "loss (nats)") -> Figure:
+    """Loss (left) and error in percent (right) along each path between two minima, t from 0 to 1:
+    ``paths`` label (``line``, ``curve``) -> ``<split>_loss`` / ``<split>_acc`` arrays (T,); train solid,
+    test dashed; each path's train barrier in its legend label."""
+    fig = Figure(figsize=(10.0, 4.0), dpi=STYLE["dpi"])
+    axes = fig.subplots(1, 2)
+    styles = {"train": "-", "test": "--"}
+    for i, (label, values) in enumerate(paths.items()):
+        for split, ls in styles.items():
+            if f"{split}_loss" not in values:
+                continue
+            b = (barriers or {}).get(label, {}).get(split)
+            name = f"{label}, {split}" + ("" if b is None else f" (barrier {b:.3g})")
+            axes[0].plot(ts, values[f"{split}_loss"], ls, color=f"C{i}", marker=".", label=name)
+            acc = np.asarray(values[f"{split}_acc"], float)
+            if np.isfinite(acc).any():
+                axes[1].plot(ts, 100 * (1 - acc), ls, color=f"C{i}", marker=".", label=f"{label}, {split}")
+    axes[0].set_ylabel(ylabel)
+    axes[1].set_ylabel("error (%)")
+    for ax in axes:
+        ax.set_xlabel("t (0: first minimum, 1: second)")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    if not axes[1].lines:
+        axes[1].set_visible(False)
+    if title:
+        fig.suptitle(title)
+    return fig

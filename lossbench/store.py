@@ -356,6 +356,67 @@ def load_spectrum(path: str | Path) -> dict[str, Any]:
     return out
 
 
+# ----------------------------------------------------------------------------- mode-connecting curves
+
+CONNECT_FORMAT = "lossbench-connect/1"
+
+
+def save_connection(path: str | Path, *, ts: np.ndarray, paths: Mapping[str, Mapping[str, np.ndarray]],
+                    control: Direction | None, training_loss: np.ndarray | None = None,
+                    attrs: Mapping[str, Any] | None = None) -> Path:
+    """Write a connectivity file atomically (checksummed like a surface file)::
+
+        t                              (T,) the points along both paths, 0 to 1
+        line/<split>_loss, _acc        (T,) the straight line (BN statistics recomputed at each t)
+        curve/<split>_loss, _acc       (T,) the trained Bezier curve (likewise)
+        control/0..n-1                 the control point theta_c, one dataset per parameter
+        training_loss                  (steps,) the loss of each training step at its sampled t
+        attrs: format, control_names (JSON), accuracy_unit ("fraction"), metadata (JSON: barriers, settings)
+    """
+    path = Path(path)
+
+    def fill(f: h5py.File) -> None:
+        f.attrs["format"] = CONNECT_FORMAT
+        f.attrs["lossbench_version"] = __version__
+        f.attrs["torch_version"] = str(torch.__version__)
+        f.attrs["accuracy_unit"] = "fraction"
+        f.attrs["metadata"] = json.dumps(dict(attrs or {}), sort_keys=True, default=str)
+        f["t"] = np.asarray(ts, float)
+        for name, values in paths.items():
+            group = f.create_group(name)
+            for key, arr in values.items():
+                group[key] = np.asarray(arr, float)
+        if control is not None:
+            f.attrs["control_names"] = json.dumps(list(control))
+            group = f.create_group("control")
+            for i, tensor in enumerate(control.values()):
+                group[str(i)] = tensor.detach().cpu().numpy()
+        if training_loss is not None:
+            f["training_loss"] = np.asarray(training_loss, float)
+
+    return _write_hdf5(path, fill)
+
+
+def load_connection(path: str | Path) -> dict[str, Any]:
+    """A connectivity file: ``t``, ``paths`` ({"line": {...}, "curve": {...}}), ``control`` (a
+    direction of tensors, or None), ``training_loss`` and ``metadata``."""
+    path = Path(path)
+    with _open(path) as f:
+        if f.attrs.get("format") != CONNECT_FORMAT:
+            raise SurfaceFileError(f"{path} is not a lossbench connectivity file (format {f.attrs.get('format')!r}); "
+                                   "write one with `python -m lossbench connect`")
+        out: dict[str, Any] = {"t": np.asarray(f["t"][()]), "metadata": json.loads(f.attrs.get("metadata", "{}"))}
+        out["paths"] = {name: {k: np.asarray(v[()]) for k, v in f[name].items()} for name in ("line", "curve")
+                        if name in f}
+        control = None
+        if "control" in f:
+            names = json.loads(f.attrs["control_names"])
+            control = {n: torch.from_numpy(np.asarray(f["control"][str(i)][()])) for i, n in enumerate(names)}
+        out["control"] = control
+        out["training_loss"] = np.asarray(f["training_loss"][()]) if "training_loss" in f else None
+    return out
+
+
 # ----------------------------------------------------------------------------- VTK
 
 
