@@ -183,7 +183,7 @@ def train_curve(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch], *, 
             state = CurveState({n: c.detach().clone() for n, c in control.items()},
                                {n: opt.state[control[n]]["momentum_buffer"].clone() for n in names
                                 if "momentum_buffer" in opt.state[control[n]]},
-                               k + 1, [*state.losses, float(loss)])
+                               k + 1, [*state.losses, float(loss.detach())])
             if on_step is not None:
                 on_step(state)
     return state
