@@ -23,7 +23,7 @@ from lossbench.data import SyntheticSpec, make_synthetic
 from lossbench.train import TRAIN_THREADS, train
 
 #: name -> (training images, spec). The shipped nets' data (``SyntheticSpec()``, 8000 images) is the
-#: reference: 0-0.55 % test error after 60 epochs for all but one net (README).
+#: reference: 0-0.55 % test error after 60 epochs for all but one net (docs/reproduction.md).
 CANDIDATES: dict[str, tuple[int, SyntheticSpec]] = {
     "harder-4000": (4000, SyntheticSpec(size_min=0.16, size_range=0.14, max_angle=25.0, contrast_min=0.15,
                                         contrast_range=0.30, pixel_noise=0.12)),

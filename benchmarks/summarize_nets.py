@@ -1,4 +1,4 @@
-"""Print the README's tables of trained nets as Markdown.
+"""Print the documentation's tables of trained nets as Markdown.
 
     python benchmarks/summarize_nets.py small    # the shipped reference nets, their seed spread, Table 1
     python benchmarks/summarize_nets.py ci       # the ci matrix as recorded in baselines/ci/*.json

@@ -369,7 +369,7 @@ SCALES: dict[str, Scale] = {
     "small": Scale(
         name="small",
         configs=_matrix((20, 56), (128, 2000), epochs=_SMALL_EPOCHS, warmup=0.05, **_SMALL_DATA),
-        # the main job's resolution, sized to run in minutes on 2 CPU cores (README: how to run finer)
+        # the main job's resolution, sized to run in minutes on 2 CPU cores (docs/reproduction.md: how to run finer)
         surface_x="-1:1:11",
         surface_y="-1:1:11",
         eval_samples=400,

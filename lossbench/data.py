@@ -7,7 +7,7 @@ always runs in the stored order.
 ``synthetic`` draws ten shape classes (disk, square, ring, plus, cross, triangle, hollow square,
 horizontal bars, vertical bars, diamond) at random position, size, small rotation, colour and
 polarity, on a noisy background with a random ramp. The class lives only in the shape, so it needs
-spatial features: a linear classifier on raw pixels does far worse than a small ResNet (README).
+spatial features: a linear classifier on raw pixels does far worse than a small ResNet (docs/reproduction.md).
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def _hvp(model: nn.Module, loss_fn: LossFn, batches: list[Batch], v: Mapping[str
 
 
 #: Below this fraction of the spectrum's scale max |lambda| an eigenvalue is not resolved: the
-#: float32 Hessian-vector products of a net differ from float64 ones by ~1e-6 of |H v| (README).
+#: float32 Hessian-vector products of a net differ from float64 ones by ~1e-6 of |H v| (docs/guide/own-model.md).
 EIG_FLOOR = 1e-6
 
 

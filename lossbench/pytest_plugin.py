@@ -27,9 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:  # torch is imported when the fixture is used, not when pytest loads the plugin
+    from torch import nn
 
 from .config import add_dtype_option, add_run_options
 
@@ -358,7 +361,7 @@ class LandscapeRegression:
         self.folder = path.parent / path.stem  # pytest-regressions' layout: beside the test module
         self._names: set[str] = set()
 
-    def check(self, model, data, *, loss=None, grid: int = 11, span: float = 1.0, directions: int = 1,
+    def check(self, model: nn.Module, data: Any, *, loss: Callable | None = None, grid: int = 11, span: float = 1.0, directions: int = 1,
               hessian: bool = True, basename: str | None = None, pin_weights: bool = False) -> None:
         """Compute the loss landscape of ``model`` on ``data`` and compare it with the stored one.
 
@@ -410,7 +413,7 @@ class LandscapeMismatch(AssertionError):
 @pytest.fixture
 def landscape_regression(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> LandscapeRegression:
     """A model's loss landscape as a regression test: ``landscape_regression.check(model, data)`` (see
-    :meth:`LandscapeRegression.check` and the README's "On your own model")."""
+    :meth:`LandscapeRegression.check` and the documentation's regression fixture page)."""
     return LandscapeRegression(request, pytestconfig.stash[_STATS_KEY], pytestconfig.getoption("lossbench_regen"))
 
 

@@ -158,8 +158,10 @@ def compute_surface(
         datasets: split name -> reusable batches, e.g. ``{"train": ..., "test": ...}``; gives the keys
             ``train_loss``, ``train_acc``, ... One split's batches alone (a list or a DataLoader) are
             the ``train`` split.
-        delta, eta: directions (eta None for a 1D line).
-        alphas, betas: (n_alpha,), (n_beta,) coordinates; betas None for 1D.
+        delta: the first direction (a tensor per addressed name).
+        alphas: (n_alpha,) coordinates along ``delta``.
+        eta: the second direction; None for a 1D line.
+        betas: (n_beta,) coordinates along ``eta``; None for a 1D line.
         theta: the centre; default the model's current tensors.
         dir_type: ``weights`` (parameters) or ``states`` (state dict, incl. BN statistics).
         resume: a partial surface on the same grid; its done points are kept, not recomputed.

@@ -255,7 +255,7 @@ def test_stored_tolerances_are_at_most_one_percent():
     assert len(exceptions) <= ALLOWED_WIDE_TOLERANCES, "\n".join(exceptions)
 
 
-#: Metrics whose measured recompute jitter exceeds the 1 % goal (see README, "Baselines"); a new one
+#: Metrics whose measured recompute jitter exceeds the 1 % goal (docs/baselines.md); a new one
 #: fails this test until it is explained there.
 ALLOWED_WIDE_TOLERANCES = 0
 
