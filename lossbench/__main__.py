@@ -213,8 +213,9 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
                    help="reference (plain evaluation) or fast (BN folded, channels-last; same numbers to ~1e-6)")
     f = p.add_argument_group("fast engine options (with --engine fast)")
     f.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"],
-                   help="float32 (default; matches the reference), or on CUDA tf32 / bf16 autocast: faster, "
-                        "with an error against float32 that benchmarks/RESULTS.md reports; stored in the file")
+                   help="float32 (default; matches the reference), tf32 on CUDA, or bf16 autocast on CUDA or on a "
+                        "CPU with bf16 units (AMX, AVX512-BF16; 3-6x faster there, refused elsewhere): an error "
+                        "against float32 that benchmarks/RESULTS.md reports; stored in the file")
     f.add_argument("--cuda-graph", action="store_true", help="replay each point as one captured CUDA graph")
     f.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
                    help="torch.compile the model (the first point compiles); optional inductor MODE, e.g. "

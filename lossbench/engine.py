@@ -10,8 +10,9 @@ Both are a ``measure(model) -> {"<split>_loss": ..., "<split>_acc": ...}`` for
   channels-last layout (NCHW for IEEE float32 on CUDA, where cuDNN is faster so), under
   ``torch.inference_mode``, in cache-sized batches on the CPU and large ones on a GPU.
   The folded weights are recomputed from the live model at every point, so any direction (weights or
-  states, BN included) is honoured. Options: ``torch.compile``; on CUDA, one CUDA graph per point, and
-  the precision opt-ins TF32 and bf16 autocast, whose error against float32 the benchmarks measure.
+  states, BN included) is honoured. Options: ``torch.compile``; on CUDA, one CUDA graph per point; the
+  precision opt-ins TF32 (CUDA) and bf16 autocast (CUDA, or a CPU with AMX or AVX512-BF16 units),
+  whose error against float32 the benchmarks measure.
 
 Agreement with ``reference``: relative loss difference at most ~1e-5 in float32 and identical
 accuracy counts (tests/test_engine.py, benchmarks/test_grid_speed.py).
@@ -135,9 +136,10 @@ def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Seque
             :data:`DEFAULT_BATCH` of the device).
         channels_last: NHWC layout for the data and weights; default: on, except for float32 on CUDA,
             where cuDNN's IEEE float32 kernels ran faster in NCHW (benchmarks/RESULTS.md).
-        precision: ``float32`` (default, matches the reference), or the CUDA opt-ins ``tf32`` (TF32
-            tensor-core convolutions and matmuls) and ``bf16`` (bf16 autocast); their error against
-            float32 is measured by the benchmarks, not bounded here.
+        precision: ``float32`` (default, matches the reference), or the opt-ins ``tf32`` (CUDA: TF32
+            tensor-core convolutions and matmuls) and ``bf16`` (bf16 autocast, on CUDA or on a CPU with
+            bf16 units, :func:`cpu_bf16_units`); their error against float32 is measured by the
+            benchmarks (benchmarks/RESULTS.md), not bounded here.
         compile: wrap the shadow model in ``torch.compile`` (first point pays the compilation); a string
             is the inductor mode, e.g. ``"max-autotune-no-cudagraphs"``.
         cuda_graph: capture the whole point (BN folding, every forward, loss and accuracy sums) as one
@@ -147,9 +149,7 @@ def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Seque
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     device = next(model.parameters()).device
-    if precision != "float32" and device.type != "cuda":
-        raise ValueError(f"precision {precision!r} is a CUDA opt-in; the model is on {device}. "
-                         "Use precision='float32' (CLI: --precision float32) or --device cuda")
+    check_precision(precision, device)
     if cuda_graph and device.type != "cuda":
         raise ValueError(f"cuda_graph=True needs a model on CUDA; it is on {device} (drop --cuda-graph)")
     if channels_last is None:
@@ -193,14 +193,51 @@ def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Seque
     return measure, keys
 
 
+#: CPU features that make bf16 autocast faster than float32: Intel AMX (``amx_bf16``, Sapphire Rapids
+#: and later) or AVX512-BF16 (Cooper Lake, Zen 4). Without either, oneDNN emulates bf16 in float32
+#: arithmetic and bf16 is slower than float32.
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_bf16_units(cpuinfo: str | None = None) -> str | None:
+    """The first of :data:`CPU_BF16_FLAGS` the CPU reports (``/proc/cpuinfo``'s flags, or the text
+    given), or None: also where the flags cannot be read (not Linux)."""
+    import re
+
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            return None
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if re.match(r"^flags\s*:", line):
+            flags.update(line.split(":", 1)[1].split())
+    return next((f for f in CPU_BF16_FLAGS if f in flags), None)
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse, in one line naming the fix, a precision the device cannot run faster than float32."""
+    if precision == "tf32" and device.type != "cuda":
+        raise ValueError(f"precision 'tf32' is a CUDA opt-in; the model is on {device}. Use precision='float32' "
+                         "(CLI: --precision float32), bf16 on a CPU with bf16 units, or --device cuda")
+    if precision == "bf16" and device.type == "cpu" and cpu_bf16_units() is None:
+        raise ValueError("precision 'bf16' on the CPU needs bf16 units (AMX or AVX512-BF16: amx_bf16 or avx512_bf16 "
+                         "among the CPU's flags), which this CPU lacks; emulated bf16 is slower than float32: use "
+                         "precision='float32' (CLI: --precision float32)")
+    if precision == "bf16" and device.type not in ("cpu", "cuda"):
+        raise ValueError(f"precision 'bf16' runs on CUDA or a CPU with bf16 units; the model is on {device}")
+
+
 @contextlib.contextmanager
 def _precision(device: torch.device, precision: str):
     """The point's arithmetic: float32 or TF32 with cuDNN autotuning on CUDA (fixed shapes: it pays),
-    and bf16 autocast for ``bf16``."""
+    and bf16 autocast for ``bf16`` (on CUDA, or on a CPU with bf16 units)."""
     with cuda_math(device, tf32=precision == "tf32", autotune=True):
         if precision == "bf16":
             # no weight-cast cache: the weights change at every point, and a cache breaks graph capture
-            with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
+            with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False):
                 yield
         else:
             yield
