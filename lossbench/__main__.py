@@ -881,7 +881,7 @@ def _add_ship(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", nargs="+", type=_config_ids, default=None, metavar="CONFIG_ID",
                    help="just these config ids (seed 0 ids; space- or comma-separated)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
-                   help="training seeds to ship (default 0). Seed 0 of the matrix goes to nets/ (weights in git), "
+                   help="training seeds to ship (default 0). Seed 0 of the matrix and of the authors' matrix goes to nets/ (weights in git), "
                         "other seeds to seed-nets/ and the GPU-only configs to gpu-nets/ (provenance in git, "
                         "weights not)")
     p.add_argument("--baselines-dir", default="baselines", help="root of the baselines (default ./baselines)")
@@ -907,7 +907,8 @@ def cmd_ship(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown config id(s) {', '.join(unknown)} in scale {args.scale!r}")
         configs = [by_id[name] for name in args.only]
     commit = args.commit or provenance()["commit"]
-    matrix = {c.config_hash for c in get_scale(args.scale).all_configs}
+    scale = get_scale(args.scale)
+    matrix = {c.config_hash for c in scale.all_configs + scale.authors_configs}  # weights in git
     configs = [c.replace(seed=seed) for seed in args.seeds for c in configs]
     shipped = 0
     for config in configs:
