@@ -92,6 +92,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 EPILOG_SURFACE = """examples:
+  # a 51x51 surface that evaluates all images only where the loss is within ln 10 of the centre's
+  python -m lossbench surface --scale small --arch resnet56 --engine fast --x -1:1:51 --y -1:1:51 \
+      --eval-samples 2000 --adaptive auto -o r56-adaptive.h5 --plot
   # the plane of the Hessian's top two eigenvectors (unit norm: alpha is a distance in weight space)
   python -m lossbench surface --model model.py:make_net --weights net.pt --data data.pt \
       --directions hessian --x -0.5:0.5:21 --y -0.5:0.5:21 -o eig-plane.h5 --plot
@@ -209,6 +212,12 @@ def _add_surface(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint-seconds", type=_seconds, default=10.0,
                    help="write the finished points to the output at least this often (default 10); an "
                         "interrupted run (Ctrl-C, SIGTERM, a crash) resumes from the last write")
+    e.add_argument("--adaptive", default=None, metavar="LEVEL",
+                   help="spend the images where the contours are: every point on a random eighth of the images "
+                        "first, then the rest only where the loss could be below LEVEL (nats; 'auto': the "
+                        "centre's loss + ln 10) and at their neighbours; the other points keep the slice's value "
+                        "and standard error (train_loss_stderr, train_exact = 0). Contours below LEVEL are the full "
+                        "grid's; a point left on the slice is below LEVEL with probability < 1e-4")
     e.add_argument("--engine", default="reference", choices=["reference", "fast"],
                    help="reference (plain evaluation) or fast (BN folded, channels-last; same numbers to ~1e-6)")
     f = p.add_argument_group("fast engine options (with --engine fast)")
@@ -313,6 +322,8 @@ def cmd_surface(args: argparse.Namespace) -> int:
     if args.precision != "float32":  # not float-identical: a file is resumed only in its own precision
         attrs["precision"] = args.precision
     shard, barrier = _distributed()
+    if args.adaptive is not None:
+        return _adaptive_surface(args, out, subject, data, spec, directions, attrs, options, loss_fn, shard)
     surface = surface_file(out, subject.model, data, spec, target=target, directions=directions, attrs=attrs,
                            overwrite=args.overwrite,
                            allow_nonfinite=args.allow_nonfinite, engine=args.engine, engine_options=options,
@@ -326,6 +337,38 @@ def cmd_surface(args: argparse.Namespace) -> int:
     where = ("at the centre" if not any(coords) else
              "at " + ", ".join(f"{n}={c:g}" for n, c in zip(("alpha", "beta"), coords)) + " (the point nearest the centre)")
     print(f"wrote {out} ({kind} of {subject.name}, grid {'x'.join(map(str, surface.shape))}); {where}: {summary}")
+    if args.plot:
+        from .figures import plot_file
+
+        for path in plot_file(out):
+            print(f"wrote {path}")
+    return 0
+
+
+def _adaptive_surface(args, out, subject, data, spec, directions, attrs, options, loss_fn, shard) -> int:
+    """``surface --adaptive LEVEL``: the adaptive grid of :mod:`lossbench.adaptive` into ``out``."""
+    from .pipeline import adaptive_file
+
+    if shard[1] > 1:
+        raise ValueError("--adaptive runs in one process; drop torchrun (or --adaptive)")
+    if spec.interpolation or spec.splits != ("train",):
+        raise ValueError("--adaptive evaluates the train split of a plane or line: use --dataset train and no "
+                         "--target/--target-batch-size")
+    if args.adaptive == "auto":
+        level = None
+    else:
+        try:
+            level = float(args.adaptive)
+        except ValueError:
+            raise ValueError(f"--adaptive {args.adaptive!r}: expected a loss level in nats (e.g. 2.5) or 'auto'") from None
+    s = adaptive_file(out, subject.model, data, spec, level=level, directions=directions, attrs=attrs,
+                      overwrite=args.overwrite, engine=args.engine, engine_options=options, loss_fn=loss_fn,
+                      checkpoint_seconds=args.checkpoint_seconds)
+    a = s.attrs["adaptive"]
+    print(f"wrote {out} (adaptive {'x'.join(map(str, s.shape))} grid of {subject.name}): level {a['level']:.4g} nats; "
+          f"{a['finished_points']} of {a['points']} points on all {a['images']} images, the rest on "
+          f"{a['slice_images']}; {a['image_evaluations']} image evaluations, "
+          f"{a['image_evaluations'] / a['full_grid_image_evaluations']:.0%} of the full grid's")
     if args.plot:
         from .figures import plot_file
 

@@ -623,3 +623,63 @@ def connect_file(path: str | Path, model: nn.Module, data: ImageData, *, theta_a
                         attrs=meta)
         ckpt.unlink(missing_ok=True)
     return load_connection(path)
+
+
+def adaptive_file(path: str | Path, model: nn.Module, data: ImageData, spec: SurfaceSpec, *,
+                  level: float | None, directions: tuple[Direction, Direction | None] | None = None,
+                  attrs: dict[str, Any] | None = None, overwrite: bool = False, engine: str = "reference",
+                  engine_options: dict[str, Any] | None = None, loss_fn: LossFn | None = None,
+                  checkpoint_seconds: float = 10.0, progress: bool | None = None) -> Surface:
+    """:func:`lossbench.adaptive.adaptive_surface` of ``model`` over ``spec`` (one split: train) in the
+    HDF5 file ``path``: the finished surface with its directions, ``train_loss_stderr`` and
+    ``train_exact`` beside the loss and accuracy, and ``adaptive`` in the metadata (the level, the
+    points finished, the image evaluations against the full grid's). The two passes checkpoint to
+    ``<path>.slice.h5`` and ``<path>.rest.h5``: an interrupted run resumes from them with the same
+    slice; a finished file with other settings is refused unless ``overwrite``."""
+    from .adaptive import adaptive_surface
+
+    path = Path(path)
+    if spec.splits != ("train",) or spec.interpolation:
+        raise ValueError("an adaptive grid evaluates the train split of a random or given plane: use --dataset "
+                         "train, and no --target")
+    device = next(model.parameters()).device
+    loss_fn = loss_fn or cross_entropy()
+    datasets = _batches(data, spec, device)
+    check_model_loss(model, loss_fn, datasets["train"], what="the train split")
+    meta = {"spec": spec.to_attrs(), "adaptive_level": level, "loss": loss_name(loss_fn),
+            "inputs": input_hashes(model, datasets, engine=engine, directions=directions), **_dtype_attr(model),
+            **(attrs or {})}
+    meta = json.loads(json.dumps(meta, sort_keys=True, default=str))
+    partial = {part: path.with_name(f"{path.name}.{part}.h5") for part in ("slice", "rest")}
+    with output_lock(path, _settings_digest(meta), say=log.warning):
+        if path.exists() and not overwrite:
+            done = load_surface(path)
+            keys = ("spec", "adaptive_level", "loss", "inputs")
+            if {k: done.attrs.get(k) for k in keys} == {k: meta[k] for k in keys}:
+                return done
+            raise ValueError(f"{path} holds a surface of another computation; pass another output path, or "
+                             "start over with overwrite=True (CLI: --overwrite)")
+        delta, eta = directions if directions else make_directions(model, spec)
+        resume = []
+        for part in ("slice", "rest"):
+            p = partial[part]
+            old = load_surface(p) if p.exists() and not overwrite else None
+            resume.append(old if old is not None and old.attrs.get("partial_of") == _settings_digest(meta) else None)
+        last = {"t": time.monotonic()}
+
+        def checkpoint(part: str, s: Surface) -> None:
+            if time.monotonic() - last["t"] >= checkpoint_seconds or s.complete:
+                s.attrs["partial_of"] = _settings_digest(meta)
+                save_surface(partial[part], s)
+                last["t"] = time.monotonic()
+
+        surface = adaptive_surface(model, loss_fn, datasets["train"], delta=delta, eta=eta, alphas=spec.x.coords(),
+                                   betas=None if spec.y is None else spec.y.coords(), level=level,
+                                   eval_batch=spec.eval_batch, engine=engine, engine_options=engine_options,
+                                   resume=(resume[0], resume[1]), on_checkpoint=checkpoint, progress=progress)
+        surface.attrs.update(meta)
+        surface.attrs["eval_samples"] = {"train": surface.attrs["adaptive"]["images"]}
+        save_surface(path, surface, delta=delta, eta=eta)
+        for p in partial.values():
+            p.unlink(missing_ok=True)
+    return surface
