@@ -412,7 +412,8 @@ def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, sc
             f"baseline file of {baseline['config_id']} used for {config_id}: {path} holds another net's metrics "
             f"(a file copied over another?); restore it with `git checkout -- {path}`"))
     stale_recipe = config_hash is not None and baseline.get("config_hash") not in (None, config_hash)
-    stored_sha = baseline.get("source", {}).get("weights_sha256")
+    stored_sha = baseline.get("source", {}).get("weights_sha256") or baseline.get("weights_sha256")
+    stored_sha = stored_sha if isinstance(stored_sha, str) else None  # an interpolation's pair names two nets
     other_weights = bool(weights_sha256 and stored_sha and stored_sha != weights_sha256)
     same_platform = platform is not None and baseline.get("source", {}).get("platform") == dict(platform)
     tier = TIER_SPREAD if other_weights else TIER_TOL
@@ -446,7 +447,7 @@ def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, sc
         if not band_metrics(baseline):
             header += ("\nthe file holds no spread, so the band is its tol: write it with `python -m lossbench "
                        f"baselines --scale {scale} --spread`")
-    elif weights_sha256:
+    elif weights_sha256 and stored_sha:
         header += "\ntier: tol — the same weights as the baseline's, so only a change of the code moves a metric"
     else:
         header += "\ntier: tol — each metric at its recompute tolerance"

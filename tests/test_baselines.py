@@ -132,6 +132,26 @@ def test_other_weights_on_a_cpu_with_the_same_platform_id_are_another_machine(tm
     assert out.status == "failed" and "math-library code paths" in out.message and "training code" not in out.message
 
 
+def test_a_weights_hash_recorded_beside_the_metrics_counts_like_one_in_the_source(tmp_path):
+    """The PCA-plane and interpolation files record the weights' hash at the top of the file, not in
+    ``source``: other weights must still take the spread tier (CI compared a retrained net's PCA plane
+    at tol and called its weights "the same as the baseline's")."""
+    _baseline_with_spread_made_here(tmp_path)
+    path = tmp_path / "ci" / "cfg.json"
+    doc = json.loads(path.read_text())
+    doc["weights_sha256"] = doc["source"].pop("weights_sha256")
+    path.write_text(json.dumps(doc))
+    out = run(tmp_path, {**METRICS, "curv_max": 3.9}, weights_sha256="other", platform=THERE)
+    assert out.status == "passed" and out.tier == "spread"
+    out = run(tmp_path, {**METRICS, "curv_max": 3.9}, weights_sha256="same", platform=THERE)
+    assert out.status == "failed" and "the same weights as the baseline's" in out.message
+    # an interpolation's pair of hashes names two nets: no single hash to compare with
+    doc["weights_sha256"] = ["a", "b"]
+    path.write_text(json.dumps(doc))
+    out = run(tmp_path, {**METRICS, "curv_max": 3.9}, weights_sha256="other", platform=THERE)
+    assert out.status == "failed" and out.tier == "tol" and "the same weights" not in out.message
+
+
 def test_the_band_covers_the_nets_trained_on_other_code_paths(tmp_path):
     """A retrained scale's band spans its training seeds and its code-path nets (spread.band) when the
     file has them, else the seeds' own statistics."""
