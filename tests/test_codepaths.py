@@ -76,3 +76,28 @@ def test_a_failing_child_names_its_variant_and_its_error():
     with pytest.raises(CodePathError, match=r"the MKL_CBWR=AVX2 recompute of study failed \(exit 1\)"):
         run_code_path({"MKL_CBWR": "AVX2"}, "study", {"config": {"depth": 7}, "scale": {"name": "ci"},
                                                       "results_dir": "/nonexistent"})
+
+
+@pytest.mark.skipif(not X86, reason="the code-path variables name x86 branches; this machine is not x86-64")
+@pytest.mark.parametrize("variable", ["MKL_CBWR=COMPATIBLE", "MKL_CBWR=AVX2"])
+def test_a_shipped_nets_hessian_on_another_code_path_passes_its_baseline(variable):
+    """Another machine's arithmetic, emulated: the Hessian numbers of the shipped sharp ResNet-20 at
+    batch 2000 (the trace that failed a user's first run by 67x its former tolerance) recomputed in a
+    subprocess on another MKL or ATen branch, checked against the stored file at the tol tier (the same
+    weights). A tolerance that holds only on the baseline machine's branch fails here."""
+    from pathlib import Path
+
+    from lossbench.baselines import TIER_TOL, compare, load_baseline
+    from lossbench.codepaths import scale_job
+    from lossbench.config import find_config, get_scale
+
+    name, value = variable.split("=")
+    if not any(env.get(name) == value for env in code_paths()):
+        pytest.skip(f"this CPU cannot take {variable}")
+    root = Path(__file__).resolve().parents[1] / "baselines"
+    config = find_config("small", depth=20, shortcut=True, batch_size=2000)
+    out = run_code_path({name: value}, "curvature", dict(config=config.to_dict(), scale=scale_job(get_scale("small")),
+                                                           baselines_dir=str(root)))
+    baseline = load_baseline(root / "small" / f"{config.config_id}.json")
+    rows = [r for r in compare(out["metrics"], baseline, tier=TIER_TOL) if r.name in out["metrics"]]
+    assert len(rows) == 4 and all(r.ok for r in rows), "\n".join(r.line() for r in rows)
