@@ -24,7 +24,7 @@ point left on the slice is the slice's.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,14 +89,17 @@ def adaptive_surface(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch]
                      miss: float = MISS, seed: int = 0, eval_batch: int = 500, engine: str = "reference",
                      engine_options: Mapping[str, Any] | None = None, theta: Mapping[str, Tensor] | None = None,
                      resume: tuple[Surface | None, Surface | None] = (None, None),
-                     on_checkpoint=None, progress: bool | None = None) -> Surface:
+                     on_checkpoint: Callable[[str, Surface], None] | None = None,
+                     progress: bool | None = None) -> Surface:
     """The surface of :func:`lossbench.surface.compute_surface` over one split (``batches``: its
     ``train``), computed adaptively (see the module doc).
 
     Args:
         level: the loss (nats) below which points are finished; None: the slice's loss at the centre +
             ln 10 (a rise by a factor of 10 in perplexity; stored in ``attrs["adaptive"]["level"]``).
-        groups, fraction, miss: the slice's groups, its share of the images, the miss probability.
+        groups: disjoint groups of the slice (their spread is the standard error).
+        fraction: the slice's share of the images.
+        miss: the probability that a point left on the slice is below ``level``.
         seed: of the permutation that draws the slice.
         resume: partial (slice, rest) surfaces of an interrupted run with the same inputs.
         on_checkpoint: called with ("slice" | "rest", partial surface) as the passes go.
