@@ -35,7 +35,7 @@ INITS: tuple[str, ...] = ("he_normal", "normal", "authors", "default")
 #: carries these parameters in :meth:`RunConfig.to_dict`, so they are part of its hash and provenance.
 SYNTHETIC_DATASETS: dict[str, dict[str, float]] = {
     "synthetic": {},
-    # the small scale's since issue 22: smaller, fainter, noisier and more rotated shapes, so that nets
+    # the small scale's since 2026-12-04: smaller, fainter, noisier and more rotated shapes, so that nets
     # generalise differently (test errors of several %; calibration in benchmarks/RESULTS.md)
     "synthetic-hard": {"size_min": 0.17, "size_range": 0.13, "max_angle": 20.0, "contrast_min": 0.20,
                        "contrast_range": 0.30, "pixel_noise": 0.10},
