@@ -141,6 +141,7 @@ def number(record: Mapping[str, Any], name: str) -> Estimate:
         sampling = math.sqrt(sum(max(e * (1 - e), 0.0) / n_test for e in values if math.isfinite(e))) / len(values)
         return estimate(values, sampling=sampling)
     values = [here, *seeds.get("metrics", {}).get(name, [])]
+    stored = len(seeds.get("finals", []))  # the training seeds the baseline measured besides this one
     unc = (record.get("uncertainty") or {}).get(name, {})
     sampling = float(unc.get("sampling", 0.0))
     if name.split("/")[0] == "nonconvex_fraction":  # a share of grid points: binomial over the region
@@ -148,7 +149,12 @@ def number(record: Mapping[str, Any], name: str) -> Estimate:
         if math.isfinite(points) and points > 0:
             f = float(np.nanmean(values))
             sampling = max(sampling, math.sqrt(max(f * (1 - f), 0.25 / points) / points))
-    return estimate(values, sampling=sampling, numeric=float(unc.get("numeric", 0.0)))
+    est = estimate(values, sampling=sampling, numeric=float(unc.get("numeric", 0.0)))
+    if len(values) < 1 + stored:
+        # the net has other seeds, but not this metric's values at them (a metric added or redefined since
+        # they were measured): its seed-to-seed error is unknown, not zero, so nothing is decided on it
+        return Estimate(est.value, math.nan, est.values, {**est.parts, "seeds": math.nan})
+    return est
 
 
 def all_converged(record: Mapping[str, Any]) -> bool:

@@ -66,6 +66,13 @@ def lines(filter_curv, none_curv):
 PCA = {"share": 0.95, "random_share": 1e-4, "checkpoints": 21, "random_walk_share": 0.76, "random_walk_sd": 0.004}
 
 
+def set_pca(rec, pca):
+    """The record's PCA numbers, at its three training seeds (1 % apart, as the other numbers)."""
+    rec["pca"] = dict(pca)
+    for name, v in (("pca_share", pca["share"]), ("pca_random_share", pca["random_share"])):
+        rec["seeds"]["metrics"][name] = [v * j for j in SEED_JITTER[1:]]
+
+
 def paperlike(spread=None):
     """A matrix where every claim of the paper holds, by margins far beyond their errors (``spread``: the
     relative seed spread of every number, 1 % by default; a larger one brings margins near K u)."""
@@ -80,7 +87,7 @@ def paperlike(spread=None):
             record_(56, True, bs, nc=0.03, curv=2.5 * s, ratio=0.02, err=0.035 * s),
             record_(56, False, bs, nc=0.5, curv=9 * s, ratio=0.4, err=0.12 * s),
         ]
-    out[0]["pca"] = dict(PCA)
+    set_pca(out[0], PCA)
     # the filter-normalisation experiment: the small batch generalises better and is flatter with
     # filter normalisation; without it, weight decay makes the small-batch net look sharper
     out += [
@@ -93,8 +100,10 @@ def paperlike(spread=None):
     return out
 
 
-EIG = {"resnet56-bs128-s0": {"summary": {"eig_ratio_mean": 0.05}},
-       "resnet56-noshort-bs128-s0": {"summary": {"eig_ratio_mean": 0.4}}}
+EIG = {"resnet56-bs128-s0": {"summary": {"eig_ratio_mean": 0.05},
+                             "seeds": {"metrics": {"eig_ratio_mean": [0.0505, 0.0495]}}},
+       "resnet56-noshort-bs128-s0": {"summary": {"eig_ratio_mean": 0.4},
+                                     "seeds": {"metrics": {"eig_ratio_mean": [0.404, 0.396]}}}}
 PUBLISHED = {"resnet20": 7.37, "resnet20-noshort": 8.18, "resnet56": 5.89, "resnet56-noshort": 13.31}
 
 
@@ -325,7 +334,7 @@ def test_pca_claim_is_at_least_forty_percent_and_random_near_zero():
     fail as above the range)."""
     for share, rand, verdict in ((0.95, 1e-4, HOLDS), (0.3, 1e-4, FAILS), (0.95, 0.2, FAILS)):
         recs = paperlike()
-        recs[0]["pca"] = {**PCA, "share": share, "random_share": rand}
+        set_pca(recs[0], {**PCA, "share": share, "random_share": rand})
         recs[0]["seeds"]["metrics"]["pca_share"] = [share, share]
         recs[0]["seeds"]["metrics"]["pca_random_share"] = [rand, rand]
         assert judge(recs)["pca-explains-path[resnet20-bs128-s0]"].verdict == verdict, (share, rand)
@@ -333,7 +342,7 @@ def test_pca_claim_is_at_least_forty_percent_and_random_near_zero():
 
 def test_the_pca_share_is_held_against_a_random_walk():
     recs = paperlike()
-    recs[0]["pca"] = {**PCA, "share": 0.70}
+    set_pca(recs[0], {**PCA, "share": 0.70})
     recs[0]["seeds"]["metrics"]["pca_share"] = [0.70, 0.70]
     claims = judge(recs)
     assert claims["pca-explains-path[resnet20-bs128-s0]"].verdict == HOLDS
@@ -404,3 +413,22 @@ def test_a_net_without_its_training_seeds_leaves_every_claim_on_it_unresolved():
     assert all(c.verdict == UNRESOLVED and lone in c.note for c in uses_lone)
     assert all(c.verdict == before[c.key] for c in claims.values() if lone not in c.nets)
     assert "seed" in claims_json(list(claims.values()))[uses_lone[0].key]["note"]
+
+
+def test_a_metric_whose_other_seeds_are_not_stored_decides_nothing():
+    """A net measured at three seeds, but one metric stored only at this session's seed (a metric
+    redefined after the seeds were measured): that metric's seed-to-seed error is unknown, so the claims
+    on it are unresolved, and claims on the other metrics keep their verdicts."""
+    from lossbench.claims import number
+
+    records = paperlike()
+    before = {c.key: c.verdict for c in evaluate_claims(records)}
+    r = records[0]
+    name = next(k for k in r["seeds"]["metrics"] if k.startswith("curv_max"))
+    assert math.isfinite(number(r, name).u)
+    del r["seeds"]["metrics"][name]
+    est = number(r, name)
+    assert math.isnan(est.u) and math.isnan(est.parts["seeds"]) and est.value == est.values[0]
+    after = {c.key: c for c in evaluate_claims(records)}
+    moved = [k for k in before if before[k] != after[k].verdict]
+    assert moved and all(after[k].verdict == UNRESOLVED for k in moved)
