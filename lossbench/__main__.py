@@ -124,6 +124,9 @@ EPILOG_PLOT = """examples:
   python -m lossbench plot r56.h5                    # contour, filled contour, heat map, 3D (2D files)
   python -m lossbench plot line.h5 --loss-max 5      # loss and accuracy curves (1D files)
   python -m lossbench plot r56.h5 --vmin 0.1 --vmax 10 --vlevel 0.5 --vtp --log
+  python -m lossbench plot r56.h5 --interactive      # also r56-interactive.html: the surface to rotate
+                                                     # (one file, works offline: plotly.js inside)
+  python -m lossbench plot eig-map.h5 --interactive  # |min/max eigenvalue| in 3D; connect files: both paths
 """
 
 
@@ -405,7 +408,7 @@ def _hessian_plane(args: argparse.Namespace, model, data, spec, loss_fn):
 
 
 def _add_plot(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plot", help="plot a surface file (PNG and PDF; VTK with --vtp)",
+    p = sub.add_parser("plot", help="plot a surface, eigen-ratio or connect file (PNG and PDF; VTK with --vtp; HTML with --interactive)",
                        description="Plot an HDF5 surface written by lossbench or by the authors' code.",
                        epilog=EPILOG_PLOT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="surface .h5 file")
@@ -417,20 +420,36 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss-max", type=float, default=None, help="upper y limit of 1D loss curves")
     p.add_argument("--log", action="store_true", help="log scale for loss values (1D, 3D, VTK)")
     p.add_argument("--vtp", action="store_true", help="also export a ParaView .vtp mesh (2D)")
+    p.add_argument("--interactive", action="store_true",
+                   help="also write <stem>-interactive.html: the surface (or eigen-ratio map) as a 3D view to "
+                        "rotate, or a connect file's paths; self-contained, opens offline")
     p.add_argument("-o", "--output", default=None, help="output stem (default: the file name without .h5)")
     p.set_defaults(func=cmd_plot)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .figures import plot_file
+    from pathlib import Path
+
+    from .figures import plot_connection_file, plot_eig_file, plot_file
+    from .interactive import _is_connection_file, write_file_views
     from .store import load_surface
 
-    s = load_surface(args.file)
-    if not s.done.all():
-        print(f"note: {args.file} is partial ({int(s.done.sum())} of {s.done.size} points); the rest is drawn "
-              "blank. Run its surface command again to finish it", file=sys.stderr)
-    for path in plot_file(args.file, key=args.key, vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel,
-                          zmax=args.zmax, loss_max=args.loss_max, log=args.log, vtp=args.vtp, stem=args.output):
+    out = None if args.output is None else f"{args.output}-interactive.html"
+    if _is_connection_file(Path(args.file)):
+        written = plot_connection_file(args.file)
+    else:
+        s = load_surface(args.file)
+        if not s.done.all():
+            print(f"note: {args.file} is partial ({int(s.done.sum())} of {s.done.size} points); the rest is drawn "
+                  "blank. Run its surface command again to finish it", file=sys.stderr)
+        if "min_eig" in s.values and args.key not in s.values:
+            written = plot_eig_file(args.file)
+        else:
+            written = plot_file(args.file, key=args.key, vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel,
+                                zmax=args.zmax, loss_max=args.loss_max, log=args.log, vtp=args.vtp, stem=args.output)
+    if args.interactive:
+        written.append(write_file_views(args.file, out, key=args.key, zmax=args.zmax))
+    for path in written:
         print(f"wrote {path}")
     return 0
 

@@ -123,6 +123,14 @@ class _Page:
     baselines_dir: Path
     out_dir: Path
     figures: list[tuple[str, bytes]] = field(default_factory=list)
+    views: int = 0
+
+    def view(self, name: str, fig, caption: str) -> str:
+        """HTML of an interactive (plotly) view of ``fig``; the page embeds plotly.js once if it has any."""
+        from .interactive import view_html
+
+        self.views += 1
+        return view_html(fig, f"view-{self.views}-{name}", caption)
 
     def figure(self, name: str, fig, caption: str) -> tuple[str, str]:
         """Save ``fig`` as ``name.png`` beside the summary; (HTML with it embedded, Markdown link)."""
@@ -252,8 +260,9 @@ def metrics_section(page: _Page) -> Section:
 
 
 def views_section(page: _Page) -> Section:
-    """A 3D view of each net's surface, clipped 5 nats above its minimum."""
-    from . import plot
+    """A 3D view of each net's surface, clipped 5 nats above its minimum: the static figure beside the
+    same surface to rotate (same colours; drawn on request, a browser holds only so many 3D views)."""
+    from . import interactive, plot
 
     h, m = "", ""
     for r in page.records:
@@ -261,10 +270,16 @@ def views_section(page: _Page) -> Section:
         if s is None:
             continue
         z = s.values["train_loss"]
-        fig = plot.plot_surface_3d(s.alphas, s.betas, z, zmax=float(np.nanmin(z)) + 5.0, title=r["config_id"])
+        zmax = float(np.nanmin(z)) + 5.0
+        fig = plot.plot_surface_3d(s.alphas, s.betas, z, zmax=zmax, title=r["config_id"])
         a, b = page.figure(f"3d-{r['config_id']}", fig, f"{r['config_id']}: 3D view (clipped 5 nats above the minimum)")
-        h, m = h + a, m + b
-    return "3D views", f'<div class="grid">{h}</div>', m
+        view = page.view(f"3d-{r['config_id']}", interactive.surface_figure(
+            s.alphas, s.betas, z, zmax=zmax, title=r["config_id"], label="train loss (nats)"),
+            f"{r['config_id']}: drag to rotate, scroll to zoom")
+        h, m = h + f'<div class="pair">{a}{view}</div>', m + b
+    note = ("Each static view beside the same surface to rotate (the first drawn at load, the others when "
+            f"their button is pressed; at most {interactive.MAX_LIVE} live at once).")
+    return "3D views", f"<p>{note}</p>{h}", m + "\nInteractive versions of these views: `index.html`.\n"
 
 
 def curves_section(page: _Page) -> Section:
@@ -327,7 +342,7 @@ def filter_normalisation_section(page: _Page) -> Section:
 
 def curvature_section(page: _Page) -> Section:
     """The Hessian at each minimum, the eigen-ratio maps beside their loss contours, the PCA paths."""
-    from . import plot
+    from . import interactive, plot
     from .figures import trajectory_figure
     from .metrics import eig_ratio
     from .store import load_surface
@@ -348,7 +363,10 @@ def curvature_section(page: _Page) -> Section:
         a, b = page.figure(f"eig-{r['config_id']}", plot.plot_heatmap(
             em.alphas, em.betas, ratio, vmin=0.0, vmax=1.0, title=f"{r['config_id']}: |min_eig / max_eig|",
             label="|lambda_min / lambda_max|"), f"{r['config_id']}: eigen-ratio map (blue: convex)")
-        eig_html, eig_md = eig_html + a, eig_md + b
+        view = page.view(f"eig-{r['config_id']}", interactive.surface_figure(
+            em.alphas, em.betas, ratio, cmin=0.0, cmax=1.0, title=f"{r['config_id']}: |min_eig / max_eig|",
+            label="|λ_min / λ_max|"), f"{r['config_id']}: the eigen-ratio map to rotate (same colours)")
+        eig_html, eig_md = eig_html + f'<div class="pair">{a}{view}</div>', eig_md + b
         s = page.surfaces.get(r["config_id"])
         if s is not None:
             a, b = page.figure(f"eig-contour-{r['config_id']}", plot.plot_contour(
@@ -423,6 +441,7 @@ td, th { border: 1px solid #ccc; padding: 3px 7px; text-align: left; }
 th { background: #f3f3f3; }
 figure { display: inline-block; margin: 0.5em; } img { max-width: 100%; }
 .grid figure img { width: 280px; } figcaption { font-size: 12px; color: #555; }
+.pair { display: flex; flex-wrap: wrap; align-items: flex-start; } .pair > figure:first-child img { width: 420px; }
 pre { white-space: pre-wrap; font-size: 12px; }
 """
 
@@ -459,8 +478,13 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
     head = (f"<p>Run <code>{html.escape(run_path.name)}</code> ({html.escape(str(run.get('datetime', '?')))}); "
             "reproduces Li et al., <i>Visualizing the Loss Landscape of Neural Nets</i> (NeurIPS 2018).</p>")
     title = f"lossbench report: {html.escape(page.scale)} scale"
+    scripts = ""
+    if page.views:  # plotly.js inside the page: it opens from disk, offline
+        from .interactive import VIEW_STYLE, page_script, plotly_js
+
+        scripts = f"<script>{plotly_js()}</script>\n<script>{page_script()}</script>\n<style>{VIEW_STYLE}</style>\n"
     html_page = (f'<!doctype html>\n<html><head><meta charset="utf-8"><title>{title}</title>\n'
-                 f"<style>{PAGE_STYLE}</style></head><body>\n<h1>{title}</h1>\n{head}\n{body}\n</body></html>\n")
+                 f"<style>{PAGE_STYLE}</style>\n{scripts}</head><body>\n<h1>{title}</h1>\n{head}\n{body}\n</body></html>\n")
     md = (f"# lossbench report: {page.scale} scale\n\nRun `{run_path.name}` ({run.get('datetime', '?')}), "
           f"commit {run.get('commit_info', {}).get('id', '?')[:10]}.\n"
           + "".join(f"\n## {title}\n\n{m}\n" for title, _, m in sections))
