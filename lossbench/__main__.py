@@ -865,10 +865,14 @@ def cmd_connect(args: argparse.Namespace) -> int:
                      eval_samples=eval_samples(args.eval_samples, first, args.scale, data, splits),
                      eval_batch=args.eval_batch, train_batch=args.train_batch, attrs=attrs,
                      overwrite=args.overwrite, loss_fn=loss_fn)
-    b = c["metadata"]["barrier"]
+    b, err = c["metadata"]["barrier"], c["metadata"].get("barrier_error", {})
     print(f"wrote {out} ({name}: {len(c['training_loss'])} curve training steps, {len(c['t'])} points per path)")
     for split in b["line"]:
-        print(f"  {split}: barrier of the line {b['line'][split]:.4g} nats, of the curve {b['curve'][split]:.4g} nats")
+        def pm(path: str) -> str:
+            e = err.get(path, {}).get(split)
+            return f"{b[path][split]:.4g}" + ("" if e is None or e != e else f" ± {e:.2g}")
+        print(f"  {split}: barrier of the line {pm('line')} nats, of the curve {pm('curve')} nats"
+              + (" (± the sampling error over the images)" if split in err.get("line", {}) else ""))
     if args.plot:
         from .figures import plot_connection_file
 

@@ -58,6 +58,36 @@ def barrier(ts: np.ndarray, loss: np.ndarray) -> float:
     return float(np.max(loss - ((1 - ts) * loss[0] + ts * loss[-1])))
 
 
+#: Disjoint image subsets the training split is evaluated in along a path: the whole split's numbers are
+#: their size-weighted means (no extra cost), and the spread of the subsets' barriers is the barrier's
+#: sampling error.
+BARRIER_PARTS = 4
+
+
+def split_parts(batches: Sequence[Batch], parts: int = BARRIER_PARTS) -> list[list[Batch]]:
+    """``batches`` as up to ``parts`` runs of whole consecutive batches (fewer when there are fewer
+    batches), as equal in size as whole batches allow."""
+    k = max(1, min(parts, len(batches)))
+    edges = np.linspace(0, len(batches), k + 1).round().astype(int)
+    return [list(batches[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def combine_parts(values: Sequence[Mapping[str, np.ndarray]], sizes: Sequence[int]) -> dict[str, np.ndarray]:
+    """The whole split's loss and accuracy along a path from its parts' (each a mean over its images):
+    the size-weighted mean, per t."""
+    w = np.asarray(sizes, float) / float(sum(sizes))
+    return {k: sum(wi * np.asarray(v[k], float) for wi, v in zip(w, values)) for k in values[0]}
+
+
+def barrier_error(ts: np.ndarray, part_losses: Sequence[np.ndarray]) -> float:
+    """Standard error (nats) of a path's barrier over the whole split, from the barriers of P disjoint
+    image subsets: sd / sqrt(P) (a subset's barrier scatters sqrt(P) times the whole's; NaN for P < 2)."""
+    b = np.array([barrier(ts, loss) for loss in part_losses], float)
+    if len(b) < 2:
+        return math.nan
+    return float(b.std(ddof=1) / math.sqrt(len(b)))
+
+
 def parameters_of(model: nn.Module) -> Direction:
     """theta over the curve's tensors: every parameter, by name, detached copies."""
     return {n: p.detach().clone() for n, p in model.named_parameters()}

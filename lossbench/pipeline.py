@@ -542,7 +542,7 @@ def connect_file(path: str | Path, model: nn.Module, data: ImageData, *, theta_a
     Returns the file's content (:func:`lossbench.store.load_connection`)."""
     from ._io import torch_save_atomic
     from ._progress import progress_bar
-    from .connect import CurveState, barrier, path_values, train_curve
+    from .connect import CurveState, barrier, barrier_error, combine_parts, path_values, split_parts, train_curve
     from .store import load_connection, save_connection
 
     path = Path(path)
@@ -614,11 +614,25 @@ def connect_file(path: str | Path, model: nn.Module, data: ImageData, *, theta_a
             bar.close()
         ts = spec.x.coords()
         bn_batches = datasets["train"]
-        paths = {name: path_values(model, loss_fn, datasets, theta_a=theta_a, theta_b=theta_b, theta_c=control,
-                                   ts=ts, bn_batches=bn_batches)
-                 for name, control in (("line", None), ("curve", state.theta_c))}
+        # the training split in disjoint parts: its numbers are their weighted means, and the parts' spread
+        # is the barrier's sampling error (nothing evaluated twice)
+        parts = split_parts(datasets["train"])
+        sizes = [sum(len(t) for _, t in part) for part in parts]
+        evaluated = {**{f"train#{i}": part for i, part in enumerate(parts)},
+                     **{s: b for s, b in datasets.items() if s != "train"}}
+        paths, errors = {}, {}
+        for name, control in (("line", None), ("curve", state.theta_c)):
+            raw = path_values(model, loss_fn, evaluated, theta_a=theta_a, theta_b=theta_b, theta_c=control,
+                              ts=ts, bn_batches=bn_batches)
+            per_part = [{k: raw[f"train#{i}_{k}"] for k in ("loss", "acc")} for i in range(len(parts))]
+            whole = combine_parts(per_part, sizes)
+            paths[name] = {"train_loss": whole["loss"], "train_acc": whole["acc"],
+                           **{k: v for k, v in raw.items() if not k.startswith("train#")}}
+            errors[name] = {"train": barrier_error(ts, [p["loss"] for p in per_part])}
         meta["barrier"] = {name: {split: barrier(ts, values[f"{split}_loss"]) for split in datasets}
                            for name, values in paths.items()}
+        meta["barrier_error"] = errors
+        meta["barrier_parts"] = {"train": sizes}
         save_connection(path, ts=ts, paths=paths, control=state.theta_c, training_loss=np.asarray(state.losses),
                         attrs=meta)
         ckpt.unlink(missing_ok=True)

@@ -121,7 +121,8 @@ def _reference_line_loss(net_a, net_b, t, x, y):
     with torch.no_grad():
         net(x)
     net.eval()
-    return float(nn.functional.cross_entropy(net(x), y))
+    with torch.no_grad():
+        return float(nn.functional.cross_entropy(net(x), y))
 
 
 def test_with_the_control_point_at_the_midpoint_the_curve_is_the_line_with_its_bn_statistics_recomputed():
@@ -303,3 +304,34 @@ def test_an_interrupted_connect_resumes_to_the_uninterrupted_numbers(two_minima,
     # another setting on a finished file is refused, naming the difference and the fix
     rc, _, err = _cli(two_minima, two_minima / "cut.h5", capsys, "--lr", "0.02")
     assert rc != 0 and "another computation" in err and "lr" in err and "--overwrite" in err
+
+
+def test_the_barrier_carries_its_sampling_error_from_disjoint_image_subsets(two_minima, capsys):
+    """The training split is evaluated in parts (here 40+40+80+32 images: unequal, so an unweighted
+    mean of the parts would be wrong); the whole split's line is their size-weighted mean and equals
+    the line evaluated on all images at once, and the barrier's error is the parts' barriers' sd / sqrt(4)."""
+    from lossbench.connect import barrier, parameters_of, path_values
+    from lossbench.evaluate import make_batches
+    from lossbench.store import load_connection
+
+    rc, out, err = _cli(two_minima, two_minima / "parts.h5", capsys, "--eval-batch", "40")
+    assert rc == 0, err
+    assert "barrier of the line" in out and " ± " in out
+    c = load_connection(two_minima / "parts.h5")
+    meta = c["metadata"]
+    assert meta["barrier_parts"]["train"] == [40, 40, 80, 32]
+    a, b = _trained(0), _trained(1)
+    theta_a, theta_b = parameters_of(a), parameters_of(b)
+    x, y = _bn_data()
+    batches = make_batches(x, y, 40)
+    loss_fn = nn.CrossEntropyLoss()
+    whole = path_values(a, loss_fn, {"train": batches}, theta_a=theta_a, theta_b=theta_b, theta_c=None, ts=c["t"],
+                        bn_batches=batches)
+    np.testing.assert_allclose(c["paths"]["line"]["train_loss"], whole["train_loss"], rtol=1e-12, atol=1e-15)
+    parts = [batches[0:1], batches[1:2], batches[2:4], batches[4:5]]
+    part_barriers = [barrier(c["t"], path_values(a, loss_fn, {"p": p}, theta_a=theta_a, theta_b=theta_b,
+                                                 theta_c=None, ts=c["t"], bn_batches=batches)["p_loss"])
+                     for p in parts]
+    expected = float(np.std(part_barriers, ddof=1) / 2.0)
+    assert meta["barrier_error"]["line"]["train"] == pytest.approx(expected, rel=1e-9)
+    assert 0 < expected < meta["barrier"]["line"]["train"]
