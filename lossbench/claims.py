@@ -66,6 +66,12 @@ PCA_SHARE_MIN = 0.4
 #: "close to 0 %" for two random filter-normalised directions (their Figure 8).
 RANDOM_SHARE_MAX = 0.01
 
+#: Mode connectivity (Garipov et al. 2018; Draxler et al. 2018): two minima are "joined by a curve of
+#: low loss" when the trained curve's barrier is at most this share of the straight line's. Their
+#: curves keep the train loss nearly flat where the line rises by nats; a quarter leaves room for the
+#: short curve training of the small scale while still requiring most of the line's barrier gone.
+CONNECT_SHARE = 0.25
+
 #: The batch size of the paper's Table 1 (CIFAR-10 test errors with and without skip connections).
 TABLE1_BATCH = 128
 
@@ -357,7 +363,8 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 
 def evaluate_claims(records: Sequence[Mapping[str, Any]],
                     eig_maps: Mapping[str, Mapping[str, Any]] | None = None,
-                    published: Mapping[str, float] | None = None) -> list[Claim]:
+                    published: Mapping[str, float] | None = None,
+                    connections: Mapping[str, Mapping[str, Any]] | None = None) -> list[Claim]:
     """Every claim that the given nets allow (a claim whose nets are absent is not listed).
 
     Args:
@@ -365,6 +372,9 @@ def evaluate_claims(records: Sequence[Mapping[str, Any]],
         eig_maps: config_id -> eigen-ratio map record ``{"summary": {...}, "seeds": ..., "uncertainty": ...}``
             (or a bare summary), merged into that net's record as ``eig_map``.
         published: the paper's test errors in percent by model name (``baselines/paper/published.json``).
+        connections: config_id -> ``{"pairs": [{"seeds": [i, j], "barrier": {"line": {"train": nats},
+            "curve": {...}}, "barrier_error": {same layout}}, ...]}``: the curves trained between the
+            config's training seeds (``baselines/<scale>/connect/<config_id>.json``).
     """
     records = [dict(r) for r in records]
     for r in records:
@@ -383,6 +393,7 @@ def evaluate_claims(records: Sequence[Mapping[str, Any]],
     claims += _filter_normalisation_claims(records)
     claims += _correlation_claims(records, batch_sizes)
     claims += _pca_claims(records)
+    claims += _connect_claims(records, connections or {})
     return claims
 
 
@@ -702,6 +713,36 @@ def _pca_claims(records) -> list[Claim]:
                 r["config_id"], "Section 7 (a control the paper does not run)",
                 [[Test("top-2 share - random walk's", d.value, d.u, {"share": share.value, "random walk": walk.value})]],
                 [r]))
+    return out
+
+
+def _connect_claims(records, connections: Mapping[str, Mapping[str, Any]]) -> list[Claim]:
+    """Mode connectivity (Garipov et al. 2018, Figures 1-2; Draxler et al. 2018): the minima a config
+    reaches from different training seeds are joined by a quadratic Bezier curve whose train-loss barrier
+    is at most :data:`CONNECT_SHARE` of the straight line's. The seed pairs are the sample (like the
+    direction pairs of the other claims): per pair, margin = share x line barrier - curve barrier (nats)
+    with the barriers' sampling errors over the images; the pairs' spread enters by :func:`combine_pairs`."""
+    out = []
+    for config_id, conn in sorted(connections.items()):
+        r = next((x for x in records if x["config_id"] == config_id), None)
+        if r is None or not conn.get("pairs"):
+            continue
+        per_pair = []
+        for p in conn["pairs"]:
+            b, e = p["barrier"], p.get("barrier_error", {})
+            line, curve = float(b["line"]["train"]), float(b["curve"]["train"])
+            u = math.hypot(CONNECT_SHARE * float(e.get("line", {}).get("train", math.nan)),
+                           float(e.get("curve", {}).get("train", math.nan)))
+            per_pair.append([Test(f"{CONNECT_SHARE:g} x line barrier - curve barrier (train loss, nats)",
+                                  CONNECT_SHARE * line - curve, u,
+                                  {"seeds": "-".join(map(str, p["seeds"])), "line barrier": line,
+                                   "curve barrier": curve})])
+        out.append(_claim(
+            "minima-connected-by-a-curve",
+            f"the minima of different training seeds are joined by a quadratic Bezier curve whose train-loss "
+            f"barrier is at most {CONNECT_SHARE:g} of the straight line's (seed pairs "
+            f"{', '.join('-'.join(map(str, p['seeds'])) for p in conn['pairs'])})", config_id,
+            "Garipov et al. 2018 (Figures 1-2); Draxler et al. 2018 (beyond this paper)", per_pair, [r]))
     return out
 
 

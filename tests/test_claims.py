@@ -432,3 +432,32 @@ def test_a_metric_whose_other_seeds_are_not_stored_decides_nothing():
     after = {c.key: c for c in evaluate_claims(records)}
     moved = [k for k in before if before[k] != after[k].verdict]
     assert moved and all(after[k].verdict == UNRESOLVED for k in moved)
+
+
+def connection(barriers, errors=(0.01, 0.01)):
+    """A config's curves between its seed pairs: (line barrier, curve barrier) per pair, in nats."""
+    el, ec = errors
+    return {"pairs": [{"seeds": list(s), "barrier": {"line": {"train": line}, "curve": {"train": curve}},
+                       "barrier_error": {"line": {"train": el}, "curve": {"train": ec}}}
+                      for s, (line, curve) in zip(((0, 1), (0, 2), (1, 2)), barriers)]}
+
+
+@pytest.mark.parametrize("barriers, errors, verdict", [
+    (((2.0, 0.05), (2.2, 0.04), (1.9, 0.06)), (0.01, 0.01), HOLDS),      # the curve removes the barrier
+    (((2.0, 1.5), (2.2, 1.4), (1.9, 1.6)), (0.01, 0.01), FAILS),         # the curve keeps most of it
+    (((2.0, 0.05), (2.2, 0.04), (1.9, 0.06)), (0.5, 0.2), UNRESOLVED),   # margins inside their errors
+    (((2.0, 0.05), (2.0, 1.2), (1.9, 0.06)), (0.01, 0.01), UNRESOLVED),  # one seed pair disagrees
+])
+def test_the_connectivity_claim_holds_fails_or_stays_open_by_its_margins(barriers, errors, verdict):
+    recs = paperlike()
+    claims = judge(recs, connections={"resnet20-bs128-s0": connection(barriers, errors)})
+    c = claims["minima-connected-by-a-curve[resnet20-bs128-s0]"]
+    assert c.verdict == verdict, c.summary()
+    assert len(c.per_pair) == 3  # the seed pairs are the sample
+
+
+def test_the_connectivity_claim_needs_every_seed_at_a_minimum():
+    recs = paperlike()
+    find(recs, "resnet20-bs128-s0")["seeds"]["converged"] = [True, False]
+    claims = judge(recs, connections={"resnet20-bs128-s0": connection(((2.0, 0.05),) * 3)})
+    assert claims["minima-connected-by-a-curve[resnet20-bs128-s0]"].verdict == INCONCLUSIVE
