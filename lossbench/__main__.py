@@ -469,6 +469,8 @@ EPILOG_BASELINES = """examples:
   # the shipped reference nets: no training, their weights are verified by sha256 (seeds 1-2 from
   # baselines/small/seed-nets/, where `python -m lossbench ship --seeds 1 2` put them)
   python -m lossbench baselines --scale small
+  # the curves between seeds 0-1, 0-2, 1-2 of ResNet-20 with and without shortcuts (the connectivity claim)
+  python -m lossbench baselines --scale small --connect
 """
 
 
@@ -497,6 +499,10 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
                         "ONEDNN_MAX_CPU_ISA=AVX2 this CPU can take), none, or a list such as MKL_CBWR=AVX2")
     p.add_argument("--eig-maps", action="store_true",
                    help="instead: the eigen-ratio map summaries of the ResNet-56 pair at batch 128 (eigmap/<id>.json)")
+    p.add_argument("--connect", action="store_true",
+                   help="instead: train the mode-connecting curves between the training seeds 0-1, 0-2, 1-2 of the "
+                        "scale's connect configs (connect/<id>.json and the control points beside it; seeds 1-2 "
+                        "from seed-nets/)")
     p.add_argument("--main-job-files", action="store_true",
                    help="instead: the interpolations (interpolation/sgd-wd<wd>.json) and the PCA-plane surface "
                         "(trajectory/<config_id>.json)")
@@ -526,6 +532,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
 
     from .pipeline import device_of
     from .regenerate import (
+        write_connect_baselines,
         write_eigmap_baselines,
         write_main_job_file_baselines,
         write_recompute_baselines,
@@ -540,7 +547,12 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     only = _flat_ids(args.only)
     paths = dict(code_paths=args.code_paths)
     try:
-        if args.eig_maps:
+        if args.connect:
+            if not scale.connect_configs:
+                raise ValueError(f"the {scale.name} scale joins no seeds by curves (its connect_configs are empty); "
+                                 "use --scale small")
+            write_connect_baselines(scale, only=only, **common, **paths)
+        elif args.eig_maps:
             write_eigmap_baselines(scale, variants=tuple(args.eig_variants),
                                    spread_seeds=tuple(args.seeds) if args.spread else None, only=only, **common,
                                    **paths)

@@ -136,7 +136,7 @@ def _probe() -> dict[str, Any]:
 #: itself comes from its name).
 _SCALE_FIELDS = ("surface_x", "surface_y", "eval_samples", "eval_batch", "hessian_samples", "hessian_batch",
                  "eig_map", "trajectory_grid", "dir_pairs", "engine", "line_x", "interp_x", "eig_samples",
-                 "eig_max_iter")
+                 "eig_max_iter", "connect_samples", "connect_check_t")
 
 
 def scale_job(scale) -> dict[str, Any]:
@@ -256,6 +256,25 @@ def trajectory(config: dict, scale: dict, path: str, baselines_dir: str | None =
 
     cfg, sc, net = _net(config, scale, baselines_dir, cache_dir)
     return {"metrics": trajectory_metrics(path, net.model, net, load_dataset(cfg), sc)}
+
+
+@task
+def connection(config: dict, scale: dict, control_file: str, control_sha256: str, seeds: list[int],
+               baselines_dir: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
+    """The main job's check of a stored mode-connecting curve between two training seeds of a config
+    (:func:`~lossbench.reproduce.curve_check_metrics`)."""
+    from .config import RunConfig
+    from .connect import parameters_of
+    from .data import load_dataset
+    from .reference_nets import load_control_point
+    from .reproduce import curve_check_metrics
+
+    a = _net(RunConfig.from_dict(config).replace(seed=seeds[0]).to_dict(), scale, baselines_dir, cache_dir)
+    b = _net(RunConfig.from_dict(config).replace(seed=seeds[1]).to_dict(), scale, baselines_dir, cache_dir)
+    control = load_control_point(control_file, control_sha256, Path(control_file).stem)
+    metrics = curve_check_metrics(a[2].model, parameters_of(a[2].model), parameters_of(b[2].model), control,
+                                  load_dataset(a[0]), a[1])
+    return {"metrics": metrics}
 
 
 @task

@@ -286,6 +286,14 @@ class Scale:
         authors_configs: the depth matrix under the authors' recipe (ResNet-20 and -56, with and without
             shortcuts), being trained: selected by id like :attr:`gpu_configs` until every seed of it is
             shipped and the claims judge it.
+        connect_configs: configs of the matrix whose training seeds are joined by mode-connecting curves
+            (Garipov et al. 2018): one curve per seed pair, trained when the baselines are written.
+        connect_points: points of t in [0, 1] (both ends included) along each stored path.
+        connect_epochs: passes over the curve's training images (``connect_samples``, in minibatches of
+            the config's batch size) that train a curve, one t ~ U(0, 1) per step.
+        connect_lr: SGD learning rate of the curve's control point (momentum 0.9).
+        connect_samples: images of each split along the paths (train: the curve's training set too).
+        connect_check_t: the points of the stored curve the main job recomputes and checks.
     """
 
     name: str
@@ -310,6 +318,12 @@ class Scale:
     eig_max_iter: int = 60
     gpu_configs: tuple[RunConfig, ...] = field(default=())
     authors_configs: tuple[RunConfig, ...] = field(default=())
+    connect_configs: tuple[RunConfig, ...] = field(default=())
+    connect_points: int = 11
+    connect_epochs: float = 20.0
+    connect_lr: float = 0.01
+    connect_samples: int = 2000
+    connect_check_t: tuple[float, ...] = (0.25, 0.5, 0.75)
 
     @property
     def all_configs(self) -> tuple[RunConfig, ...]:
@@ -399,6 +413,9 @@ SCALES: dict[str, Scale] = {
         # (Figure 6: ResNet-56 at widths 2 and 4 is flatter and more convex), seed recipe, batch 128
         authors_configs=tuple(paper_recipe(depth=d, shortcut=s, batch_size=128, **_AUTHORS_SMALL, **_SMALL_DATA)
                               for d in (20, 56) for s in (True, False)),
+        # mode connectivity on ResNet-20 with and without shortcuts at batch 128: seeds 0-1, 0-2 and 1-2
+        connect_configs=tuple(seed_recipe(depth=20, shortcut=s, batch_size=128, epochs=_SMALL_EPOCHS, warmup=0.05,
+                                          **_SMALL_DATA) for s in (True, False)),
         gpu_configs=(
             *(seed_recipe(depth=110, shortcut=s, batch_size=128, epochs=_SMALL_EPOCHS, warmup=0.05, **_SMALL_DATA)
               for s in (True, False)),

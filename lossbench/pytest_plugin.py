@@ -264,8 +264,8 @@ def lossbench_selected_configs(pytestconfig: pytest.Config) -> set[str]:
 @pytest.fixture(scope="session")
 def lossbench_records() -> dict[str, Any]:
     """config_id -> the study record of every net measured in this session (for the claims), plus
-    ``eig_maps`` and ``interpolations``."""
-    return {"nets": {}, "eig_maps": {}, "interpolations": {}}
+    ``eig_maps``, ``interpolations`` and ``connections`` (config_id -> the stored curves' barriers)."""
+    return {"nets": {}, "eig_maps": {}, "interpolations": {}, "connections": {}}
 
 
 def _counted(stats: dict[str, Any], path: Path, run: Callable[[], Any], *, regen_all: bool):

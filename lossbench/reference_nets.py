@@ -296,6 +296,22 @@ def _verify(file: Path, expected: str, config_id: str) -> None:
         )
 
 
+def ship_control_point(theta_c: dict[str, torch.Tensor], path: str | Path) -> str:
+    """Write a mode-connecting curve's control point (parameter name -> tensor, float32 on the CPU) to
+    ``path`` atomically; returns the file's sha256 (what :func:`load_control_point` checks)."""
+    from ._io import torch_save_atomic
+
+    torch_save_atomic({n: t.detach().to("cpu", torch.float32).contiguous() for n, t in theta_c.items()}, path)
+    return sha256_of(Path(path))
+
+
+def load_control_point(path: str | Path, sha256: str, name: str) -> dict[str, torch.Tensor]:
+    """A shipped control point, its sha256 verified (``name``: what it belongs to, for the errors)."""
+    path = Path(path)
+    _verify(path, sha256, name)
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def shipped_ids(baselines_dir: str | Path, scale: str, kind: str = "nets") -> list[str]:
     """Config ids of the nets shipped for ``scale`` (sorted)."""
     folder = nets_dir(baselines_dir, scale, kind)

@@ -508,3 +508,78 @@ def _write_plain(scale: Scale, name: str, values: dict[str, float], jitter: dict
                                                       "floor".format(bl.SAFETY_FACTOR)})
     bl.write_baseline(path, doc)
     return path
+
+
+def write_connect_baselines(scale: Scale, *, baselines_dir: str | Path, results_dir: Path, device: torch.device,
+                            cache_dir: str | Path | None = None, data_dir: str | Path | None = None,
+                            only: Iterable[str] | None = None, say: Callable[[str], None] = _say,
+                            code_paths: tuple[dict[str, str], ...] | None = None) -> list[Path]:
+    """The mode-connecting curves of the scale's ``connect_configs`` (``connect/<config_id>.json``):
+
+    * per seed pair of :data:`~lossbench.reproduce.CONNECT_PAIRS`, a curve trained between the two
+      shipped nets (:func:`~lossbench.reproduce.connection_curve`, resumable under ``results_dir``):
+      the barriers of the line and the curve with their sampling errors (the claim's numbers), and
+      the control point shipped beside the file (``connect/<config_id>-s<i>-s<j>.pt``, sha256 recorded);
+    * the paths of the first pair at every t (the report draws them);
+    * what the main job recomputes, the first pair's curve at ``connect_check_t``
+      (:func:`~lossbench.reproduce.curve_check_metrics`), with tolerances from a float64 recompute,
+      2 threads, a repeat and ``code_paths`` (default: every one this CPU can take).
+    """
+    from .connect import parameters_of
+    from .reference_nets import ship_control_point
+    from .reproduce import CONNECT_PAIRS, connection_curve, curve_check_metrics
+
+    code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
+    names = sorted([*PLAIN_VARIANTS, *map(code_path_name, code_paths)])
+    common = dict(baselines_dir=baselines_dir, device=device, cache_dir=cache_dir, data_dir=data_dir)
+    folder = Path(baselines_dir) / scale.name / "connect"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for config in scale.connect_configs:
+        if only and config.config_id not in set(only):
+            continue
+        nets = {s: net_of(config.replace(seed=s), scale, **common) for s in sorted({s for p in CONNECT_PAIRS for s in p})}
+        data = load_dataset(config, data_dir=data_dir)
+        pairs, first = [], None
+        for i, j in CONNECT_PAIRS:
+            say(f"{config.config_id}: the curve between seeds {i} and {j}")
+            model = copy.deepcopy(nets[i].model)
+            c = connection_curve(results_dir / "connect" / f"{config.config_id}-s{i}-s{j}.h5", model,
+                                 parameters_of(nets[i].model), parameters_of(nets[j].model), data, scale,
+                                 batch_size=config.batch_size, attrs={"config_id": config.config_id, "seeds": [i, j]})
+            control = folder / f"{config.config_id}-s{i}-s{j}.pt"
+            sha = ship_control_point(c["control"], control)
+            meta = c["metadata"]
+            pairs.append({"seeds": [i, j], "barrier": meta["barrier"], "barrier_error": meta["barrier_error"],
+                          "barrier_parts": meta["barrier_parts"], "control_file": control.name,
+                          "control_sha256": sha, "weights_sha256": [weights_sha(nets[i]), weights_sha(nets[j])],
+                          "curve_training": meta["connect"]})
+            if first is None:
+                first = (i, j, c)
+        i, j, c = first
+        theta_a, theta_b = parameters_of(nets[i].model), parameters_of(nets[j].model)
+        control = {n: t.to(theta_a[n].dtype) for n, t in c["control"].items()}
+
+        def check(models, d, theta_a=theta_a, theta_b=theta_b, control=control):
+            m = models[0]
+            dtype = next(m.parameters()).dtype
+            return curve_check_metrics(m, {n: t.to(dtype) for n, t in theta_a.items()},
+                                       {n: t.to(dtype) for n, t in theta_b.items()}, control, d, scale)
+
+        values, jitter = _jitter_of(check, (copy.deepcopy(nets[i].model),), data)
+        where = dict(scale=scale_job(scale), baselines_dir=str(baselines_dir),
+                     cache_dir=None if cache_dir is None else str(cache_dir))
+        cp_jitter = code_path_jitter("connection", dict(config=config.to_dict(), **where, seeds=[i, j],
+                                                         control_file=str(folder / pairs[0]["control_file"]),
+                                                         control_sha256=pairs[0]["control_sha256"]),
+                                     values, code_paths=code_paths, say=say)[0]
+        paths = {name: {k: [bl.round_sig(float(v), bl.VALUE_DIGITS) for v in arr] for k, arr in p.items()}
+                 for name, p in c["paths"].items()}
+        written.append(_write_plain(scale, f"connect/{config.config_id}", values, _merge_jitter(jitter, cp_jitter),
+                                    baselines_dir=baselines_dir, device=device,
+                                    extra={"config_hash": config.config_hash, "checked_pair": [i, j],
+                                           "weights_sha256": pairs[0]["weights_sha256"] + [pairs[0]["control_sha256"]],
+                                           "pairs": pairs, "paths": {"t": [float(t) for t in c["t"]], **paths},
+                                           "jitter_variants": names}))
+        say(f"wrote {written[-1]}")
+    return written

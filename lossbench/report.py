@@ -161,7 +161,8 @@ def page_claims(page: _Page):
         published = load_paper_numbers(page.baselines_dir)["test_error_percent"]
     except (OSError, KeyError, json.JSONDecodeError):
         published = {}
-    return evaluate_claims(study, eig_maps=maps, published=published)
+    connections = {r["config_id"]: {"pairs": r["pairs"]} for r in kind_records(page.run, "connection")}
+    return evaluate_claims(study, eig_maps=maps, published=published, connections=connections)
 
 
 def verdicts_section(page: _Page) -> Section:
@@ -389,6 +390,45 @@ def curvature_section(page: _Page) -> Section:
             m + "\n### Eigen-ratio maps\n\n" + m2 + "\n" + eig_md + traj_md)
 
 
+def connectivity_section(page: _Page) -> Section:
+    """The mode-connecting curves between training seeds: every seed pair's barriers (line and curve,
+    with their sampling errors), and the first pair's paths as stored, beside the same paths to zoom."""
+    from . import interactive, plot
+
+    records = kind_records(page.run, "connection")
+    if not records:
+        return None
+    rows, h, m = [], "", ""
+    for r in records:
+        for p in r["pairs"]:
+            b, e = p["barrier"], p.get("barrier_error", {})
+            rows.append([r["config_id"], "-".join(map(str, p["seeds"])), b["line"]["train"],
+                         e.get("line", {}).get("train"), b["curve"]["train"], e.get("curve", {}).get("train"),
+                         b["line"].get("test"), b["curve"].get("test")])
+        paths = r["paths"]
+        ts = np.asarray(paths["t"], float)
+        values = {name: {k: np.asarray(v, float) for k, v in paths[name].items()} for name in ("line", "curve")}
+        first = r["pairs"][0]
+        title = f"{r['config_id']}: seeds {first['seeds'][0]} and {first['seeds'][1]}"
+        a, b = page.figure(f"connect-{r['config_id']}", plot.plot_connection(ts, values, barriers=first["barrier"],
+                                                                            title=title),
+                           f"{title}: the straight line and the trained Bezier curve (BN statistics recomputed at each t)")
+        view = page.view(f"connect-{r['config_id']}", interactive.paths_figure(ts, values, barriers=first["barrier"],
+                                                                            title=title), f"{title}: zoom and hover")
+        checked = r.get("checked", {}).get("metrics", {})
+        note = ", ".join(f"{k} = {v:.4g}" for k, v in checked.items() if "_loss@" in k)
+        h += f'<div class="pair">{a}{view}</div>' + (f"<p>Recomputed by this run: {html.escape(note)}.</p>" if note else "")
+        m += b
+    th, tm = _table(["config", "seeds", "line barrier (train, nats)", "± s.e.", "curve barrier", "± s.e.",
+                     "line barrier (test)", "curve barrier (test)"], rows)
+    intro = ("Garipov et al. (2018) and Draxler et al. (2018): minima of different training seeds, separated by a "
+             "barrier on the straight line between them, are joined by a curve of low loss. Each seed pair's "
+             "quadratic Bezier curve was trained when the baselines were written; this run recomputes the first "
+             "pair's curve at a few points and checks it against the baseline. Barriers: max over t of the loss "
+             "above the straight interpolation of the ends' losses; s.e.: from four disjoint image subsets.")
+    return "Mode connectivity", f"<p>{html.escape(intro)}</p>{th}{h}", f"{intro}\n\n{tm}\n{m}"
+
+
 def timings_section(page: _Page, history: list[Path], speed_run: Path) -> Section:
     """Grid times of this run, the grid-speed benchmarks of ``speed_run``, and earlier runs' times."""
     rows = [[r["config_id"], "x".join(map(str, r["grid"])), r["eval_samples"], r["seconds"],
@@ -471,7 +511,7 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
                  bench_dir=bench_dir, baselines_dir=baselines_dir, out_dir=out_dir)
     sections = [verdicts_section(page), landscape_grid_section(page), nets_section(page), metrics_section(page),
                 views_section(page), curves_section(page), filter_normalisation_section(page),
-                curvature_section(page), timings_section(page, history, run_path if speed_run is None else speed_run),
+                curvature_section(page), connectivity_section(page), timings_section(page, history, run_path if speed_run is None else speed_run),
                 paper_section(page), environment_section(page)]
     sections = [s for s in sections if s is not None]
     body = "".join(f"<h2>{html.escape(title)}</h2>\n{h}" for title, h, _ in sections)

@@ -368,6 +368,47 @@ def interpolation_metrics(path: str | Path, small: nn.Module, large: nn.Module, 
     return {**grid_values(line), **interpolation_summary(line.alphas, line.values["train_loss"])}
 
 
+#: The seed pairs a config's minima are joined by curves between (the connectivity claim's sample).
+CONNECT_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2))
+
+
+def connection_curve(path: str | Path, model: nn.Module, theta_a: dict[str, torch.Tensor],
+                     theta_b: dict[str, torch.Tensor], data: ImageData, scale: Scale, *, batch_size: int,
+                     attrs: dict[str, Any] | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """A mode-connecting curve between two minima of ``model``'s architecture with the scale's settings
+    (:func:`lossbench.pipeline.connect_file`: ``connect_epochs`` over the first ``connect_samples``
+    training images in minibatches of ``batch_size``, SGD at ``connect_lr``; both paths at
+    ``connect_points`` values of t over ``connect_samples`` images of each split); resumable in ``path``.
+    Returns the file's content (barriers and their sampling errors in its metadata)."""
+    from .pipeline import connect_file
+
+    return connect_file(path, model, data, theta_a=theta_a, theta_b=theta_b, epochs=scale.connect_epochs,
+                        lr=scale.connect_lr, points=scale.connect_points, eval_samples=scale.connect_samples,
+                        eval_batch=scale.eval_batch, train_batch=batch_size, attrs=attrs, progress=progress)
+
+
+def curve_check_metrics(model: nn.Module, theta_a: dict[str, torch.Tensor], theta_b: dict[str, torch.Tensor],
+                        theta_c: dict[str, torch.Tensor], data: ImageData, scale: Scale) -> dict[str, float]:
+    """What the main job checks of a stored curve: the train loss (nats) and accuracy at each t of the
+    scale's ``connect_check_t`` on theta(t) = (1-t)^2 theta_a + 2t(1-t) theta_c + t^2 theta_b, BatchNorm
+    statistics recomputed over the first ``connect_samples`` training images, which it is evaluated on.
+    Names: ``curve_train_loss@t0.50``, ``curve_train_acc@t0.50``."""
+    from .connect import path_values
+    from .evaluate import cross_entropy, make_batches
+
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    x, y = data.split("train")
+    n = scale.connect_samples
+    batches = make_batches(x[:n].to(dtype), y[:n], scale.eval_batch, device=device)
+    cast = {name: {k: v.to(device=device, dtype=dtype) for k, v in theta.items()}
+            for name, theta in (("a", theta_a), ("b", theta_b), ("c", theta_c))}
+    ts = np.asarray(scale.connect_check_t, float)
+    values = path_values(model, cross_entropy(), {"train": batches}, theta_a=cast["a"], theta_b=cast["b"],
+                         theta_c=cast["c"], ts=ts, bn_batches=batches)
+    return {f"curve_train_{k}@t{t:.2f}": float(values[f"train_{k}"][i]) for i, t in enumerate(ts) for k in ("loss", "acc")}
+
+
 def trajectory_metrics(path: str | Path, model: nn.Module, net, data: ImageData, scale: Scale, *,
                        progress: bool | None = None) -> dict[str, float]:
     """The PCA-plane surface's baseline metrics: the train loss and accuracy at every grid point (named

@@ -98,3 +98,26 @@ def test_a_later_grid_speed_run_adds_its_table_and_keeps_the_reproduction(tmp_pa
     md = (out / "summary.md").read_text()
     assert "Run `0001_abcdef_20261127.json`" in md and "from run 0002_fedcba_20261128.json" in md
     assert "| resnet56 | fast | cpu | 0.25 | 1.6 | 400 | 1.2 | 1e-07 |" in md
+
+
+def test_the_connection_records_give_a_section_and_a_claim(tmp_path):
+    bench = fake_run(tmp_path)
+    run_path = next(bench.glob("*/0001_*.json"))
+    run = json.loads(run_path.read_text())
+    t = [0.0, 0.5, 1.0]
+    pairs = [{"seeds": list(s), "barrier": {"line": {"train": 2.0, "test": 2.1}, "curve": {"train": 0.05, "test": 0.2}},
+              "barrier_error": {"line": {"train": 0.01}, "curve": {"train": 0.01}}} for s in ((0, 1), (0, 2), (1, 2))]
+    paths = {"t": t, "line": {"train_loss": [0.0, 2.0, 0.0], "train_acc": [1.0, 0.3, 1.0]},
+             "curve": {"train_loss": [0.0, 0.05, 0.0], "train_acc": [1.0, 0.99, 1.0]}}
+    run["benchmarks"].append({"name": "test_connection[resnet20-bs128-s0]", "stats": {"mean": 3.0}, "extra_info": {
+        "kind": "connection", "config_id": "resnet20-bs128-s0", "pairs": pairs, "paths": paths,
+        "checked": {"seeds": [0, 1], "metrics": {"curve_train_loss@t0.50": 0.05}}}})
+    run_path.write_text(json.dumps(run))
+    out = tmp_path / "report"
+    assert main(["--benchmarks", str(bench), "--baselines", str(tmp_path / "baselines"), "-o", str(out)]) == 0
+    md = (out / "summary.md").read_text()
+    page = (out / "index.html").read_text()
+    assert "## Mode connectivity" in md and "| resnet20-bs128-s0 | 0-2 | 2 | 0.01 | 0.05 |" in md
+    assert "minima-connected-by-a-curve[resnet20-bs128-s0]" in md
+    assert (out / "connect-resnet20-bs128-s0.png").exists()
+    assert 'class="lb-view lb-2d"' in page and "curve_train_loss@t0.50 = 0.05" in page
