@@ -174,8 +174,9 @@ def load_subject(args: argparse.Namespace, device: torch.device) -> Subject:
     if get_scale(args.scale).shipped:
         from .reference_nets import load_reference, shipped_ids
 
-        if config.config_id in shipped_ids("baselines", args.scale):
-            ref = load_reference(config.config_id, "baselines", args.scale, device=device)
+        kind = "nets" if config.seed == 0 else "seed-nets"  # other training seeds ship beside seed 0
+        if config.config_id in shipped_ids("baselines", args.scale, kind):
+            ref = load_reference(config.config_id, "baselines", args.scale, device=device, kind=kind)
             if ref.config == config:  # the shipped reference net: no training
                 return Subject(name=config.config_id, model=ref.model, config=config,
                                source={"reference_net": str(ref.path)}, rebuild=fresh)

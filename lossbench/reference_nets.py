@@ -334,6 +334,13 @@ def load_reference(config_id: str, baselines_dir: str | Path, scale: str, *,
     if config.config_hash != prov["config_hash"]:
         raise CheckpointError(f"{path}: its config does not hash to its config_hash; the file was edited by hand")
     weights = path.with_name(prov["weights_file"])
+    if kind != "nets" and not weights.is_file():
+        base = config.replace(seed=0).config_id
+        raise CheckpointError(
+            f"{weights} is not in this checkout: {kind}/ keeps the provenance of every net it lists, but not every "
+            f"net's weights. Retrain it (the provenance's sha256 says whether you got the same weights): python -m "
+            f"lossbench train --scale {scale} --all --only {base} --seed {config.seed}, then python -m lossbench "
+            f"ship --scale {scale} --only {base} --seeds {config.seed}")
     _verify(weights, prov["weights_sha256"], config_id)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model = build_model(config.arch, config.depth, width=config.width, shortcut=config.shortcut,

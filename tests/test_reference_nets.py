@@ -203,3 +203,16 @@ def test_gpu_only_configs_are_named_but_not_trained_unasked():
     assert ids == ["resnet110-bs128-s0", "resnet110-noshort-bs128-s0", "resnet56-w2-bs128-s0", "resnet56-w4-bs128-s0"]
     assert not set(small.gpu_configs) & set(small.all_configs)
     assert not any(ships_pca_directions(c) for c in small.gpu_configs)
+
+
+def test_a_seed_net_listed_without_its_weights_says_how_to_get_them(tmp_path):
+    """seed-nets/ lists every training seed's provenance; a checkout may lack some weights (they were
+    committed only as needed): the error names the net and the two commands that bring it back."""
+    source = BASELINES / "small" / "seed-nets" / "resnet20-bs2000-s1.json"
+    folder = tmp_path / "small" / "seed-nets"
+    folder.mkdir(parents=True)
+    (folder / source.name).write_text(source.read_text())
+    with pytest.raises(CheckpointError, match="not in this checkout") as err:
+        load_reference("resnet20-bs2000-s1", tmp_path, "small", kind="seed-nets")
+    assert "train --scale small --all --only resnet20-bs2000-s0 --seed 1" in str(err.value)
+    assert "ship --scale small --only resnet20-bs2000-s0 --seeds 1" in str(err.value)
