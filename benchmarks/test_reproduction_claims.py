@@ -25,8 +25,11 @@ def pytest_generate_tests(metafunc):
     if "connect_config" in metafunc.fixturenames:
         from lossbench.config import get_scale
 
-        configs = get_scale(metafunc.config.getoption("lossbench_scale") or "small").connect_configs
-        metafunc.parametrize("connect_config", configs, ids=[c.config_id for c in configs])
+        scale = get_scale(metafunc.config.getoption("lossbench_scale") or "small")
+        configs = [pytest.param(c, id=c.config_id) for c in scale.connect_configs] or [pytest.param(
+            None, id="none", marks=pytest.mark.skip(reason=f"the {scale.name} scale joins no training seeds by "
+                                                           "curves (its connect_configs are empty)"))]
+        metafunc.parametrize("connect_config", configs)
     if "weight_decay" in metafunc.fixturenames:
         from lossbench.config import get_scale
 
