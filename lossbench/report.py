@@ -514,7 +514,7 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
                 curvature_section(page), connectivity_section(page), timings_section(page, history, run_path if speed_run is None else speed_run),
                 paper_section(page), environment_section(page)]
     sections = [s for s in sections if s is not None]
-    body = "".join(f"<h2>{html.escape(title)}</h2>\n{h}" for title, h, _ in sections)
+    body = "".join(f'<h2 id="{_slug(title)}">{html.escape(title)}</h2>\n{h}' for title, h, _ in sections)
     head = (f"<p>Run <code>{html.escape(run_path.name)}</code> ({html.escape(str(run.get('datetime', '?')))}); "
             "reproduces Li et al., <i>Visualizing the Loss Landscape of Neural Nets</i> (NeurIPS 2018).</p>")
     title = f"lossbench report: {html.escape(page.scale)} scale"
@@ -533,6 +533,11 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
     html_path.write_text(html_page)
     md_path.write_text(md)
     return html_path, md_path
+
+
+def _slug(title: str) -> str:
+    """An anchor for a section title (``report/index.html#3d-views``)."""
+    return "-".join("".join(ch if ch.isalnum() else " " for ch in title.lower()).split())
 
 
 def _has(run: dict[str, Any] | None, extract) -> bool:
