@@ -519,7 +519,7 @@ def write_connect_baselines(scale: Scale, *, baselines_dir: str | Path, results_
     * per seed pair of :data:`~lossbench.reproduce.CONNECT_PAIRS`, a curve trained between the two
       shipped nets (:func:`~lossbench.reproduce.connection_curve`, resumable under ``results_dir``):
       the barriers of the line and the curve with their sampling errors (the claim's numbers), and
-      the control point shipped beside the file (``connect/<config_id>-s<i>-s<j>.pt``, sha256 recorded);
+      the control point shipped beside the file (``connect/<config>-s<i>-to-s<j>.pt``, sha256 recorded);
     * the paths of the first pair at every t (the report draws them);
     * what the main job recomputes, the first pair's curve at ``connect_check_t``
       (:func:`~lossbench.reproduce.curve_check_metrics`), with tolerances from a float64 recompute,
@@ -544,10 +544,11 @@ def write_connect_baselines(scale: Scale, *, baselines_dir: str | Path, results_
         for i, j in CONNECT_PAIRS:
             say(f"{config.config_id}: the curve between seeds {i} and {j}")
             model = copy.deepcopy(nets[i].model)
-            c = connection_curve(results_dir / "connect" / f"{config.config_id}-s{i}-s{j}.h5", model,
+            name = f"{config.replace(seed=i).config_id}-to-s{j}"  # as `connect --seeds i j` names it
+            c = connection_curve(results_dir / "connect" / f"{name}.h5", model,
                                  parameters_of(nets[i].model), parameters_of(nets[j].model), data, scale,
                                  batch_size=config.batch_size, attrs={"config_id": config.config_id, "seeds": [i, j]})
-            control = folder / f"{config.config_id}-s{i}-s{j}.pt"
+            control = folder / f"{name}.pt"
             sha = ship_control_point(c["control"], control)
             meta = c["metadata"]
             pairs.append({"seeds": [i, j], "barrier": meta["barrier"], "barrier_error": meta["barrier_error"],
