@@ -783,8 +783,10 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
 
 
 EPILOG_CONNECT = """examples:
-  # two training seeds of the small scale's ResNet-20 (seed 0 shipped; another seed trained and cached)
-  python -m lossbench connect --arch resnet20 --scale small --seeds 0 1 --plot
+  # two training seeds of the small scale's ResNet-20, both shipped (seeds 1-2 in seed-nets/), with the
+  # settings of the suite's connectivity baselines (python -m lossbench baselines --scale small --connect)
+  python -m lossbench connect --arch resnet20 --scale small --seeds 0 1 --epochs 40 --lr 0.03 \
+      --eval-samples 2000 --points 11 --plot
   # your own two minima: the same factory, two weight files, your data
   python -m lossbench connect A.pt B.pt --model model.py:make_net --data data.pt -o ab.h5 --plot
 
