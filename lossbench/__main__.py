@@ -93,10 +93,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 EPILOG_SURFACE = """examples:
   # a 51x51 surface that evaluates all images only where the loss is within ln 10 of the centre's
-  python -m lossbench surface --scale small --arch resnet56 --engine fast --x -1:1:51 --y -1:1:51 \
+  python -m lossbench surface --scale small --arch resnet56 --engine fast --x -1:1:51 --y -1:1:51 \\
       --eval-samples 2000 --adaptive auto -o r56-adaptive.h5 --plot
   # the plane of the Hessian's top two eigenvectors (unit norm: alpha is a distance in weight space)
-  python -m lossbench surface --model model.py:make_net --weights net.pt --data data.pt \
+  python -m lossbench surface --model model.py:make_net --weights net.pt --data data.pt \\
       --directions hessian --x -0.5:0.5:21 --y -0.5:0.5:21 -o eig-plane.h5 --plot
   # 2D filter-normalised surface of the ci ResNet-56 (trained first if not cached), then plots
   python -m lossbench surface --arch resnet56 --scale ci --x -1:1:21 --y -1:1:21 -o r56.h5 --plot
@@ -104,9 +104,9 @@ EPILOG_SURFACE = """examples:
   python -m lossbench surface --checkpoint epoch-0006.pt --x -1:1:51 --dataset train,test -o line.h5
   # your own model and data: model.py defines make_net(width=...), net.pt holds its state dict,
   # data.pt a dict of tensors x, y (or train_x, train_y, test_x, test_y); mse for a regression net
-  python -m lossbench surface --model model.py:make_net --model-kwargs '{"width": 64}' --weights net.pt \
+  python -m lossbench surface --model model.py:make_net --model-kwargs '{"width": 64}' --weights net.pt \\
       --data data.pt --loss crossentropy --x -1:1:51 -o mine-1d.h5 --plot
-  python -m lossbench surface --model model.py:make_net --weights net.pt --data data.pt \
+  python -m lossbench surface --model model.py:make_net --weights net.pt --data data.pt \\
       --x -1:1:31 --y -1:1:31 -o mine-2d.h5 --plot
   # 1D interpolation from the batch-128 to the batch-2000 solution (the paper's Figure 3)
   python -m lossbench surface --arch resnet20 --target-batch-size 2000 --x -0.5:1.5:41 -o interp.h5
@@ -586,7 +586,7 @@ EPILOG_TRAJECTORY = """examples:
   # PCA of the per-epoch checkpoints of the ci ResNet-20, a 21x21 surface on that plane, and the plot
   python -m lossbench trajectory --arch resnet20 --scale ci --grid 21 --plot
   # your own training path: weight files in training order, the last one the final net
-  python -m lossbench trajectory --model model.py:make_net --weights ep1.pt ep2.pt ep3.pt final.pt \
+  python -m lossbench trajectory --model model.py:make_net --weights ep1.pt ep2.pt ep3.pt final.pt \\
       --data data.pt --grid 21 --plot
 """
 
@@ -785,7 +785,7 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
 EPILOG_CONNECT = """examples:
   # two training seeds of the small scale's ResNet-20, both shipped (seeds 1-2 in seed-nets/), with the
   # settings of the suite's connectivity baselines (python -m lossbench baselines --scale small --connect)
-  python -m lossbench connect --arch resnet20 --scale small --seeds 0 1 --epochs 40 --lr 0.03 \
+  python -m lossbench connect --arch resnet20 --scale small --seeds 0 1 --epochs 40 --lr 0.03 \\
       --eval-samples 2000 --points 11 --plot
   # your own two minima: the same factory, two weight files, your data
   python -m lossbench connect A.pt B.pt --model model.py:make_net --data data.pt -o ab.h5 --plot

@@ -61,3 +61,19 @@ def test_only_takes_config_ids_separated_by_spaces_or_commas(command):
 
     args = build_parser().parse_args([*command, "--only", "resnet20-bs128-s0,resnet56-bs128-s0", "resnet20-bs2000-s0"])
     assert _flat_ids(args.only) == ["resnet20-bs128-s0", "resnet56-bs128-s0", "resnet20-bs2000-s0"]
+
+
+def test_every_help_example_keeps_its_line_breaks():
+    """An example continued with a backslash must show it: a single backslash before the newline in the
+    epilog's source joins the two lines into one with a run of spaces (five sub-commands did)."""
+    import argparse
+
+    from lossbench.__main__ import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subs.choices.items():
+        for line in (sub.epilog or "").splitlines():
+            command = line.split("#")[0].strip()  # a comment may be aligned with spaces
+            if command.startswith("python -m lossbench"):
+                assert "   " not in command, f"{name} --help joins two example lines: {line.strip()}"
