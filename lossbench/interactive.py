@@ -227,15 +227,11 @@ def file_views(path: str | Path, *, key: str = "train_loss", zmax: float | None 
 
 
 def _is_connection_file(path: Path) -> bool:
-    import h5py
+    """Whether ``path`` is a connect file (checksum verified first: a damaged or missing file raises
+    :class:`~lossbench.store.SurfaceFileError` with its fix)."""
+    from .store import CONNECT_FORMAT, file_format
 
-    from .store import CONNECT_FORMAT
-
-    try:
-        with h5py.File(path, "r") as f:
-            return f.attrs.get("format") == CONNECT_FORMAT
-    except OSError:  # not HDF5 at all: load_surface says so in its own words
-        return False
+    return file_format(path) == CONNECT_FORMAT
 
 
 def write_file_views(path: str | Path, out: str | Path | None = None, *, key: str = "train_loss",

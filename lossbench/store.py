@@ -297,6 +297,15 @@ def _open(path: Path) -> Iterator[h5py.File]:
                                "delete it (or pass --overwrite) to compute it again") from None
 
 
+def file_format(path: str | Path) -> str | None:
+    """The ``format`` attribute of a lossbench HDF5 file (``CONNECT_FORMAT``, ``SPECTRUM_FORMAT``, ...;
+    None for a surface file in the authors' layout), read after its checksum is verified: a damaged
+    file is a :class:`SurfaceFileError`, never a read that hangs in HDF5."""
+    with _open(Path(path)) as f:
+        value = f.attrs.get("format")
+    return None if value is None else str(value)
+
+
 def read_values(path: str | Path) -> dict[str, np.ndarray]:
     """The value arrays of a surface file, indexed ``[i_alpha, j_beta]`` (the on-disk arrays are in the
     authors' layout), accuracy as a fraction: what ``load_surface(path).values`` holds."""
