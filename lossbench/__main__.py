@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -428,14 +429,12 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .figures import plot_connection_file, plot_eig_file, plot_file
-    from .interactive import _is_connection_file, write_file_views
-    from .store import load_surface
+    from .interactive import write_file_views
+    from .store import is_connection_file, load_surface
 
     out = None if args.output is None else f"{args.output}-interactive.html"
-    if _is_connection_file(Path(args.file)):
+    if is_connection_file(args.file):
         written = plot_connection_file(args.file)
     else:
         s = load_surface(args.file)
@@ -881,12 +880,15 @@ def cmd_connect(args: argparse.Namespace) -> int:
                      overwrite=args.overwrite, loss_fn=loss_fn)
     b, err = c["metadata"]["barrier"], c["metadata"].get("barrier_error", {})
     print(f"wrote {out} ({name}: {len(c['training_loss'])} curve training steps, {len(c['t'])} points per path)")
+
+    def with_error(path: str, split: str) -> str:
+        e = err.get(path, {}).get(split)
+        return f"{b[path][split]:.4g}" + ("" if e is None or math.isnan(e) else f" ± {e:.2g}")
+
     for split in b["line"]:
-        def pm(path: str) -> str:
-            e = err.get(path, {}).get(split)
-            return f"{b[path][split]:.4g}" + ("" if e is None or e != e else f" ± {e:.2g}")
-        print(f"  {split}: barrier of the line {pm('line')} nats, of the curve {pm('curve')} nats"
-              + (" (± the sampling error over the images)" if split in err.get("line", {}) else ""))
+        print(f"  {split}: barrier of the line {with_error('line', split)} nats, of the curve "
+              f"{with_error('curve', split)} nats" + (" (± the sampling error over the images)"
+                                                      if split in err.get("line", {}) else ""))
     if args.plot:
         from .figures import plot_connection_file
 

@@ -269,11 +269,12 @@ def connection(config: dict, scale: dict, control_file: str, control_sha256: str
     from .reference_nets import load_control_point
     from .reproduce import curve_check_metrics
 
-    a = _net(RunConfig.from_dict(config).replace(seed=seeds[0]).to_dict(), scale, baselines_dir, cache_dir)
-    b = _net(RunConfig.from_dict(config).replace(seed=seeds[1]).to_dict(), scale, baselines_dir, cache_dir)
+    cfg = RunConfig.from_dict(config)
+    cfg_a, sc, net_a = _net(cfg.replace(seed=seeds[0]).to_dict(), scale, baselines_dir, cache_dir)
+    _, _, net_b = _net(cfg.replace(seed=seeds[1]).to_dict(), scale, baselines_dir, cache_dir)
     control = load_control_point(control_file, control_sha256, Path(control_file).stem)
-    metrics = curve_check_metrics(a[2].model, parameters_of(a[2].model), parameters_of(b[2].model), control,
-                                  load_dataset(a[0]), a[1])
+    metrics = curve_check_metrics(net_a.model, parameters_of(net_a.model), parameters_of(net_b.model), control,
+                                  load_dataset(cfg_a), sc)
     return {"metrics": metrics}
 
 

@@ -195,10 +195,10 @@ def file_views(path: str | Path, *, key: str = "train_loss", zmax: float | None 
     """
     from . import plot
     from .metrics import eig_ratio
-    from .store import load_surface
+    from .store import is_connection_file, load_surface
 
     path = Path(path)
-    if _is_connection_file(path):
+    if is_connection_file(path):
         from .store import load_connection
 
         c = load_connection(path)
@@ -224,14 +224,6 @@ def file_views(path: str | Path, *, key: str = "train_loss", zmax: float | None 
     top = float(plot.contour_levels(z)[-1]) if zmax is None else zmax
     label = f"{key.rsplit('_', 1)[0]} {ylabel}" if key.endswith("_loss") else key
     return [(f"{name}: {key} in 3D", surface_figure(s.alphas, s.betas, z, zmax=top, title=name, label=label))]
-
-
-def _is_connection_file(path: Path) -> bool:
-    """Whether ``path`` is a connect file (checksum verified first: a damaged or missing file raises
-    :class:`~lossbench.store.SurfaceFileError` with its fix)."""
-    from .store import CONNECT_FORMAT, file_format
-
-    return file_format(path) == CONNECT_FORMAT
 
 
 def write_file_views(path: str | Path, out: str | Path | None = None, *, key: str = "train_loss",

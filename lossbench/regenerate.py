@@ -559,13 +559,10 @@ def write_connect_baselines(scale: Scale, *, baselines_dir: str | Path, results_
                 first = (i, j, c)
         i, j, c = first
         theta_a, theta_b = parameters_of(nets[i].model), parameters_of(nets[j].model)
-        control = {n: t.to(theta_a[n].dtype) for n, t in c["control"].items()}
 
-        def check(models, d, theta_a=theta_a, theta_b=theta_b, control=control):
-            m = models[0]
-            dtype = next(m.parameters()).dtype
-            return curve_check_metrics(m, {n: t.to(dtype) for n, t in theta_a.items()},
-                                       {n: t.to(dtype) for n, t in theta_b.items()}, control, d, scale)
+        def check(models, d, theta_a=theta_a, theta_b=theta_b, control=c["control"]):
+            # curve_check_metrics casts the three points to the model's dtype (the float64 variant)
+            return curve_check_metrics(models[0], theta_a, theta_b, control, d, scale)
 
         values, jitter = _jitter_of(check, (copy.deepcopy(nets[i].model),), data)
         where = dict(scale=scale_job(scale), baselines_dir=str(baselines_dir),

@@ -480,7 +480,7 @@ table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0; }
 td, th { border: 1px solid #ccc; padding: 3px 7px; text-align: left; }
 th { background: #f3f3f3; }
 figure { display: inline-block; margin: 0.5em; } img { max-width: 100%; }
-.grid figure img { width: 280px; } figcaption { font-size: 12px; color: #555; }
+figcaption { font-size: 12px; color: #555; }
 .pair { display: flex; flex-wrap: wrap; align-items: flex-start; } .pair > figure:first-child img { width: 420px; }
 pre { white-space: pre-wrap; font-size: 12px; }
 """

@@ -306,6 +306,11 @@ def file_format(path: str | Path) -> str | None:
     return None if value is None else str(value)
 
 
+def is_connection_file(path: str | Path) -> bool:
+    """Whether ``path`` is a connect file (:func:`save_connection`), checksum verified first."""
+    return file_format(path) == CONNECT_FORMAT
+
+
 def read_values(path: str | Path) -> dict[str, np.ndarray]:
     """The value arrays of a surface file, indexed ``[i_alpha, j_beta]`` (the on-disk arrays are in the
     authors' layout), accuracy as a fraction: what ``load_surface(path).values`` holds."""
