@@ -217,3 +217,20 @@ def test_a_seed_net_listed_without_its_weights_says_how_to_get_them(tmp_path):
         load_reference("resnet20-bs2000-s1", tmp_path, "small", kind="seed-nets")
     assert "train --scale small --all --only resnet20-bs2000-s0 --seed 1" in str(err.value)
     assert "ship --scale small --only resnet20-bs2000-s0 --seeds 1" in str(err.value)
+
+
+def test_the_cli_loads_a_shipped_seed_net_instead_of_training_it(monkeypatch):
+    """`--train-seed 1` at the small scale names a net shipped in seed-nets/: loaded and verified, never
+    retrained (connect --seeds 0 1 had trained seed 1 from scratch, minutes on the CPU)."""
+    import lossbench.cli_inputs as cli_inputs
+    import lossbench.train as train_module
+    from lossbench.__main__ import build_parser
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the CLI trained a net that is shipped")
+
+    monkeypatch.setattr(train_module, "train", no_training)
+    args = build_parser().parse_args(["hessian", "--arch", "resnet20", "--scale", "small", "--train-seed", "1"])
+    subject = cli_inputs.load_subject(args, torch.device("cpu"))
+    assert subject.config.config_id == "resnet20-bs128-s1"
+    assert subject.source["reference_net"].endswith("seed-nets/resnet20-bs128-s1.json")
