@@ -329,13 +329,29 @@ def _n_pairs(records: Sequence[Mapping[str, Any]]) -> int:
     return min(len(pairs_of(r)) for r in records)
 
 
+def recipe_of(record: Mapping[str, Any]) -> str:
+    """Which recipe trained a record's net: ``seed`` (Adam, width 1, the seed's init), ``authors``
+    (the authors' recipe with their initialisation, :func:`lossbench.config.paper_recipe`) or ``other``
+    (the SGD nets of the filter-normalisation experiment, the wide nets)."""
+    c = record["config"]
+    if c.get("init") == "authors":
+        return "authors"
+    if c.get("optimizer", "adam") == "adam" and c.get("width", 1) == 1:
+        return "seed"
+    return "other"
+
+
 def _find(records: Sequence[Mapping[str, Any]], *, depth: int, shortcut: bool, batch_size: int,
-          optimizer: str = "adam", weight_decay: float = 0.0, width: int = 1) -> Mapping[str, Any] | None:
+          optimizer: str | None = None, weight_decay: float | None = None,
+          width: int = 1) -> Mapping[str, Any] | None:
+    """The record of a ResNet among ``records`` (one recipe's nets); ``optimizer`` and ``weight_decay``
+    narrow it further where given."""
     for r in records:
         c = r["config"]
-        if (c.get("arch", "resnet"), c["depth"], c["shortcut"], c["batch_size"], c.get("optimizer", "adam"),
-                c.get("weight_decay", 0.0), c.get("width", 1)) == ("resnet", depth, shortcut, batch_size, optimizer,
-                                                                    weight_decay, width):
+        if ((c.get("arch", "resnet"), c["depth"], c["shortcut"], c["batch_size"], c.get("width", 1))
+                == ("resnet", depth, shortcut, batch_size, width)
+                and optimizer in (None, c.get("optimizer", "adam"))
+                and weight_decay in (None, c.get("weight_decay", 0.0))):
             return r
     return None
 
@@ -382,16 +398,23 @@ def evaluate_claims(records: Sequence[Mapping[str, Any]],
         if m:
             _merge_eig_map(r, m)
     claims: list[Claim] = []
-    seed = [r for r in records if r["config"].get("optimizer", "adam") == "adam" and r["config"].get("width", 1) == 1]
+    seed = [r for r in records if recipe_of(r) == "seed"]
     batch_sizes = sorted({r["config"]["batch_size"] for r in seed})
-    for bs in batch_sizes:
-        # the paper's Table 1 is at batch 128: its numbers stand beside those claims only
-        claims += _table1_claims(seed, bs, (published or {}) if bs == TABLE1_BATCH else {})
-        claims += _depth_claims(seed, bs)
-        claims += _skip_claims(seed, bs)
+    # the depth matrix's claims under each recipe that trained one: the seed's (groups ``bs128``) and the
+    # authors' (``authors-bs128``); each recipe's nets are compared only with each other
+    for recipe, prefix in (("seed", ""), ("authors", "authors-")):
+        nets = [r for r in records if recipe_of(r) == recipe]
+        for bs in sorted({r["config"]["batch_size"] for r in nets}):
+            group = f"{prefix}bs{bs}"
+            # the paper's Table 1 is at batch 128: its numbers stand beside those claims only
+            claims += _table1_claims(nets, bs, (published or {}) if bs == TABLE1_BATCH else {}, group)
+            claims += _depth_claims(nets, bs, group)
+            claims += _skip_claims(nets, bs, group)
     claims += _large_batch_claims(seed, batch_sizes)
     claims += _filter_normalisation_claims(records)
-    claims += _correlation_claims(records, batch_sizes)
+    # the authors' depth matrix stays out of the correlation until it is judged on its own: one recipe's
+    # nets added to another's would move a verdict by the mixing, not by the finding
+    claims += _correlation_claims([r for r in records if recipe_of(r) != "authors"], batch_sizes)
     claims += _pca_claims(records)
     claims += _connect_claims(records, connections or {})
     return claims
@@ -410,7 +433,7 @@ def _merge_eig_map(record: dict[str, Any], m: Mapping[str, Any]) -> None:
                              **{f"eigmap_{k}": v for k, v in (m.get("uncertainty") or {}).items()}}
 
 
-def _table1_claims(records, bs: int, published: Mapping[str, float]) -> list[Claim]:
+def _table1_claims(records, bs: int, published: Mapping[str, float], group: str) -> list[Claim]:
     """Table 1 / Figure 5 captions: test error against depth, with and without skip connections."""
     out = []
     nets = {(d, s): _find(records, depth=d, shortcut=s, batch_size=bs) for d in (20, 56, 110) for s in (True, False)}
@@ -430,7 +453,7 @@ def _table1_claims(records, bs: int, published: Mapping[str, float]) -> list[Cla
             "table1-error-grows-with-depth-without-skips",
             f"without skip connections ResNet-{deep} has a higher test error than ResNet-{shallow} "
             "(percentage points; seeds and a binomial error over the test images)",
-            f"bs{bs}" if deep == 56 else f"bs{bs}-110", "Table 1 (Figure 5 captions)",
+            group if deep == 56 else f"{group}-110", "Table 1 (Figure 5 captions)",
             [[difference(f"test error {deep}-noshort - {shallow}-noshort (pp)", err(b), err(a),
                          names=(f"test error {deep}-noshort %", f"test error {shallow}-noshort %"), scale=100)]],
             [a, b], paper))
@@ -448,7 +471,7 @@ def _table1_claims(records, bs: int, published: Mapping[str, float]) -> list[Cla
                 "table1-skips-stop-error-growing-with-depth",
                 f"from ResNet-{shallow} to ResNet-{deep} the test error grows more without skip connections than "
                 "with them (difference of the two growths, percentage points)",
-                f"bs{bs}" if deep == 56 else f"bs{bs}-110", "Table 1 (Figure 5 captions)",
+                group if deep == 56 else f"{group}-110", "Table 1 (Figure 5 captions)",
                 [[Test("growth without - growth with skips (pp)", 100 * gap.value, 100 * gap.u,
                        {"growth without skips pp": 100 * growth_without.value,
                         "growth with skips pp": 100 * growth_with.value})]],
@@ -467,7 +490,7 @@ def _train_error(r: Mapping[str, Any]) -> Estimate:
     return estimate([1.0 - float(f.get("train_acc", math.nan)) for f in finals])
 
 
-def _depth_claims(records, bs: int) -> list[Claim]:
+def _depth_claims(records, bs: int, group: str) -> list[Claim]:
     """Figures 5 and 7: without skips, the deeper net is less convex; and section 5: it loses
     trainability ("the transition to chaotic landscapes ... ultimately leads to a lack of trainability")."""
     out = []
@@ -485,23 +508,23 @@ def _depth_claims(records, bs: int) -> list[Claim]:
             "depth-without-skips-loses-trainability",
             "in the same training budget ResNet-56 without skip connections fits its training set less well than "
             "ResNet-20 without them and than ResNet-56 with them (eval-mode training error, percentage points)",
-            f"bs{bs}", "Section 5", [tests], [a, b, skip], needs_minimum=False))
+            group, "Section 5", [tests], [a, b, skip], needs_minimum=False))
     out.append(_claim(
         "depth-nonconvex-without-skips",
         "without skip connections ResNet-56's filter-normalised surface has a larger non-convex fraction than "
-        "ResNet-20's (points within radius 1 whose loss is below ln 10 above the minimum)", f"bs{bs}", "Figure 5",
+        "ResNet-20's (points within radius 1 whose loss is below ln 10 above the minimum)", group, "Figure 5",
         _per_pair_diff(b, a, "nonconvex_fraction", "non-convex fraction 56-noshort - 20-noshort",
                        ("56-noshort", "20-noshort")), [a, b]))
     out.append(_claim(
         "depth-eig-ratio-without-skips",
         "without skip connections ResNet-56 has a larger |lambda_min / lambda_max| at the minimum than ResNet-20",
-        f"bs{bs}", "Figure 7",
+        group, "Figure 7",
         [[difference("eig ratio 56-noshort - 20-noshort", number(b, "eig_ratio_center"), number(a, "eig_ratio_center"),
                      names=("56-noshort", "20-noshort"))]], [a, b]))
     return out
 
 
-def _skip_claims(records, bs: int) -> list[Claim]:
+def _skip_claims(records, bs: int, group: str) -> list[Claim]:
     """Figures 5 and 7: skip connections keep the deep net's landscape convex."""
     out = []
     s20 = _find(records, depth=20, shortcut=True, batch_size=bs)
@@ -513,7 +536,7 @@ def _skip_claims(records, bs: int) -> list[Claim]:
         out.append(_claim(
             "skips-prevent-nonconvexity",
             f"ResNet-{deep} without skip connections has a larger non-convex fraction than with them",
-            f"bs{bs}", "Figure 5",
+            group, "Figure 5",
             _per_pair_diff(n, s, "nonconvex_fraction", f"non-convex fraction {deep}-noshort - {deep}",
                            (f"{deep}-noshort", f"{deep}")), [s, n]))
         if s20:
@@ -529,18 +552,18 @@ def _skip_claims(records, bs: int) -> list[Claim]:
             out.append(_claim(
                 "skips-keep-deep-nets-as-convex-as-shallow",
                 f"with skip connections ResNet-{deep} is about as convex as ResNet-20: its difference from ResNet-20 "
-                f"is smaller than the gap to ResNet-{deep} without skips", f"bs{bs}", "Figure 5", per, [s20, s, n]))
+                f"is smaller than the gap to ResNet-{deep} without skips", group, "Figure 5", per, [s20, s, n]))
         out.append(_claim(
             "larger-eig-ratio-without-skips",
             f"without skip connections ResNet-{deep} has a larger |lambda_min / lambda_max| at the minimum",
-            f"bs{bs}", "Figure 7",
+            group, "Figure 7",
             [[difference(f"eig ratio {deep}-noshort - {deep}", number(n, "eig_ratio_center"),
                          number(s, "eig_ratio_center"), names=(f"{deep}-noshort", f"{deep}"))]], [s, n]))
         if s.get("eig_map") and n.get("eig_map"):
             out.append(_claim(
                 "larger-eig-ratio-map-without-skips",
                 f"without skip connections ResNet-{deep}'s eigen-ratio map has a larger mean |lambda_min / lambda_max| "
-                "(points where both ends resolved)", f"bs{bs}", "Figure 7",
+                "(points where both ends resolved)", group, "Figure 7",
                 [[difference(f"map mean eig ratio {deep}-noshort - {deep}", number(n, "eigmap_eig_ratio_mean"),
                              number(s, "eigmap_eig_ratio_mean"), names=(f"{deep}-noshort", f"{deep}"))]], [s, n]))
     return out
@@ -573,7 +596,8 @@ def _filter_normalisation_claims(records) -> list[Claim]:
     generalises better, at both weight decays; without normalisation the ordering can flip with weight
     decay."""
     out = []
-    sgd = [r for r in records if r["config"].get("optimizer", "adam") == "sgd" and r.get("lines")]
+    sgd = [r for r in records if recipe_of(r) == "other" and r["config"].get("optimizer", "adam") == "sgd"
+           and r.get("lines")]
     decays = sorted({r["config"]["weight_decay"] for r in sgd})
     sizes = sorted({r["config"]["batch_size"] for r in sgd})
     if len(sizes) < 2:
