@@ -773,6 +773,15 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
           f"{s.nodes.shape[1]} steps, {n} samples)")
     print(f"  mean eigenvalue tr(H)/n {m1:.4g} +- {e1:.2g}; negative mass (below -1e-3 max|lambda|) "
           f"{neg:.3g} +- {eneg:.2g} (quadrature bound {bneg:.2g}); top {len(top.values)} eigenvalues: {tops}")
+    q = r["summary"]
+    if q and math.isfinite(q["outliers"]):
+        print(f"  outliers above the largest ratio gap of the top {len(top.values)}: {q['outliers']:.0f}; bulk edge "
+              f"{q['bulk_edge']:.4g}, lambda_max / bulk edge {q['outlier_ratio']:.3g} (the gap x{q['gap_ratio']:.3g}, "
+              f"the next x{q['gap_runner_up']:.3g}); the density counts {q['slq_count_above_edge']:.2f} +- "
+              f"{q['slq_count_above_edge_err']:.2g} (quadrature bound {q['slq_count_above_edge_bound']:.2g}) above it")
+    elif q:
+        print(f"  outliers: not decided (the largest ratio gap of the top {len(top.values)} is at its end, or an "
+              "eigenvalue above it did not converge or is not positive): raise --top-k")
     if args.plot:
         from .figures import plot_spectrum_file
 

@@ -519,6 +519,62 @@ class Spectrum:
         return estimate, err, self._edge_bound(edge)
 
 
+#: Top eigenvalues the outlier rule of :func:`spectrum_summary` searches for the bulk's edge.
+SUMMARY_TOP_K = 16
+
+
+def spectrum_summary(top_values: Sequence[float], top_converged: Sequence[bool], spectrum: Spectrum,
+                     *, resolution: float = 1e-3) -> dict[str, float]:
+    """The spectrum's summary numbers, by a stated rule.
+
+    **Outliers and the bulk's edge.** Of the top eigenvalues lambda_1 >= ... >= lambda_k (Lanczos,
+    each converged), the outliers are those above the largest *ratio* gap lambda_i / lambda_(i+1),
+    i = 1 .. k-1 (a trained net's outliers and its bulk differ in scale, not by a fixed distance: the
+    gap is judged relative to the eigenvalues, so the rule does not depend on the loss's units).
+    ``outliers`` = i*, ``bulk_edge`` = lambda_(i*+1), ``outlier_ratio`` = lambda_1 / bulk_edge. The
+    split decides only with the edge inside the list, every eigenvalue down to lambda_(i*+2) positive
+    and every one down to the edge converged; otherwise the three are NaN (raise k). ``gap_ratio`` is the chosen gap
+    lambda_i* / lambda_(i*+1) and ``gap_runner_up`` the next largest ratio among the k: how clearly
+    the split stands out.
+
+    **A cross-check by the density.** ``slq_count_above_edge`` is the SLQ count of eigenvalues at or
+    above the geometric middle of the chosen gap, with its standard error over probes
+    (``_err``) and its quadrature bound (``_bound``): it must agree with ``outliers`` within them.
+
+    **Negative mass.** :meth:`Spectrum.negative_mass` at ``resolution`` (``negative_mass``,
+    ``negative_mass_err``, ``negative_mass_bound``).
+
+    Args:
+        top_values: (k,) the top eigenvalues, largest first (nats / unit^2).
+        top_converged: (k,) whether each converged.
+        spectrum: the SLQ run of the same Hessian.
+    Returns:
+        flat name -> number (NaN where the rule does not decide).
+    """
+    lam = np.asarray(top_values, float)
+    ok = np.asarray(top_converged, bool)
+    if lam.ndim != 1 or lam.shape != ok.shape or len(lam) < 3:
+        raise ValueError(f"expected k >= 3 top eigenvalues with a converged flag each; got {lam.shape} and {ok.shape}")
+    if np.any(np.diff(lam) > 0):
+        raise ValueError("top_values must be sorted largest first")
+    out = dict.fromkeys(("outliers", "bulk_edge", "outlier_ratio", "gap_ratio", "gap_runner_up",
+                         "slq_count_above_edge", "slq_count_above_edge_err", "slq_count_above_edge_bound"), math.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where((lam[:-1] > 0) & (lam[1:] > 0), lam[:-1] / lam[1:], np.nan)
+    if np.isfinite(ratios).any():
+        i = int(np.nanargmax(ratios))
+        if i + 2 < len(lam) and ok[: i + 2].all() and lam[i + 2] > 0:
+            rest = np.delete(ratios, i)
+            out.update(outliers=float(i + 1), bulk_edge=float(lam[i + 1]), outlier_ratio=float(lam[0] / lam[i + 1]),
+                       gap_ratio=float(ratios[i]), gap_runner_up=float(np.nanmax(rest)) if np.isfinite(rest).any()
+                       else math.nan)
+            count, err, bound = spectrum.count(math.sqrt(lam[i] * lam[i + 1]), math.inf)
+            out.update(slq_count_above_edge=count, slq_count_above_edge_err=err, slq_count_above_edge_bound=bound)
+    mass, err, bound = spectrum.negative_mass(resolution)
+    out.update(negative_mass=mass, negative_mass_err=err, negative_mass_bound=bound)
+    return out
+
+
 #: Defaults of :func:`spectrum_slq` and ``python -m lossbench spectrum``: 80 steps resolve the outliers of
 #: a ResNet's Hessian to the residual tolerance and make every probe's first 159 moments exact; 4 probes
 #: give the moments' standard error (the sampling over probes, reported with every number).

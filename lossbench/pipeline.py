@@ -467,10 +467,11 @@ def spectrum_file(path: str | Path, model: nn.Module, batches: list, *, probes: 
     with other settings or inputs is refused unless ``overwrite``.
 
     Returns ``spectrum`` (:class:`~lossbench.hessian.Spectrum`), ``top``
-    (:class:`~lossbench.hessian.EigenPairs`), ``grid``, ``density`` and ``sigma`` (``width`` x the span
-    of the Ritz values, in units of lambda)."""
+    (:class:`~lossbench.hessian.EigenPairs`), ``grid``, ``density``, ``sigma`` (``width`` x the span
+    of the Ritz values, in units of lambda) and ``summary`` (:func:`lossbench.hessian.spectrum_summary`
+    with the top eigenpairs, {} with fewer than 3; also in the file's metadata)."""
     from ._progress import progress_bar
-    from .hessian import Spectrum, hessian_eigenpairs, hessian_params, hessian_spectrum
+    from .hessian import Spectrum, hessian_eigenpairs, hessian_params, hessian_spectrum, spectrum_summary
     from .store import load_spectrum, save_spectrum
 
     path = Path(path)
@@ -510,6 +511,7 @@ def spectrum_file(path: str | Path, model: nn.Module, batches: list, *, probes: 
             bar.close()
         top = hessian_eigenpairs(model, loss_fn, batches, k=min(top_k, spectrum.dim), which="top", ignore=ignore,
                                  max_iter=max_iter, tol=tol, seed=seed)
+        summary = (spectrum_summary(top.values, top.converged, spectrum) if len(top.values) >= 3 else {})
         sigma = spectrum.default_sigma(width)
         lo, hi = spectrum.span()
         grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, 2001)
@@ -518,8 +520,9 @@ def spectrum_file(path: str | Path, model: nn.Module, batches: list, *, probes: 
                       density=density, sigma=sigma,
                       top={"eigenvalues": top.values, "residuals": top.residuals, "gaps": top.gaps,
                            "converged": top.converged.astype(np.int8)},
-                      attrs={**meta, "complete": True, "width": width, "top_iterations": top.iterations})
-    return {"spectrum": spectrum, "top": top, "grid": grid, "density": density, "sigma": sigma}
+                      attrs={**meta, "complete": True, "width": width, "top_iterations": top.iterations,
+                             "summary": summary})
+    return {"spectrum": spectrum, "top": top, "grid": grid, "density": density, "sigma": sigma, "summary": summary}
 
 
 def connect_file(path: str | Path, model: nn.Module, data: ImageData, *, theta_a: Direction, theta_b: Direction,

@@ -8,6 +8,7 @@ The model and the data are defined only here (written into the test's folder), n
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 
 import h5py
@@ -222,6 +223,20 @@ def test_spectrum_of_a_model_from_a_file_writes_its_file_and_figure_and_resumes(
     # other settings on the same file are refused, naming the difference and the fix
     rc, out, err = _run(["spectrum", *base, "--probes", "3", "--steps", "25", "-o", out_file], capsys)
     assert rc != 0 and "another computation" in err and "steps" in err and "--overwrite" in err
+    # the summary numbers (outliers, bulk edge, negative mass) by the rule of spectrum_summary, printed and
+    # stored, agreeing with the function on the stored numbers
+    from lossbench.hessian import spectrum_summary
+
+    rc, out, err = _run(["spectrum", *base, "--probes", "3", "--steps", "20", "--top-k", "6", "--max-iter", "300",
+                         "-o", folder / "spec6.h5"], capsys)
+    stored = load_spectrum(folder / "spec6.h5")
+    summary = stored["metadata"]["summary"]
+    assert set(summary) >= {"outliers", "bulk_edge", "outlier_ratio", "negative_mass", "slq_count_above_edge"}
+    again = spectrum_summary(stored["top_eigenvalues"], stored["top_converged"].astype(bool),
+                             Spectrum(stored["ritz_values"], stored["ritz_weights"], stored["dim"]))
+    assert json.dumps(again, sort_keys=True) == json.dumps(summary, sort_keys=True)
+    assert ("outliers above the largest ratio gap of the top 6" in out) == math.isfinite(summary["outliers"]), out
+    assert "outliers" in out
 
 
 def test_surface_on_the_hessian_eigenvector_plane_has_lambda1_and_lambda2_as_its_centre_curvatures(own, capsys):

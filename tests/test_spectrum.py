@@ -346,3 +346,57 @@ def test_a_spectrum_refuses_a_bad_width_and_an_empty_interval():
         s.density(np.zeros(3), 0.0)
     with pytest.raises(ValueError, match="below hi"):
         s.count(2.0, 1.0)
+
+
+# --- the summary numbers: outliers, bulk edge, negative mass -----------------------------------------
+
+
+def _outlier_matrix(seed=0):
+    """(A, eigenvalues): n = 300, a bulk in [-0.3, 5] (20 of it below -0.1) and three outliers at 100, 50
+    and 45, in a random orthonormal basis. The largest *difference* between neighbours is 100 - 50, the
+    largest *ratio* 45 / 5: the rule of spectrum_summary (ratios) finds 3 outliers."""
+    g = torch.Generator().manual_seed(seed)
+    bulk = torch.cat([torch.rand(276, generator=g, dtype=torch.float64) * 4.9 + 0.1, torch.tensor([5.0]),
+                      -0.1 - 0.2 * torch.rand(20, generator=g, dtype=torch.float64)])
+    lam = torch.cat([bulk, torch.tensor([45.0, 50.0, 100.0], dtype=torch.float64)])
+    q, _ = torch.linalg.qr(torch.randn(300, 300, generator=g, dtype=torch.float64))
+    return q @ torch.diag(lam) @ q.T, lam.numpy()
+
+
+def test_the_spectrum_summary_finds_the_outliers_bulk_edge_and_negative_mass_of_a_known_spectrum():
+    from lossbench.hessian import spectrum_summary
+
+    A, lam = _outlier_matrix()
+    s = spectrum_slq(lambda v: A @ v, 300, probes=16, steps=60, seed=0)
+    top = np.sort(lam)[::-1][:16]
+    out = spectrum_summary(top, [True] * 16, s)
+    print({k: f"{v:.4g}" for k, v in out.items()})
+    assert out["outliers"] == 3 and out["bulk_edge"] == pytest.approx(5.0) and out["outlier_ratio"] == pytest.approx(20)
+    assert out["gap_ratio"] == pytest.approx(9.0) and out["gap_runner_up"] == pytest.approx(2.0)
+    # the density's count above the gap agrees with the rule's within the error it states
+    assert abs(out["slq_count_above_edge"] - 3) <= SIGMAS * out["slq_count_above_edge_err"] + out[
+        "slq_count_above_edge_bound"]
+    assert out["slq_count_above_edge_err"] < 1.5
+    exact = float(np.mean(lam < -1e-3 * np.abs(lam).max()))
+    assert exact == pytest.approx(20 / 300)
+    assert abs(out["negative_mass"] - exact) <= SIGMAS * out["negative_mass_err"] + out["negative_mass_bound"]
+
+
+def test_the_spectrum_summary_decides_only_where_its_rule_can():
+    """An edge at the end of the list, an unconverged eigenvalue above the edge, or a non-positive
+    eigenvalue next to it: no outlier count (NaN), the negative mass still given; bad input refused."""
+    from lossbench.hessian import spectrum_summary
+
+    A, lam = _outlier_matrix()
+    s = spectrum_slq(lambda v: A @ v, 300, probes=4, steps=40, seed=0)
+    top = np.sort(lam)[::-1]
+    assert math.isnan(spectrum_summary(top[:4], [True] * 4, s)["outliers"])   # 100, 50, 45, 5: the gap is last
+    assert spectrum_summary(top[:5], [True] * 5, s)["outliers"] == 3
+    assert math.isnan(spectrum_summary(top[:8], [True, True, False] + [True] * 5, s)["outliers"])
+    assert math.isfinite(spectrum_summary(top[:8], [True] * 4 + [False] * 4, s)["outliers"])  # below the edge
+    flat = spectrum_summary(np.array([3.0, 2.0, 1.0, -1.0]), [True] * 4, s)
+    assert math.isnan(flat["outliers"]) and math.isfinite(flat["negative_mass"])
+    with pytest.raises(ValueError, match="largest first"):
+        spectrum_summary(top[:8][::-1], [True] * 8, s)
+    with pytest.raises(ValueError, match="k >= 3"):
+        spectrum_summary(top[:2], [True] * 2, s)
