@@ -187,6 +187,33 @@ def uncertainty_context(doc: Mapping[str, Any], *, session_seed: int = 0) -> dic
             "uncertainty": unc}
 
 
+def seed_baseline(doc: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The baseline of training seed ``seed`` held in seed 0's file: for every metric whose values at
+    each seed are stored (``spread.metrics.<name>.values``), the value at ``seed`` with seed 0's
+    ``tol`` scaled by |value / seed 0's value| where that is above 1 (a tolerance is an absolute
+    deviation measured on seed 0's net; a larger number deviates proportionally more) and never below
+    the kind's floor; and the hash of the weights they were measured on (``weights_sha256``, None when
+    the file does not record it). A baseline document :func:`compare` takes."""
+    spread = doc.get("spread") or {}
+    seeds = list(spread.get("seeds", []))
+    if seed not in seeds:
+        raise KeyError(f"{doc.get('config_id')}: no values at training seed {seed} are stored (spread seeds "
+                       f"{seeds}); write them with `python -m lossbench baselines --spread --seeds 0 1 2`")
+    i = seeds.index(seed)
+    metrics = {}
+    for name, entry in spread_metrics(doc).items():
+        base = (doc.get("metrics") or {}).get(name)
+        values = entry.get("values")
+        if base is None or values is None or len(values) != len(seeds):
+            continue
+        value, value0, tol0 = float(values[i]), float(base["value"]), float(base["tol"])
+        grow = abs(value / value0) if math.isfinite(value) and math.isfinite(value0) and value0 != 0 else 1.0
+        metrics[name] = {"value": value, "tol": max(tol0 * max(1.0, grow), floor_tolerance(name, value))}
+    shas = spread.get("weights_sha256") or []
+    return {"config_id": doc.get("config_id"), "seed": seed, "metrics": metrics,
+            "weights_sha256": shas[i] if len(shas) == len(seeds) else None}
+
+
 def round_sig(x: float, digits: int = 6) -> float:
     """``x`` rounded to ``digits`` significant digits (baselines are reviewed in diffs)."""
     if x == 0 or not math.isfinite(x):

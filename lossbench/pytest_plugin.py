@@ -56,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="rewrite baselines that differ and pass: for a deliberate re-baseline commit")
     group.addoption("--lossbench-baselines-dir", default=None,
                     help="root of the baselines (default <rootdir>/baselines)")
+    group.addoption("--lossbench-all-seeds", action="store_true",
+                    help="also recompute every shipped training seed's metrics (seeds 1 and 2 of each net, from "
+                         "baselines/<scale>/seed-nets/) against the values the claims use; about twice the main job")
     group.addoption("--lossbench-speed", action="store_true",
                     help="also run the grid-speed benchmarks (benchmarks/test_grid_speed.py); off in the main job, "
                          "on whenever -k names grid_speed")

@@ -416,3 +416,28 @@ def test_a_retrained_scales_eigmap_band_spans_seeds_and_code_path_nets(tmp_path,
     assert spread["metrics"]["eig_ratio_mean"]["values"] == [0.1, 0.2, 0.2]
     assert spread["code_paths"]["variants"] == ["MKL_CBWR=AVX2", "ATEN_CPU_CAPABILITY=avx2"]
     assert spread["band"]["eig_ratio_mean"]["n"] == 5 and spread["band"]["eig_ratio_mean"]["max"] == 0.5
+
+
+def test_a_training_seeds_baseline_comes_from_the_spread_with_seed_zeros_tolerance_scaled():
+    """seed_baseline: the stored value at the seed, seed 0's tol (scaled up where the seed's value is
+    larger, never below the floor), the seed's weights hash; compare() then judges a recomputation."""
+    from lossbench.baselines import compare, floor_tolerance, seed_baseline
+
+    doc = {"config_id": "net-s0",
+           "metrics": {"curv_max": {"value": 2.0, "tol": 0.01}, "eig_min": {"value": 0.0, "tol": 1e-4},
+                       "new_metric": {"value": 1.0, "tol": 0.1}},
+           "spread": {"seeds": [0, 1, 2], "weights_sha256": ["a", "b", "c"],
+                      "metrics": {"curv_max": {"sd": 1, "n": 3, "min": 1, "max": 4, "values": [2.0, 4.0, 1.0]},
+                                  "eig_min": {"sd": 0, "n": 3, "min": 0, "max": 0, "values": [0.0, -0.5, 0.0]}}}}
+    one, two = seed_baseline(doc, 1), seed_baseline(doc, 2)
+    assert one["weights_sha256"] == "b" and two["weights_sha256"] == "c"
+    assert set(one["metrics"]) == {"curv_max", "eig_min"}  # a metric without per-seed values is not invented
+    assert one["metrics"]["curv_max"] == {"value": 4.0, "tol": max(0.02, floor_tolerance("curv_max", 4.0))}
+    assert two["metrics"]["curv_max"]["tol"] == max(0.01, floor_tolerance("curv_max", 1.0))  # never tighter
+    assert one["metrics"]["eig_min"]["tol"] == max(1e-4, floor_tolerance("eig_min", -0.5))
+    rows = {r.name: r.ok for r in compare({"curv_max": 4.015, "eig_min": -0.5}, one)}
+    assert rows == {"curv_max": True, "eig_min": True}
+    assert not next(r for r in compare({"curv_max": 4.05, "eig_min": -0.5}, one) if r.name == "curv_max").ok
+    with pytest.raises(KeyError, match="--spread"):
+        seed_baseline(doc, 3)
+    assert seed_baseline({**doc, "spread": {**doc["spread"], "weights_sha256": []}}, 1)["weights_sha256"] is None
