@@ -189,9 +189,18 @@ def verdicts_section(page: _Page) -> Section:
         th, tm = _table(header, rows)
         h += f"<h3>{html.escape(title)}</h3>{th}"
         m += f"**{title}**\n\n{tm}\n"
-    counts = count_verdicts(claims)
-    summary = (f"{counts[HOLDS]} hold, {counts[FAILS]} fail, {counts[UNRESOLVED]} unresolved, "
-               f"{counts[INCONCLUSIVE]} inconclusive. Each margin is positive when the paper's finding holds; its "
+    def tally(cs) -> str:
+        n = count_verdicts(cs)
+        return (f"{n[HOLDS]} hold, {n[FAILS]} fail, {n[UNRESOLVED]} unresolved, "
+                f"{n[INCONCLUSIVE]} inconclusive")
+
+    authors = [c for c in claims if c.group.startswith("authors-")]
+    by_recipe = ""
+    if authors:
+        by_recipe = (f" The depth matrix under the authors' recipe (groups authors-…): {tally(authors)}; "
+                     f"everything else (the seed recipe, the filter-normalisation experiment, the paths, the "
+                     f"curves): {tally([c for c in claims if not c.group.startswith('authors-')])}.")
+    summary = (f"{tally(claims)}.{by_recipe} Each margin is positive when the paper's finding holds; its "
                f"uncertainty combines the spread over training seeds (their mean is compared), the sampling error of "
                f"the images, the spread over the random direction pairs (their mean is compared) and the numerical "
                f"error. A claim is decided only where every |margin| exceeds {K:g} uncertainties.")
@@ -202,10 +211,20 @@ def verdicts_section(page: _Page) -> Section:
 
 
 def landscape_grid_section(page: _Page) -> Section:
-    """Every seed-recipe net's contours at the same levels, by depth and shortcut (paper Figure 5)."""
+    """Every depth matrix's contours at the same levels, by depth and shortcut (paper Figure 5): the seed
+    recipe's, then the authors' recipe's where its nets were measured."""
+    from .claims import recipe_of
+
+    h, m = "", ""
+    for recipe, label in (("seed", ""), ("authors", "authors' recipe, ")):
+        a, b = _contour_grids(page, [r for r in page.records if recipe_of(r) == recipe], label, recipe)
+        h, m = h + a, m + b
+    return "The landscapes side by side", h, m
+
+
+def _contour_grids(page: _Page, seed: list[dict[str, Any]], label: str, recipe: str) -> tuple[str, str]:
     from . import plot
 
-    seed = [r for r in page.records if r["config"].get("optimizer", "adam") == "adam" and r["config"].get("width", 1) == 1]
     depths = sorted({r["config"]["depth"] for r in seed})
     h, m = "", ""
     for bs in sorted({r["config"]["batch_size"] for r in seed}):
@@ -221,11 +240,12 @@ def landscape_grid_section(page: _Page) -> Section:
             panels.append(row)
         fig = plot.plot_contour_grid(panels, row_labels=["with shortcuts", "without shortcuts"],
                                      col_labels=[f"ResNet-{d}" for d in depths],
-                                     suptitle=f"train loss on filter-normalised directions (pair 1), batch size {bs}; "
-                                              "the same levels in every panel, 0.25 nats apart")
-        a, b = page.figure(f"contours-bs{bs}", fig, f"Contours by depth and shortcut, batch size {bs} (paper Figure 5)")
+                                     suptitle=f"train loss on filter-normalised directions (pair 1), {label}batch size "
+                                              f"{bs}; the same levels in every panel, 0.25 nats apart")
+        name = f"contours-bs{bs}" if recipe == "seed" else f"contours-{recipe}-bs{bs}"
+        a, b = page.figure(name, fig, f"Contours by depth and shortcut, {label}batch size {bs} (paper Figure 5)")
         h, m = h + a, m + b
-    return "The landscapes side by side", h, m
+    return h, m
 
 
 def nets_section(page: _Page) -> Section:

@@ -121,3 +121,27 @@ def test_the_connection_records_give_a_section_and_a_claim(tmp_path):
     assert "minima-connected-by-a-curve[resnet20-bs128-s0]" in md
     assert (out / "connect-resnet20-bs128-s0.png").exists()
     assert 'class="lb-view lb-2d"' in page and "curve_train_loss@t0.50 = 0.05" in page
+
+
+def test_the_authors_matrix_gets_its_own_contours_and_verdict_count(tmp_path):
+    """Nets of the authors' recipe in the run: their own contour grid and claims (groups authors-bs128),
+    counted apart from the seed recipe's in the verdicts' summary."""
+    bench = fake_run(tmp_path)
+    run_path = next(bench.glob("*/0001_*.json"))
+    run = json.loads(run_path.read_text())
+    for b in list(run["benchmarks"]):
+        info = b["extra_info"]
+        cid = info["config_id"].replace("-bs128", "-sgd-wd0.0005-authors-bs128")
+        rel = info["surface_path"].replace(info["config_id"], cid)
+        save_surface(bench / rel, bowl_surface(1.0 if info["config"]["shortcut"] else 5.0))
+        config = {**info["config"], "optimizer": "sgd", "weight_decay": 5e-4, "init": "authors"}
+        run["benchmarks"].append({**b, "name": f"test_reproduction[{cid}]",
+                                  "extra_info": {**info, "config_id": cid, "surface_path": rel, "config": config}})
+    run_path.write_text(json.dumps(run))
+    out = tmp_path / "report"
+    assert main(["--benchmarks", str(bench), "--baselines", str(tmp_path / "baselines"), "-o", str(out)]) == 0
+    md = (out / "summary.md").read_text()
+    assert "contours-bs128.png" in md and "contours-authors-bs128.png" in md
+    assert (out / "contours-authors-bs128.png").exists()
+    assert "depth-nonconvex-without-skips[authors-bs128]" in md and "depth-nonconvex-without-skips[bs128]" in md
+    assert "The depth matrix under the authors' recipe (groups authors-…)" in md
