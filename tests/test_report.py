@@ -145,3 +145,11 @@ def test_the_authors_matrix_gets_its_own_contours_and_verdict_count(tmp_path):
     assert (out / "contours-authors-bs128.png").exists()
     assert "depth-nonconvex-without-skips[authors-bs128]" in md and "depth-nonconvex-without-skips[bs128]" in md
     assert "The depth matrix under the authors' recipe (groups authors-…)" in md
+    # the page opens with the paper's three contributions, a verdict under each recipe and its reason
+    assert md.index("## The paper's three contributions") < md.index("## Verdicts")
+    top = md[md.index("## The paper's three contributions"):md.index("## Verdicts")]
+    assert "| authors' recipe | depth-nonconvex-without-skips[authors-bs128] |" in top
+    assert "| seed recipe | depth-nonconvex-without-skips[bs128] |" in top
+    assert "skips-prevent-nonconvexity[authors-bs128]" in top
+    # one training seed per net here: unresolved, and the reason names the seeds it waits for
+    assert "training seeds, the seed-to-seed error unknown" in top
