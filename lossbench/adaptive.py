@@ -119,10 +119,12 @@ def adaptive_surface(model: nn.Module, loss_fn: LossFn, batches: Sequence[Batch]
         raise ValueError(f"fraction={fraction}: the slice is a share of the images in (0, 1)")
     group_sets, rest, per_group, n = _split(batches, groups, fraction, seed, eval_batch)
     opts = dict(engine=engine, engine_options=engine_options, theta=theta, progress=progress)
+    # the groups are a few images each: the fast engine packs them into one forward pass per point
+    packed = {**opts, "engine_options": {"pack": True, **(engine_options or {})}} if engine == "fast" else opts
     first = compute_surface(model, loss_fn, group_sets, delta=delta, eta=eta, alphas=alphas, betas=betas,
                             resume=resume[0], allow_nonfinite=True,
                             on_checkpoint=None if on_checkpoint is None else (lambda s: on_checkpoint("slice", s)),
-                            **opts)
+                            **packed)
     losses = np.stack([first.values[f"g{g}_loss"] for g in range(groups)])  # (groups, *shape)
     accs = np.stack([first.values[f"g{g}_acc"] for g in range(groups)])
     with np.errstate(invalid="ignore"):

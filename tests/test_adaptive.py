@@ -25,10 +25,10 @@ AXIS = np.linspace(-1.5, 1.5, 11)
 
 @functools.lru_cache(maxsize=None)
 def _case():
-    """The shipped small ResNet-20 (batch 128) over 480 training images: the full grid once."""
+    """The shipped small ResNet-20 (batch 128) over 320 training images: the full grid once."""
     ref = load_reference("resnet20-bs128-s0", ROOT, "small")
     data = load_dataset(ref.config)
-    batches = make_batches(data.x_train[:480], data.y_train[:480], 240)
+    batches = make_batches(data.x_train[:320], data.y_train[:320], 160)
     delta = create_random_direction(ref.model, seed=0)
     eta = create_random_direction(ref.model, seed=1)
     full = compute_surface(ref.model, cross_entropy(), {"train": batches}, delta=delta, eta=eta, alphas=AXIS,

@@ -278,8 +278,9 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
         monkeypatch.setitem(reproduce_mod.CURVATURE, key, value)
     ci = SCALES["ci"]
     config = ci.configs[0].replace(depth=8, epochs=2, n_train=256, n_test=64)
+    # 16 Hessian images (the scale's 64 made this the suite's slowest test: its HVPs were most of it)
     tiny = dataclasses.replace(ci, configs=(config,), surface_x="-0.5:0.5:5", surface_y="-0.5:0.5:5", eval_samples=64,
-                               eval_batch=48)
+                               eval_batch=48, hessian_samples=16, hessian_batch=12)
     kw = dict(baselines_dir=tmp_path / "b", results_dir=tmp_path / "r", device=torch.device("cpu"),
               cache_dir=tmp_path / "cache", say=lambda line: None)
     [path] = write_recompute_baselines(tiny, code_paths=({"MKL_CBWR": "AVX2"},), **kw)
@@ -303,7 +304,7 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
     assert check(path, moved, config_id=config.config_id, scale="ci", source=doc["source"],
                  config_hash=config.config_hash).status == "failed"
     assert set(doc["sampling"]) == {"eig_max", "eig_min", "eig_ratio_center", "trace"}
-    assert all(len(e["values"]) == 3 and e["images"] == 64 for e in doc["sampling"].values())
+    assert all(len(e["values"]) == 3 and e["images"] == 16 for e in doc["sampling"].values())
     [same] = write_spread(tiny, seeds=(0, 1), code_paths=({"ATEN_CPU_CAPABILITY": "avx2"},), **kw)
     spread = load_baseline(same)["spread"]
     assert spread["seeds"] == [0, 1] and len(spread["finals"]) == 2 and len(spread["weights_sha256"]) == 2

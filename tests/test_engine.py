@@ -214,3 +214,27 @@ def test_bf16_on_a_cpu_with_bf16_units_stays_near_float32():
     np.testing.assert_allclose(bf16.values["train_loss"], ref.values["train_loss"], rtol=2e-2)
     assert np.max(np.abs(bf16.values["train_acc"] - ref.values["train_acc"])) * 40 <= 2
     assert np.max(np.abs(bf16.values["train_loss"] / ref.values["train_loss"] - 1)) > 1e-6  # really bf16
+
+
+def test_packed_splits_give_each_splits_numbers_in_fewer_passes():
+    """pack=True: many small splits share forward passes (a split may straddle two); every split's loss
+    and accuracy equal the unpacked engine's and the reference's to float rounding."""
+    net = with_running_stats(resnet20(), side=8)
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(70, 3, 8, 8, generator=g), torch.randint(0, 10, (70,), generator=g)
+    cuts = [0, 3, 10, 11, 30, 45, 70]  # sizes 3, 7, 1, 19, 15, 25
+    splits = {f"g{k}": make_batches(x[a:b], y[a:b], 4) for k, (a, b) in enumerate(zip(cuts, cuts[1:]))}
+    ref, _ = make_measure("reference", net, cross_entropy(), splits)
+    plain, _ = make_measure("fast", net, cross_entropy(), splits, batch_size=16)
+    packed, keys = make_measure("fast", net, cross_entropy(), splits, batch_size=16, pack=True)
+    r, p, q = ref(net), plain(net), packed(net)
+    assert set(q) == set(keys) == set(r)
+    for key in keys:
+        assert q[key] == pytest.approx(r[key], rel=1e-5, abs=1e-6), key
+        assert q[key] == pytest.approx(p[key], rel=1e-5, abs=1e-6), key
+    from lossbench.engine import _packed
+
+    passes = _packed(list(splits.values()), 16, channels_last=False)
+    assert [len(b[1]) for b in passes] == [16, 16, 16, 16, 6]  # 5 passes, not one per split and batch
+    assert sum(b - a for _, _, rows in passes for _, a, b in rows) == 70
+    assert [[k for k, _, _ in rows] for _, _, rows in passes] == [[0, 1, 2, 3], [3, 4], [4, 5], [5], [5]]
