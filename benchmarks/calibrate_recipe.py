@@ -44,6 +44,9 @@ CANDIDATES: dict[str, RunConfig] = {
     "noshort56-e300-w5": candidate(epochs=300, warmup=0.05),
     "noshort56-e300-w0-lr0.01": candidate(epochs=300, warmup=0.0, lr=0.01),  # diagnostic: the lr
     "noshort56-e300-w0-wd0": candidate(epochs=300, warmup=0.0, weight_decay=0.0),  # diagnostic: the decay
+    # seed 1 of e300-w5 stayed at chance for 190 epochs (lr 0.1 throughout), and left it only some 40
+    # epochs after the first decay: a longer warm-up keeps the net at small steps for longer
+    "noshort56-e300-w20": candidate(epochs=300, warmup=0.2),
 }
 
 
