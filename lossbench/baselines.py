@@ -47,7 +47,7 @@ import json
 import math
 import statistics
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +101,7 @@ def metric_kind(name: str) -> str:
         return "fraction"
     if name.startswith("eig_ratio"):
         return "eig"
-    if name in ("eig_max", "eig_min") or name.startswith(("curv", "trace")):
+    if name in ("eig_max", "eig_min", "max_eig", "min_eig") or name.startswith(("curv", "trace")):
         return "curv"
     if name.startswith("sharpness"):
         return "sharpness"
@@ -333,12 +333,16 @@ def _band(entry: Mapping[str, Any], spread: Mapping[str, Any] | None, tier: str)
     return lo, hi
 
 
-def compare(obtained: Mapping[str, float], baseline: Mapping[str, Any], *, tier: str = TIER_TOL) -> list[Row]:
-    """Compare every metric (union of both sides) and return one :class:`Row` each, sorted by name."""
+def compare(obtained: Mapping[str, float], baseline: Mapping[str, Any], *, tier: str = TIER_TOL,
+            not_recomputed: Iterable[str] = ()) -> list[Row]:
+    """Compare every metric (union of both sides) and return one :class:`Row` each, sorted by name;
+    ``not_recomputed``: stored metrics the caller deliberately did not compute (e.g. the eigen-ratio map
+    points the main job takes from the baseline), left out instead of failing as missing."""
     stored = baseline.get("metrics", {})
     spread = band_metrics(baseline)
+    skip = set(not_recomputed) - set(obtained)
     rows = []
-    for name in sorted(set(stored) | set(obtained)):
+    for name in sorted((set(stored) | set(obtained)) - skip):
         entry = stored.get(name)
         got = obtained.get(name)
         if entry is None or got is None:
@@ -407,7 +411,8 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
 def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, scale: str,
           source: Mapping[str, Any], config_hash: str | None = None, weights_sha256: str | None = None,
           platform: Mapping[str, str] | None = None, regen: bool = False, regen_all: bool = False,
-          extra: Mapping[str, Any] | None = None, tolerances: Mapping[str, float] | None = None) -> Outcome:
+          extra: Mapping[str, Any] | None = None, tolerances: Mapping[str, float] | None = None,
+          not_recomputed: Iterable[str] = ()) -> Outcome:
     """Check ``obtained`` against the baseline file at ``path`` (see the module docstring).
 
     Args:
@@ -420,6 +425,8 @@ def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, sc
         platform: this machine's platform id (:func:`lossbench.train.platform_id`): only for the message.
         tolerances: each metric's ``tol`` where the file is written (created, or rewritten by ``regen``);
             default the kind's floor (creation) or the stored ones (regeneration).
+        not_recomputed: stored metrics deliberately not computed this time (:func:`compare`); a check
+            that compares nothing fails, and a regeneration keeps them.
 
     Returns an :class:`Outcome`; the caller decides how to fail (the pytest plugin raises
     :class:`BaselineMismatch` for ``failed``, ``created`` and ``updated`` unless ``regen_all``).
@@ -444,7 +451,10 @@ def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, sc
     other_weights = bool(weights_sha256 and stored_sha and stored_sha != weights_sha256)
     same_platform = platform is not None and baseline.get("source", {}).get("platform") == dict(platform)
     tier = TIER_SPREAD if other_weights else TIER_TOL
-    rows = tuple(compare(obtained, baseline, tier=tier))
+    rows = tuple(compare(obtained, baseline, tier=tier, not_recomputed=not_recomputed))
+    if not rows:
+        return Outcome("failed", path, rows, f"nothing was compared with {path}: every stored metric was left out "
+                                             "as not recomputed", tier)
     if not stale_recipe and all(r.ok for r in rows):
         obtained_path.unlink(missing_ok=True)
         note = "" if tier == TIER_TOL else f"tier: spread — {SPREAD_REASON}"
@@ -454,9 +464,11 @@ def check(path: str | Path, obtained: Mapping[str, float], *, config_id: str, sc
     if regen or regen_all:
         kept = baseline.get("metrics", {})
         tolerances = tolerances or {k: v["tol"] for k, v in kept.items() if k in obtained}
+        left = {k: kept[k] for k in set(not_recomputed) - set(obtained) if k in kept}  # kept as stored
         keep = {k: v for k, v in baseline.items() if k not in ("format", "config_id", "scale", "metrics", "source")}
         new = make_baseline(config_id, scale, obtained, source=full_source, tolerances=tolerances,
                             extra={**keep, **base_extra})
+        new["metrics"].update(left)
         write_baseline(path, new)
         obtained_path.unlink(missing_ok=True)
         status = "passed" if regen_all else "updated"

@@ -136,7 +136,7 @@ def _probe() -> dict[str, Any]:
 #: itself comes from its name).
 _SCALE_FIELDS = ("surface_x", "surface_y", "eval_samples", "eval_batch", "hessian_samples", "hessian_batch",
                  "eig_map", "trajectory_grid", "dir_pairs", "engine", "line_x", "interp_x", "eig_samples",
-                 "eig_max_iter", "connect_samples", "connect_check_t")
+                 "eig_max_iter", "eig_map_check", "connect_samples", "connect_check_t")
 
 
 def scale_job(scale) -> dict[str, Any]:
@@ -226,13 +226,14 @@ def train_study(config: dict, scale: dict, results_dir: str, cache_dir: str) -> 
 
 @task
 def eig_map(config: dict, scale: dict, path: str, baselines_dir: str | None = None,
-            cache_dir: str | None = None) -> dict[str, Any]:
-    """The eigen-ratio map summary of one net (:func:`~lossbench.reproduce.eig_map_summary`)."""
+            cache_dir: str | None = None, points: bool = False) -> dict[str, Any]:
+    """The eigen-ratio map summary of one net (:func:`~lossbench.reproduce.eig_map_summary`), with
+    every point's eigenvalues when ``points``."""
     from .data import load_dataset
     from .reproduce import eig_map_summary
 
     cfg, sc, net = _net(config, scale, baselines_dir, cache_dir)
-    return {"metrics": eig_map_summary(path, net.model, load_dataset(cfg), sc)[1]}
+    return {"metrics": eig_map_summary(path, net.model, load_dataset(cfg), sc, points=points)[1]}
 
 
 @task

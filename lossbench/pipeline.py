@@ -353,11 +353,13 @@ def eig_map_file(
     checkpoint_seconds: float = 10.0,
     progress: bool | None = None,
     loss_fn: LossFn | None = None,
+    prefill: Surface | None = None,
 ) -> Surface:
     """The Hessian eigenvalue map (``max_eig``, ``min_eig``) over ``spec``'s 2D grid, file-backed and
     resumable like :func:`surface_file`. Same seed and normalisation give the same plane as the loss
     surface, so the two maps line up. The metadata records the Hessian's parameter set (``hessian``:
-    ``ignore``, tensor and parameter counts) and the input hashes."""
+    ``ignore``, tensor and parameter counts) and the input hashes. ``prefill``: a map whose ``done``
+    points are taken as they are (with ``overwrite``; say so in ``attrs``), only the others computed."""
     from .hessian import eig_ratio_map, hessian_params
 
     if spec.y is None or spec.dir_type != "weights" or len(spec.splits) != 1:
@@ -373,6 +375,10 @@ def eig_map_file(
             "loss": loss_name(loss_fn), **_dtype_attr(model), **(attrs or {})}
     with output_lock(path, _settings_digest(meta), say=log.warning):
         resume, delta, eta = _resume_or_start(path, meta, overwrite, lambda: make_directions(model, spec))
+        if prefill is not None:
+            if not overwrite:
+                raise ValueError("prefill takes the given points as they are: it needs overwrite=True")
+            resume = prefill
         meta["eval_samples"] = {spec.splits[0]: sum(len(t) for _, t in batches)}
 
         def flush(partial: Surface) -> None:

@@ -292,9 +292,10 @@ def _counted(stats: dict[str, Any], path: Path, run: Callable[[], Any], *, regen
 
 @pytest.fixture(scope="session")
 def lossbench_baseline(pytestconfig: pytest.Config, lossbench_scale, lossbench_baselines_dir, lossbench_device):
-    """``check(config_id, metrics, *, config_hash=None, weights_sha256=None, extra=None)``: compare with
-    the stored baseline at its recompute tolerance (or, for retrained weights that differ from the
-    baseline's, at its seed spread); fails with the whole table."""
+    """``check(config_id, metrics, *, config_hash=None, weights_sha256=None, extra=None,
+    not_recomputed=())``: compare with the stored baseline at its recompute tolerance (or, for retrained
+    weights that differ from the baseline's, at its seed spread); fails with the whole table.
+    ``not_recomputed``: stored metrics deliberately not computed (:func:`lossbench.baselines.compare`)."""
     from .baselines import check, provenance
     from .train import platform_id
 
@@ -303,7 +304,7 @@ def lossbench_baseline(pytestconfig: pytest.Config, lossbench_scale, lossbench_b
     regen_all = pytestconfig.getoption("lossbench_regen_all")
 
     def _check(config_id: str, metrics: dict[str, float], extra: dict[str, Any] | None = None, *,
-               config_hash: str | None = None, weights_sha256: str | None = None):
+               config_hash: str | None = None, weights_sha256: str | None = None, not_recomputed=()):
         __tracebackhide__ = True
         path = lossbench_baselines_dir / lossbench_scale.name / f"{config_id}.json"
 
@@ -311,7 +312,7 @@ def lossbench_baseline(pytestconfig: pytest.Config, lossbench_scale, lossbench_b
             outcome = check(path, metrics, config_id=config_id, scale=lossbench_scale.name,
                             source=provenance(str(lossbench_device)), config_hash=config_hash,
                             weights_sha256=weights_sha256, platform=platform_id(), regen=regen,
-                            regen_all=regen_all, extra=extra)
+                            regen_all=regen_all, extra=extra, not_recomputed=not_recomputed)
             if outcome.tier != "tol":
                 stats["spread_tier"].append(config_id)
             return outcome

@@ -399,11 +399,13 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
             written.append(path)
             continue
         net = net_of(config, scale, baselines_dir=baselines_dir, device=device, cache_dir=cache_dir, data_dir=data_dir)
+        # every point's eigenvalues where the main job recomputes part of the map (the rest it takes from here)
+        points = scale.eig_map_check > 1
         summary, jitter, measured = eig_map_jitter(config, scale, model=net.model, data=data, results_dir=results_dir,
-                                                   variants=variants)
+                                                   variants=variants, points=points)
         kwargs = dict(config=config.to_dict(), scale=scale_job(scale), baselines_dir=str(baselines_dir),
                       path=str(Path(results_dir) / "codepaths" / config.config_id / "eig-map.h5"),
-                      cache_dir=None if cache_dir is None else str(cache_dir))
+                      cache_dir=None if cache_dir is None else str(cache_dir), points=points)
         cp_jitter, cp_measured, _ = code_path_jitter("eig_map", kwargs, summary, code_paths=code_paths, say=say)
         jitter, measured = _merge_jitter(jitter, cp_jitter), {**measured, **cp_measured}
         doc = bl.make_baseline(

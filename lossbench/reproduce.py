@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -576,21 +576,67 @@ def eig_map_spec(scale: Scale) -> SurfaceSpec:
     return SurfaceSpec(x=axis, y=axis, eval_samples=scale.eig_samples, eval_batch=scale.eig_samples)
 
 
+def eig_map_points(surface: Surface, mask: np.ndarray | None = None) -> dict[str, float]:
+    """Per grid point of an eigen-ratio map, ``max_eig@i,j`` and ``min_eig@i,j`` (i: the alpha index, j:
+    the beta index; NaN where that end did not converge), at the points of ``mask`` (default all)."""
+    out = {}
+    for i, j in zip(*np.nonzero(np.ones(surface.shape, bool) if mask is None else mask)):
+        for key in ("max_eig", "min_eig"):
+            out[f"{key}@{i},{j}"] = float(surface.values[key][i, j])
+    return out
+
+
+def eig_map_check_mask(shape: tuple[int, int], stride: int) -> np.ndarray:
+    """The points the main job recomputes: every ``stride``-th along each axis, from the first."""
+    i, j = np.indices(shape)
+    return (i % stride == 0) & (j % stride == 0)
+
+
 def eig_map_summary(path: str | Path, model: nn.Module, data: ImageData, scale: Scale, *, eval_batch: int | None = None,
-                    attrs: dict[str, Any] | None = None, progress: bool | None = None) -> tuple[Surface, dict[str, float]]:
-    """Compute the suite's eigen-ratio map into ``path`` and its summary numbers."""
+                    attrs: dict[str, Any] | None = None, progress: bool | None = None, points: bool = False,
+                    stored: Mapping[str, float] | None = None) -> tuple[Surface, dict[str, float]]:
+    """Compute the suite's eigen-ratio map into ``path`` and its summary numbers
+    (:func:`lossbench.metrics.eig_ratio_summary`).
+
+    Args:
+        points: also return every point's eigenvalues (:func:`eig_map_points`): what a baseline stores
+            where the main job checks part of the map (``scale.eig_map_check`` > 1).
+        stored: a baseline's per-point values of this map. With ``scale.eig_map_check`` > 1 and every
+            point stored, only the points of :func:`eig_map_check_mask` are computed, the others are
+            the stored values (the file's ``prefilled`` attribute counts them); the summary is that of
+            the whole map, and the per-point values returned are the recomputed ones only.
+    """
     import dataclasses
 
+    from .hessian import EIG_KEYS
     from .metrics import eig_ratio_summary
     from .pipeline import eig_map_file
 
     spec = eig_map_spec(scale)
     if eval_batch:
         spec = dataclasses.replace(spec, eval_batch=eval_batch)
+    alphas, betas = spec.x.coords(), spec.y.coords()
+    shape = (len(alphas), len(betas))
+    mask = eig_map_check_mask(shape, scale.eig_map_check)
+    names = [f"{k}@{i},{j}" for i in range(shape[0]) for j in range(shape[1]) for k in ("max_eig", "min_eig")]
+    prefill = None
+    if stored and scale.eig_map_check > 1 and all(n in stored for n in names):
+        prefill = Surface.empty(alphas, betas, EIG_KEYS)
+        for i, j in zip(*np.nonzero(~mask)):
+            hi, lo = float(stored[f"max_eig@{i},{j}"]), float(stored[f"min_eig@{i},{j}"])
+            prefill.values["max_eig"][i, j], prefill.values["min_eig"][i, j] = hi, lo
+            prefill.values["eig_converged"][i, j] = float(np.isfinite(hi) and np.isfinite(lo))
+        prefill.done[:] = ~mask
+        attrs = {**(attrs or {}), "prefilled": {"points": int((~mask).sum()), "from": "the baseline's stored values",
+                                                 "stride": scale.eig_map_check}}
     surface = eig_map_file(path, model, data, spec, max_iter=scale.eig_max_iter, tol=CURVATURE["tol"],
-                           overwrite=True, attrs=attrs, progress=progress)
-    return surface, eig_ratio_summary(surface.alphas, surface.betas, surface.values["min_eig"],
-                                      surface.values["max_eig"])
+                           overwrite=True, attrs=attrs, progress=progress, prefill=prefill)
+    summary = eig_ratio_summary(surface.alphas, surface.betas, surface.values["min_eig"], surface.values["max_eig"])
+    if prefill is not None:
+        summary.update(eig_map_points(surface, mask))
+    elif points:
+        summary.update(eig_map_points(surface))
+    return surface, summary
 
 
 def _max_deviation(base: dict[str, float], variants: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -612,10 +658,11 @@ EIG_MAP_VARIANTS = ("dtype=float64", "threads=2", "hessian_batch=half", "repeat"
 
 
 def eig_map_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: ImageData, results_dir: str | Path,
-                   base_threads: int = 1, variants: tuple[str, ...] = EIG_MAP_VARIANTS
+                   base_threads: int = 1, variants: tuple[str, ...] = EIG_MAP_VARIANTS, points: bool = False
                    ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
     """The eigen-ratio map summary recomputed in float64, with 2 threads, the Hessian's batch split in two
-    and once more (or the ``variants`` named): (base summary, largest deviations, variant -> summary)."""
+    and once more (or the ``variants`` named): (base summary, largest deviations, variant -> summary);
+    ``points``: every point's eigenvalues too (:func:`eig_map_summary`)."""
     import copy
 
     unknown = set(variants) - set(EIG_MAP_VARIANTS)
@@ -623,7 +670,7 @@ def eig_map_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: I
         raise ValueError(f"unknown eigen-map variant(s) {sorted(unknown)}; expected some of {EIG_MAP_VARIANTS}")
     path = Path(results_dir) / config.config_id / "eig-map-jitter.h5"
     with _with_threads(base_threads):
-        base = eig_map_summary(path, model, data, scale)[1]
+        base = eig_map_summary(path, model, data, scale, points=points)[1]
     half = max(1, scale.eig_samples // 2)  # the base takes the Hessian's images in one batch
     runs = {"threads=2": (2, None), "hessian_batch=half": (base_threads, half), "repeat": (base_threads, None),
             "dtype=float64": (base_threads, None)}
@@ -634,5 +681,5 @@ def eig_map_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: I
         if name == "dtype=float64":
             m, d = copy.deepcopy(model).double(), data.to(torch.float64)
         with _with_threads(threads):
-            out[name] = eig_map_summary(path, m, d, scale, eval_batch=batch)[1]
+            out[name] = eig_map_summary(path, m, d, scale, eval_batch=batch, points=points)[1]
     return base, _max_deviation(base, out), out

@@ -442,3 +442,23 @@ def test_a_training_seeds_baseline_comes_from_the_spread_with_seed_zeros_toleran
     with pytest.raises(KeyError, match="--spread"):
         seed_baseline(doc, 3)
     assert seed_baseline({**doc, "spread": {**doc["spread"], "weights_sha256": []}}, 1)["weights_sha256"] is None
+
+
+def test_metrics_left_out_as_not_recomputed_are_skipped_never_all_and_kept_by_a_regeneration(tmp_path):
+    """check(..., not_recomputed=...): stored metrics the caller did not compute are left out (not
+    'missing'); one it did compute is compared anyway; a check that compares nothing fails; a
+    regeneration keeps the left-out entries as stored."""
+    from lossbench.baselines import check, load_baseline, make_baseline, write_baseline
+
+    path = tmp_path / "m.json"
+    doc = make_baseline("m", "ci", {"a": 1.0, "p@0,0": 2.0, "p@0,1": 3.0}, source=SOURCE)
+    write_baseline(path, doc)
+    kw = dict(config_id="m", scale="ci", source=SOURCE)
+    assert check(path, {"a": 1.0, "p@0,0": 2.0}, not_recomputed=["p@0,1"], **kw).status == "passed"
+    assert check(path, {"a": 1.0, "p@0,0": 2.0}, **kw).status == "failed"  # missing without the list
+    assert check(path, {"a": 1.0, "p@0,0": 2.5}, not_recomputed=["p@0,0", "p@0,1"], **kw).status == "failed"
+    nothing = check(path, {}, not_recomputed=["a", "p@0,0", "p@0,1"], **kw)
+    assert nothing.status == "failed" and "nothing was compared" in nothing.message
+    assert check(path, {"a": 1.5, "p@0,0": 2.0}, not_recomputed=["p@0,1"], regen_all=True, **kw).status == "passed"
+    kept = load_baseline(path)["metrics"]
+    assert kept["a"]["value"] == 1.5 and kept["p@0,1"]["value"] == 3.0

@@ -347,3 +347,64 @@ def test_lanczos_basis_buffer_gives_the_stacked_basis_numbers_to_the_bit(steps, 
         r = lanczos(lambda v: A @ v, 60, max_iter=k, tol=1e-300, seed=0)  # tol: never stops early
         assert r.iterations == k
         assert (r.eig_max, r.eig_min) == expected[k - 1], f"step {k}"
+
+
+def _tiny_eig_map_case(tmp_path):
+    """A small BatchNorm CNN on the ci data and a scale whose 3 x 3 eigen-ratio map the main job checks
+    at every other point (the corners: 4 of 9)."""
+    import dataclasses
+
+    from lossbench.config import SCALES
+    from lossbench.data import load_dataset
+
+    ci = SCALES["ci"]
+    scale = dataclasses.replace(ci, eig_map="-0.5:0.5:3", eig_samples=16, eig_max_iter=40, eig_map_check=2)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                        nn.Flatten(), nn.Linear(24, 10)).eval()
+    return scale, net, load_dataset(ci.configs[0])
+
+
+def test_the_main_job_recomputes_the_check_points_of_an_eigen_map_and_takes_the_rest_stored(tmp_path):
+    """eig_map_summary with a baseline's per-point values: only the check points are computed (the file
+    says how many were prefilled), the summary is the whole map's (equal to the full computation's),
+    and the per-point values returned are the recomputed ones; a stored point that is wrong moves the
+    summary (it is used), and a wrong value at a check point fails its comparison."""
+    from lossbench.baselines import compare, make_baseline
+    from lossbench.reproduce import eig_map_check_mask, eig_map_summary
+
+    scale, net, data = _tiny_eig_map_case(tmp_path)
+    full_surface, full = eig_map_summary(tmp_path / "full.h5", net, data, scale, points=True)
+    stored = {k: v for k, v in full.items() if "@" in k}
+    assert len(stored) == 18  # 9 points x (max, min)
+    calls = []
+    import lossbench.hessian as hessian_mod
+
+    real = hessian_mod.hessian_eigs
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(hessian_mod, "hessian_eigs", counting):
+        surface, part = eig_map_summary(tmp_path / "part.h5", net, data, scale, stored=stored)
+    assert len(calls) == 4 and surface.attrs["prefilled"]["points"] == 5
+    assert {k for k in part if "@" in k} == {f"{e}@{i},{j}" for i in (0, 2) for j in (0, 2) for e in ("max_eig", "min_eig")}
+    for key in ("eig_ratio_mean", "eig_ratio_center", "eig_ratio_above_0.1", "eig_converged_fraction"):
+        assert part[key] == full[key], key
+    assert eig_map_check_mask((5, 5), 2).sum() == 9 and eig_map_check_mask((3, 3), 1).all()
+    # a wrong stored value off the check points is used: the summary moves
+    wrong = dict(stored, **{"max_eig@1,1": stored["max_eig@1,1"] * 10})
+    assert eig_map_summary(tmp_path / "wrong.h5", net, data, scale, stored=wrong)[1]["eig_ratio_center"] != full[
+        "eig_ratio_center"]
+    # a wrong value at a check point fails its row against the stored baseline
+    doc = make_baseline("eigmap/x", "ci", full, source={})
+    moved = dict(part, **{"max_eig@2,2": part["max_eig@2,2"] * 1.001})
+    rows = compare(moved, doc, not_recomputed=[k for k in stored if k not in part])
+    assert [r.name for r in rows if not r.ok] == ["max_eig@2,2"]
+    assert all(r.ok for r in compare(part, doc, not_recomputed=[k for k in stored if k not in part]))
+    # without every point stored (an older file), the whole map is computed as before
+    assert "prefilled" not in eig_map_summary(tmp_path / "old.h5", net, data, scale,
+                                              stored={"max_eig@0,0": 1.0})[0].attrs
