@@ -470,6 +470,8 @@ EPILOG_BASELINES = """examples:
   python -m lossbench baselines --scale small
   # the curves between seeds 0-1, 0-2, 1-2 of ResNet-20 with and without shortcuts (the connectivity claim)
   python -m lossbench baselines --scale small --connect
+  # the Hessian spectra of the matrix: outliers, bulk edge, negative mass on two image subsets
+  python -m lossbench baselines --scale small --spectrum --only resnet20-bs128-s0
 """
 
 
@@ -505,6 +507,9 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--main-job-files", action="store_true",
                    help="instead: the interpolations (interpolation/sgd-wd<wd>.json) and the PCA-plane surface "
                         "(trajectory/<config_id>.json)")
+    p.add_argument("--spectrum", action="store_true",
+                   help="instead: the Hessian spectra of the matrix (spectrum/<config_id>.json): the summary "
+                        "numbers on two image subsets, the top eigenvalues with recompute tolerances")
     p.set_defaults(func=cmd_baselines)
 
 
@@ -535,6 +540,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
         write_eigmap_baselines,
         write_main_job_file_baselines,
         write_recompute_baselines,
+        write_spectrum_baselines,
         write_spread,
         write_trajectory_spread,
     )
@@ -555,6 +561,8 @@ def cmd_baselines(args: argparse.Namespace) -> int:
             write_eigmap_baselines(scale, variants=tuple(args.eig_variants),
                                    spread_seeds=tuple(args.seeds) if args.spread else None, only=only, **common,
                                    **paths)
+        elif args.spectrum:
+            write_spectrum_baselines(scale, only=only, **common, **paths)
         elif args.main_job_files and args.spread:
             write_trajectory_spread(scale, seeds=tuple(args.seeds), **common, **paths)
         elif args.main_job_files:

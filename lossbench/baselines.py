@@ -101,7 +101,7 @@ def metric_kind(name: str) -> str:
         return "fraction"
     if name.startswith("eig_ratio"):
         return "eig"
-    if name in ("eig_max", "eig_min", "max_eig", "min_eig") or name.startswith(("curv", "trace")):
+    if name in ("eig_max", "eig_min", "max_eig", "min_eig") or name.startswith(("curv", "trace", "spec_top")):
         return "curv"
     if name.startswith("sharpness"):
         return "sharpness"

@@ -136,7 +136,8 @@ def _probe() -> dict[str, Any]:
 #: itself comes from its name).
 _SCALE_FIELDS = ("surface_x", "surface_y", "eval_samples", "eval_batch", "hessian_samples", "hessian_batch",
                  "eig_map", "trajectory_grid", "dir_pairs", "engine", "line_x", "interp_x", "eig_samples",
-                 "eig_max_iter", "eig_map_check", "connect_samples", "connect_check_t")
+                 "eig_max_iter", "eig_map_check", "spectrum_samples", "spectrum_probes", "spectrum_steps",
+                 "connect_samples", "connect_check_t")
 
 
 def scale_job(scale) -> dict[str, Any]:
@@ -234,6 +235,18 @@ def eig_map(config: dict, scale: dict, path: str, baselines_dir: str | None = No
 
     cfg, sc, net = _net(config, scale, baselines_dir, cache_dir)
     return {"metrics": eig_map_summary(path, net.model, load_dataset(cfg), sc, points=points)[1]}
+
+
+@task
+def spectrum_top(config: dict, scale: dict, baselines_dir: str | None = None,
+                 cache_dir: str | None = None) -> dict[str, Any]:
+    """The main job's check of a net's spectrum: its top eigenvalues
+    (:func:`~lossbench.reproduce.spectrum_check_metrics`)."""
+    from .data import load_dataset
+    from .reproduce import spectrum_check_metrics
+
+    cfg, sc, net = _net(config, scale, baselines_dir, cache_dir)
+    return {"metrics": spectrum_check_metrics(net.model, load_dataset(cfg), sc)}
 
 
 @task

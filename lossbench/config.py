@@ -280,6 +280,9 @@ class Scale:
         interp_x: the 1D interpolation from the small- to the large-batch solution (``min:max:num``).
         eig_samples: training images of the Hessian in the eigen-ratio maps.
         eig_max_iter: Lanczos steps per eigen-ratio map point.
+        spectrum_samples: training images of the Hessian whose spectrum the baselines store (per image
+            subset: the first subset is checked by the main job, the second gives the sampling error).
+        spectrum_probes, spectrum_steps: the stochastic Lanczos quadrature of those spectra.
         eig_map_check: the main job recomputes every ``eig_map_check``-th point of the eigen-ratio map
             along each axis (1: every point) when the map's baseline stores every point; the others are
             the stored values (computed, with their tolerances, when the baselines were written).
@@ -320,6 +323,9 @@ class Scale:
     eig_samples: int = 128
     eig_max_iter: int = 60
     eig_map_check: int = 1
+    spectrum_samples: int = 64
+    spectrum_probes: int = 2
+    spectrum_steps: int = 30
     gpu_configs: tuple[RunConfig, ...] = field(default=())
     authors_configs: tuple[RunConfig, ...] = field(default=())
     connect_configs: tuple[RunConfig, ...] = field(default=())
@@ -395,6 +401,12 @@ SCALES: dict[str, Scale] = {
         # 9 of the 25 map points in the main job (the corners, edge midpoints and centre): the two maps were
         # 12 of its 13.5 minutes; the other 16 come from the baseline, each checked when it was written
         eig_map_check=2,
+        # the spectra of the baselines: 250 images, 2 probes x 60 steps and the top 16 eigenpairs, about
+        # 250 Hessian-vector products per image subset (docs/speed.md: a ResNet-56 product over 500 images
+        # is some 6 s on one loaded core)
+        spectrum_samples=250,
+        spectrum_probes=2,
+        spectrum_steps=60,
         trajectory_grid=11,
         shipped=True,
         dir_pairs=3,

@@ -36,6 +36,8 @@ from .reproduce import (
     eig_map_summary,
     interpolation_metrics,
     recompute_jitter,
+    spectrum_check_metrics,
+    spectrum_summary_metrics,
     study_net,
     terms_deviation,
     trajectory_metrics,
@@ -494,6 +496,57 @@ def write_main_job_file_baselines(scale: Scale, *, baselines_dir: str | Path, re
                                 extra={"config_hash": config.config_hash, "weights_sha256": weights_sha(net),
                                        "jitter_variants": names}))
     say(f"wrote {written[-1]}")
+    return written
+
+
+def write_spectrum_baselines(scale: Scale, *, baselines_dir: str | Path, results_dir: Path, device: torch.device,
+                             cache_dir: str | Path | None = None, data_dir: str | Path | None = None,
+                             only: Iterable[str] | None = None, say: Callable[[str], None] = _say,
+                             code_paths: tuple[dict[str, str], ...] | None = None, subsets: int = 2) -> list[Path]:
+    """The Hessian spectra of the scale's matrix (``spectrum/<config_id>.json``): the summary numbers of
+    :func:`~lossbench.reproduce.spectrum_summary_metrics` on image subset 0 with their values on each of
+    ``subsets`` disjoint subsets (``sampling``: the sd is one subset's sampling error), and the part the
+    main job recomputes (the top eigenvalues on subset 0) as ``metrics`` with recompute tolerances over
+    float64, 2 threads, a repeat and ``code_paths`` (default: every one this CPU can take)."""
+    import statistics
+
+    code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
+    wanted = set(only) if only else None
+    names = sorted([*PLAIN_VARIANTS, *map(code_path_name, code_paths)])
+    written = []
+    for config in scale.configs:
+        if wanted is not None and config.config_id not in wanted:
+            continue
+        if scale.shipped and config.config_id not in shipped_ids(baselines_dir, scale.name):
+            say(f"skip the spectrum of {config.config_id}: not shipped yet")
+            continue
+        net = net_of(config, scale, baselines_dir=baselines_dir, device=device, cache_dir=cache_dir, data_dir=data_dir)
+        data = load_dataset(config, data_dir=data_dir)
+        runs = []
+        for k in range(subsets):
+            runs.append(spectrum_summary_metrics(net.model, data, scale, subset=k))
+            say(f"{config.config_id}: spectrum on image subset {k} done")
+        sampling = {}
+        for name in runs[0]:
+            values = [r[name] for r in runs]
+            finite = all(v == v and abs(v) != float("inf") for v in values)
+            sampling[name] = {"values": [bl.round_sig(v, 8) for v in values], "subsets": subsets,
+                              "images": scale.spectrum_samples,
+                              "sd": statistics.stdev(values) if finite and subsets > 1 else float("nan")}
+        values, jitter = _jitter_of(lambda models, d: spectrum_check_metrics(models[0], d, scale), (net.model,), data)
+        kwargs = dict(config=config.to_dict(), scale=scale_job(scale), baselines_dir=str(baselines_dir),
+                      cache_dir=None if cache_dir is None else str(cache_dir))
+        cp_jitter = code_path_jitter("spectrum_top", kwargs, values, code_paths=code_paths, say=say)[0]
+        written.append(_write_plain(scale, f"spectrum/{config.config_id}", values, _merge_jitter(jitter, cp_jitter),
+                                    baselines_dir=baselines_dir, device=device,
+                                    extra={"config_hash": config.config_hash, "weights_sha256": weights_sha(net),
+                                           "jitter_variants": names,
+                                           "summary": {k: bl.round_sig(v, 8) for k, v in runs[0].items()},
+                                           "sampling": sampling,
+                                           "spectrum": {"samples": scale.spectrum_samples,
+                                                        "probes": scale.spectrum_probes,
+                                                        "steps": scale.spectrum_steps, "subsets": subsets}}))
+        say(f"wrote {written[-1]}")
     return written
 
 

@@ -576,6 +576,55 @@ def eig_map_spec(scale: Scale) -> SurfaceSpec:
     return SurfaceSpec(x=axis, y=axis, eval_samples=scale.eig_samples, eval_batch=scale.eig_samples)
 
 
+#: The top eigenvalues the main job recomputes of a net's stored spectrum (``spec_top1`` .. ``spec_top3``).
+SPECTRUM_CHECK_K = 3
+
+
+def _subset_batches(model: nn.Module, data: ImageData, samples: int, subset: int, batch: int | None = None):
+    from .evaluate import make_batches
+
+    lo, hi = subset * samples, (subset + 1) * samples
+    if hi > len(data.x_train):
+        raise ValueError(f"image subset {subset} needs images {lo}:{hi}; the train split holds {len(data.x_train)}")
+    device = next(model.parameters()).device
+    return make_batches(data.x_train[lo:hi], data.y_train[lo:hi], batch or samples, device=device)
+
+
+def spectrum_check_metrics(model: nn.Module, data: ImageData, scale: Scale, *, subset: int = 0,
+                           batch: int | None = None) -> dict[str, float]:
+    """The top :data:`SPECTRUM_CHECK_K` eigenvalues of the Hessian over image subset ``subset`` of
+    ``scale.spectrum_samples`` images (``spec_top1`` the largest; NaN where Lanczos did not converge
+    to ``CURVATURE["tol"]`` of its own size): the cheap part of a stored spectrum that the main job
+    recomputes."""
+    from .evaluate import cross_entropy
+    from .hessian import hessian_eigenpairs
+
+    batches = _subset_batches(model, data, scale.spectrum_samples, subset, batch)
+    top = hessian_eigenpairs(model, cross_entropy(), batches, k=SPECTRUM_CHECK_K, which="top",
+                             max_iter=CURVATURE["max_iter"], tol=CURVATURE["tol"])
+    return {f"spec_top{k + 1}": float(v) if ok else float("nan")
+            for k, (v, ok) in enumerate(zip(top.values, top.converged))}
+
+
+def spectrum_summary_metrics(model: nn.Module, data: ImageData, scale: Scale, *, subset: int = 0
+                             ) -> dict[str, float]:
+    """The spectrum's summary numbers over image subset ``subset`` (:func:`lossbench.hessian.spectrum_summary`
+    of an SLQ run of ``scale.spectrum_probes`` x ``scale.spectrum_steps`` and the top
+    :data:`lossbench.hessian.SUMMARY_TOP_K` eigenpairs), with the density's mean eigenvalue
+    ``mean_eig`` (tr(H)/n) and its standard error over the probes; names prefixed ``spec_``."""
+    from .evaluate import cross_entropy
+    from .hessian import SUMMARY_TOP_K, hessian_eigenpairs, hessian_spectrum, spectrum_summary
+
+    batches = _subset_batches(model, data, scale.spectrum_samples, subset)
+    s = hessian_spectrum(model, cross_entropy(), batches, probes=scale.spectrum_probes, steps=scale.spectrum_steps)
+    top = hessian_eigenpairs(model, cross_entropy(), batches, k=SUMMARY_TOP_K, which="top",
+                             max_iter=CURVATURE["max_iter"], tol=CURVATURE["tol"])
+    out = spectrum_summary(top.values, top.converged, s)
+    out["mean_eig"], out["mean_eig_err"] = s.moment(1)
+    out["top_converged"] = float(top.all_converged)
+    return {f"spec_{k}": float(v) for k, v in out.items()}
+
+
 def eig_map_points(surface: Surface, mask: np.ndarray | None = None) -> dict[str, float]:
     """Per grid point of an eigen-ratio map, ``max_eig@i,j`` and ``min_eig@i,j`` (i: the alpha index, j:
     the beta index; NaN where that end did not converge), at the points of ``mask`` (default all)."""

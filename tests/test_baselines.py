@@ -462,3 +462,42 @@ def test_metrics_left_out_as_not_recomputed_are_skipped_never_all_and_kept_by_a_
     assert check(path, {"a": 1.5, "p@0,0": 2.0}, not_recomputed=["p@0,1"], regen_all=True, **kw).status == "passed"
     kept = load_baseline(path)["metrics"]
     assert kept["a"]["value"] == 1.5 and kept["p@0,1"]["value"] == 3.0
+
+
+def test_spectrum_baselines_store_the_summary_with_its_sampling_and_a_checkable_top(tmp_path, monkeypatch):
+    """`baselines --spectrum` on a tiny retrained scale: the summary numbers on subset 0 with their
+    values on two disjoint image subsets, the top eigenvalues with recompute tolerances (code path
+    included) that the same computation passes, and a 0.5 % change of lambda_1 fails."""
+    import dataclasses
+
+    import torch
+
+    import lossbench.hessian as hessian_mod
+    import lossbench.reproduce as reproduce_mod
+    from lossbench.baselines import check, load_baseline
+    from lossbench.config import SCALES
+    from lossbench.data import load_dataset
+    from lossbench.regenerate import write_spectrum_baselines
+    from lossbench.reproduce import spectrum_check_metrics
+    from lossbench.train import train
+
+    # the plumbing is under test: a short Lanczos for the top 6 (the summary's rule needs k >= 3)
+    monkeypatch.setitem(reproduce_mod.CURVATURE, "max_iter", 80)
+    monkeypatch.setattr(hessian_mod, "SUMMARY_TOP_K", 6)
+    ci = SCALES["ci"]
+    config = ci.configs[0].replace(depth=8, epochs=2, n_train=256, n_test=64)
+    tiny = dataclasses.replace(ci, configs=(config,), spectrum_samples=24, spectrum_probes=2, spectrum_steps=12)
+    [path] = write_spectrum_baselines(tiny, baselines_dir=tmp_path / "b", results_dir=tmp_path / "r",
+                                      device=torch.device("cpu"), cache_dir=tmp_path / "cache", say=lambda line: None,
+                                      code_paths=({"MKL_CBWR": "AVX2"},))
+    doc = load_baseline(path)
+    assert set(doc["metrics"]) == {"spec_top1", "spec_top2", "spec_top3"}
+    assert "MKL_CBWR=AVX2" in doc["jitter_variants"] and "dtype=float64" in doc["jitter_variants"]
+    assert {"spec_outliers", "spec_bulk_edge", "spec_negative_mass", "spec_mean_eig"} <= set(doc["summary"])
+    assert all(len(e["values"]) == 2 and e["images"] == 24 for e in doc["sampling"].values())
+    assert doc["sampling"]["spec_mean_eig"]["values"][0] != doc["sampling"]["spec_mean_eig"]["values"][1]
+    net = train(config, cache_dir=tmp_path / "cache")
+    got = spectrum_check_metrics(net.model, load_dataset(config), tiny)
+    kw = dict(config_id=f"spectrum/{config.config_id}", scale="ci", source=doc["source"])
+    assert check(path, got, **kw).status == "passed"
+    assert check(path, dict(got, spec_top1=got["spec_top1"] * 1.005), **kw).status == "failed"
