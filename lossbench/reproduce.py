@@ -70,6 +70,19 @@ CURVATURE = {"max_iter": 200, "tol": 1e-3, "probes": 8}
 HESSIAN_SUBSETS = 3
 
 
+def _subset_batches(model: nn.Module, data: ImageData, samples: int, subset: int, batch: int | None = None):
+    """Training images [subset x samples, (subset + 1) x samples) in batches of ``batch`` (default one
+    batch), on the model's device: a Hessian's image subset."""
+    from .evaluate import make_batches
+
+    lo, hi = subset * samples, (subset + 1) * samples
+    if hi > len(data.x_train):
+        raise ValueError(f"Hessian image subset {subset} needs images {lo}:{hi}; the train split holds "
+                         f"{len(data.x_train)}")
+    device = next(model.parameters()).device
+    return make_batches(data.x_train[lo:hi], data.y_train[lo:hi], batch or samples, device=device)
+
+
 def curvature_metrics(model: nn.Module, data: ImageData, *, samples: int, batch: int, seed: int = 0,
                       subset: int = 0) -> tuple[dict[str, float], dict[str, Any]]:
     """(metrics, details) of the Hessian over ``samples`` training images (subset k: images
@@ -77,14 +90,11 @@ def curvature_metrics(model: nn.Module, data: ImageData, *, samples: int, batch:
     not resolve that end), ``eig_ratio_center`` = |eig_min / eig_max| (NaN unless both resolved) and the
     Hutchinson ``trace``; details hold the iterations, residuals, why an end is unresolved, and the
     trace's standard error."""
-    from .evaluate import cross_entropy, make_batches
+    from .evaluate import cross_entropy
     from .hessian import hessian_eigs, hutchinson_trace
 
     lo, hi = subset * samples, (subset + 1) * samples
-    if hi > len(data.x_train):
-        raise ValueError(f"Hessian image subset {subset} needs images {lo}:{hi}; the train split holds {len(data.x_train)}")
-    device = next(model.parameters()).device
-    batches = make_batches(data.x_train[lo:hi], data.y_train[lo:hi], batch, device=device)
+    batches = _subset_batches(model, data, samples, subset, batch)
     eig = hessian_eigs(model, cross_entropy(), batches, max_iter=CURVATURE["max_iter"], tol=CURVATURE["tol"], seed=seed)
     trace = hutchinson_trace(model, cross_entropy(), batches, probes=CURVATURE["probes"], seed=seed)
     eig_max, eig_min = eig.values
@@ -578,16 +588,6 @@ def eig_map_spec(scale: Scale) -> SurfaceSpec:
 
 #: The top eigenvalues the main job recomputes of a net's stored spectrum (``spec_top1`` .. ``spec_top3``).
 SPECTRUM_CHECK_K = 3
-
-
-def _subset_batches(model: nn.Module, data: ImageData, samples: int, subset: int, batch: int | None = None):
-    from .evaluate import make_batches
-
-    lo, hi = subset * samples, (subset + 1) * samples
-    if hi > len(data.x_train):
-        raise ValueError(f"image subset {subset} needs images {lo}:{hi}; the train split holds {len(data.x_train)}")
-    device = next(model.parameters()).device
-    return make_batches(data.x_train[lo:hi], data.y_train[lo:hi], batch or samples, device=device)
 
 
 def spectrum_check_metrics(model: nn.Module, data: ImageData, scale: Scale, *, subset: int = 0,
