@@ -165,18 +165,18 @@ def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Seque
     else:
         net = shadow.model
     size = batch_size or DEFAULT_BATCH.get(device.type, 1024)
-    rebatched = {split: _rebatch(batches, size, channels_last) for split, batches in datasets.items()}
-    counts = {split: sum(len(y) for _, y in batches) for split, batches in rebatched.items()}
+    counts = {split: sum(len(y) for _, y in batches) for split, batches in datasets.items()}
     keys = [f"{split}_{kind}" for split in datasets for kind in ("loss", "acc")]
-    # (x, y, [(split index, first row, end row), ...]) per forward pass
+    # (x, y, [(split index, first row, end row), ...]) per forward pass, the data copied once either way
     passes = (_packed(list(datasets.values()), size, channels_last) if pack else
-              [(x, y, [(k, 0, len(y))]) for k, batches in enumerate(rebatched.values()) for x, y in batches])
+              [(x, y, [(k, 0, len(y))]) for k, batches in enumerate(datasets.values())
+               for x, y in _rebatch(batches, size, channels_last)])
 
     def sums() -> list[tuple[Tensor, Tensor]]:
         """(summed loss float64, correct count int64) per split, left on the device (no host sync)."""
         shadow.sync()
-        totals = [torch.zeros((), dtype=torch.float64, device=device) for _ in rebatched]
-        corrects = [torch.zeros((), dtype=torch.int64, device=device) for _ in rebatched]
+        totals = [torch.zeros((), dtype=torch.float64, device=device) for _ in counts]
+        corrects = [torch.zeros((), dtype=torch.int64, device=device) for _ in counts]
         with _precision(device, precision), torch.inference_mode():
             for x, y, rows in passes:
                 logits = net(x)
@@ -191,7 +191,7 @@ def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Seque
 
     def measure(_: nn.Module) -> dict[str, float]:
         out = {}
-        for split, (total, correct) in zip(rebatched, run()):
+        for split, (total, correct) in zip(counts, run()):
             out[f"{split}_loss"] = float(total) / counts[split]
             out[f"{split}_acc"] = int(correct) / counts[split]
         return out

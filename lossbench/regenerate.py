@@ -39,6 +39,7 @@ from .reproduce import (
     spectrum_check_metrics,
     spectrum_summary_metrics,
     study_net,
+    subset_sampling,
     terms_deviation,
     trajectory_metrics,
 )
@@ -508,8 +509,6 @@ def write_spectrum_baselines(scale: Scale, *, baselines_dir: str | Path, results
     ``subsets`` disjoint subsets (``sampling``: the sd is one subset's sampling error), and the part the
     main job recomputes (the top eigenvalues on subset 0) as ``metrics`` with recompute tolerances over
     float64, 2 threads, a repeat and ``code_paths`` (default: every one this CPU can take)."""
-    import statistics
-
     code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
     wanted = set(only) if only else None
     names = sorted([*PLAIN_VARIANTS, *map(code_path_name, code_paths)])
@@ -526,13 +525,7 @@ def write_spectrum_baselines(scale: Scale, *, baselines_dir: str | Path, results
         for k in range(subsets):
             runs.append(spectrum_summary_metrics(net.model, data, scale, subset=k))
             say(f"{config.config_id}: spectrum on image subset {k} done")
-        sampling = {}
-        for name in runs[0]:
-            values = [r[name] for r in runs]
-            finite = all(v == v and abs(v) != float("inf") for v in values)
-            sampling[name] = {"values": [bl.round_sig(v, 8) for v in values], "subsets": subsets,
-                              "images": scale.spectrum_samples,
-                              "sd": statistics.stdev(values) if finite and subsets > 1 else float("nan")}
+        sampling = subset_sampling(runs, images=scale.spectrum_samples)
         values, jitter = _jitter_of(lambda models, d: spectrum_check_metrics(models[0], d, scale), (net.model,), data)
         kwargs = dict(config=config.to_dict(), scale=scale_job(scale), baselines_dir=str(baselines_dir),
                       cache_dir=None if cache_dir is None else str(cache_dir))

@@ -112,16 +112,23 @@ def curvature_sampling(model: nn.Module, data: ImageData, scale: Scale, *, subse
     """The Hessian numbers at the minimum over ``subsets`` disjoint image subsets: per metric the values
     (subset 0 first, the one the suite uses), their sd (the sampling error of one subset's number), the
     subset count and size. A NaN subset (an end Lanczos could not resolve there) makes the sd NaN."""
-    import statistics
-
     runs = [curvature_metrics(model, data, samples=scale.hessian_samples, batch=scale.hessian_batch, subset=k)[0]
             for k in range(subsets)]
+    return subset_sampling(runs, images=scale.hessian_samples)
+
+
+def subset_sampling(runs: list[dict[str, float]], *, images: int) -> dict[str, dict[str, Any]]:
+    """Per metric of ``runs`` (one dict per disjoint image subset of ``images`` images, subset 0
+    first): the values, their sd (the sampling error of one subset's number; NaN if any value is not
+    finite or there is one subset), the subset count and size."""
+    import statistics
+
     out = {}
     for name in runs[0]:
         values = [r[name] for r in runs]
         finite = all(np.isfinite(values))
-        out[name] = {"sd": statistics.stdev(values) if finite and subsets > 1 else float("nan"),
-                     "subsets": subsets, "images": scale.hessian_samples, "values": values}
+        out[name] = {"sd": statistics.stdev(values) if finite and len(runs) > 1 else float("nan"),
+                     "subsets": len(runs), "images": images, "values": values}
     return out
 
 
