@@ -470,8 +470,10 @@ EPILOG_BASELINES = """examples:
   python -m lossbench baselines --scale small
   # the curves between seeds 0-1, 0-2, 1-2 of ResNet-20 with and without shortcuts (the connectivity claim)
   python -m lossbench baselines --scale small --connect
-  # the Hessian spectra of the matrix: outliers, bulk edge, negative mass on two image subsets
+  # the Hessian spectra of the matrix: outliers, bulk edge, negative mass on two image subsets, the
+  # density's nodes and the plane of the top two eigenvectors; then the summary at training seeds 1-2
   python -m lossbench baselines --scale small --spectrum --only resnet20-bs128-s0
+  python -m lossbench baselines --scale small --spectrum --spread --seeds 0 1 2 --only resnet20-bs128-s0
 """
 
 
@@ -509,7 +511,9 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
                         "(trajectory/<config_id>.json)")
     p.add_argument("--spectrum", action="store_true",
                    help="instead: the Hessian spectra of the matrix (spectrum/<config_id>.json): the summary "
-                        "numbers on two image subsets, the top eigenvalues with recompute tolerances")
+                        "numbers on two image subsets, the top eigenvalues with recompute tolerances, the SLQ "
+                        "nodes and the eigenvector plane the report draws; with --spread, the summary at each "
+                        "training seed")
     p.set_defaults(func=cmd_baselines)
 
 
@@ -562,7 +566,8 @@ def cmd_baselines(args: argparse.Namespace) -> int:
                                    spread_seeds=tuple(args.seeds) if args.spread else None, only=only, **common,
                                    **paths)
         elif args.spectrum:
-            write_spectrum_baselines(scale, only=only, **common, **paths)
+            write_spectrum_baselines(scale, only=only, spread_seeds=tuple(args.seeds) if args.spread else None,
+                                     **common, **paths)
         elif args.main_job_files and args.spread:
             write_trajectory_spread(scale, seeds=tuple(args.seeds), **common, **paths)
         elif args.main_job_files:

@@ -9,6 +9,7 @@ and the uncertainties of :func:`lossbench.baselines.uncertainty_context` merged 
      "curvature": {eig_max, eig_min, eig_ratio_center, trace},         # at the minimum
      "pca": {"share", "random_share", "checkpoints", "random_walk_share", "random_walk_sd"},
      "lines": {"filter": [line metrics per pair], "none": [...]},     # 1D random lines
+     "spectrum": {spec_lambda_max, spec_negative_mass, ...},         # the stored Hessian spectrum
      "seeds": {"seeds": [1, 2], "metrics": {flat name: [value per seed]},
                "finals": [final per seed], "converged": [bool per seed]},
      "uncertainty": {flat name: {"sampling": sd, "numeric": largest recompute deviation}}}
@@ -131,6 +132,7 @@ def flat_metrics(record: Mapping[str, Any]) -> dict[str, float]:
             out.update({f"line_{norm}_{name}{pair_suffix(k)}": float(v) for name, v in m.items()})
     for name, v in (record.get("eig_map") or {}).items():
         out[f"eigmap_{name}"] = float(v)
+    out.update({name: float(v) for name, v in (record.get("spectrum") or {}).items()})
     out["test_error"] = 1.0 - float(record["final"].get("test_acc", math.nan))
     return out
 
@@ -380,7 +382,8 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 def evaluate_claims(records: Sequence[Mapping[str, Any]],
                     eig_maps: Mapping[str, Mapping[str, Any]] | None = None,
                     published: Mapping[str, float] | None = None,
-                    connections: Mapping[str, Mapping[str, Any]] | None = None) -> list[Claim]:
+                    connections: Mapping[str, Mapping[str, Any]] | None = None,
+                    spectra: Mapping[str, Mapping[str, Any]] | None = None) -> list[Claim]:
     """Every claim that the given nets allow (a claim whose nets are absent is not listed).
 
     Args:
@@ -391,12 +394,18 @@ def evaluate_claims(records: Sequence[Mapping[str, Any]],
         connections: config_id -> ``{"pairs": [{"seeds": [i, j], "barrier": {"line": {"train": nats},
             "curve": {...}}, "barrier_error": {same layout}}, ...]}``: the curves trained between the
             config's training seeds (``baselines/<scale>/connect/<config_id>.json``).
+        spectra: config_id -> ``{"summary": {spec_...}, "seeds": ..., "uncertainty": ...}``: the stored
+            Hessian spectrum (``baselines/<scale>/spectrum/<config_id>.json``, its ``summary`` with
+            :func:`lossbench.baselines.uncertainty_context`), merged into that net's record as ``spectrum``.
     """
     records = [dict(r) for r in records]
     for r in records:
         m = (eig_maps or {}).get(r["config_id"])
         if m:
             _merge_eig_map(r, m)
+        m = (spectra or {}).get(r["config_id"])
+        if m:
+            _merge_spectrum(r, m)
     claims: list[Claim] = []
     seed = [r for r in records if recipe_of(r) == "seed"]
     batch_sizes = sorted({r["config"]["batch_size"] for r in seed})
@@ -411,6 +420,7 @@ def evaluate_claims(records: Sequence[Mapping[str, Any]],
             claims += _depth_claims(nets, bs, group)
             claims += _skip_claims(nets, bs, group)
     claims += _large_batch_claims(seed, batch_sizes)
+    claims += _spectrum_claims(seed, batch_sizes)
     claims += _filter_normalisation_claims(records)
     # the authors' depth matrix stays out of the correlation until it is judged on its own: one recipe's
     # nets added to another's would move a verdict by the mixing, not by the finding
@@ -431,6 +441,34 @@ def _merge_eig_map(record: dict[str, Any], m: Mapping[str, Any]) -> None:
     record["seeds"] = seeds
     record["uncertainty"] = {**(record.get("uncertainty") or {}),
                              **{f"eigmap_{k}": v for k, v in (m.get("uncertainty") or {}).items()}}
+
+
+def _merge_spectrum(record: dict[str, Any], m: Mapping[str, Any]) -> None:
+    """The stored spectrum's summary into ``record["spectrum"]``, its other seeds' values where they are of
+    the same training seeds as the record's, and each number's uncertainty: the image subsets' sd
+    (``sampling``) with the probes' standard error of a number that has one (``<name>_err``: SLQ's random
+    start vectors are a sample too) and, as its numerical error, the quadrature's bound
+    (``<name>_bound``) beside the recompute jitter."""
+    summary = dict(m.get("summary") or {})
+    record["spectrum"] = summary
+    theirs = m.get("seeds") or {}
+    seeds = dict(record.get("seeds") or {})
+    if list(theirs.get("seeds", [])) == list(seeds.get("seeds", [])):
+        seeds["metrics"] = {**seeds.get("metrics", {}), **theirs.get("metrics", {})}
+        record["seeds"] = seeds
+    unc = {**(record.get("uncertainty") or {})}
+    given = m.get("uncertainty") or {}
+    for name in summary:
+        if name.endswith(("_err", "_bound")):
+            continue
+        u = dict(given.get(name, {}))
+        err, bound = summary.get(f"{name}_err"), summary.get(f"{name}_bound")
+        if err is not None:
+            u["sampling"] = math.hypot(float(u.get("sampling", 0.0)), float(err))
+        if bound is not None:
+            u["numeric"] = math.hypot(float(u.get("numeric", 0.0)), float(bound))
+        unc[name] = u
+    record["uncertainty"] = unc
 
 
 def _table1_claims(records, bs: int, published: Mapping[str, float], group: str) -> list[Claim]:
@@ -588,6 +626,46 @@ def _large_batch_claims(records, batch_sizes: list[int]) -> list[Claim]:
                 "filter-normalised surface at the minimum", f"resnet{depth}{'' if shortcut else '-noshort'}",
                 "Figure 3", _per_pair_diff(b, a, "curv_max", f"curv_max bs{large} - bs{small}",
                                            (f"bs{large}", f"bs{small}")), [a, b]))
+    return out
+
+
+def _spectrum_claims(records, batch_sizes: list[int]) -> list[Claim]:
+    """The Hessian's spectrum at the minimum (beyond the paper): large batches give a larger top
+    eigenvalue (Keskar et al. 2017; Yao et al. 2018), and without skip connections more of the spectrum
+    is negative (the density behind the paper's Figure 7 ratio; Ghorbani et al. 2019's negative mass).
+    Judged on the nets whose stored spectrum is merged in (``evaluate_claims(spectra=...)``)."""
+    out = []
+    with_spectrum = [r for r in records if r.get("spectrum")]
+    depths = sorted({r["config"]["depth"] for r in with_spectrum})
+    if len(batch_sizes) >= 2:
+        small, large = batch_sizes[0], batch_sizes[-1]
+        for depth in depths:
+            for shortcut in (True, False):
+                a = _find(with_spectrum, depth=depth, shortcut=shortcut, batch_size=small)
+                b = _find(with_spectrum, depth=depth, shortcut=shortcut, batch_size=large)
+                if not (a and b):
+                    continue
+                out.append(_claim(
+                    "large-batch-larger-top-eigenvalue",
+                    f"batch {large} finds a minimum whose Hessian has a larger top eigenvalue lambda_max than "
+                    f"batch {small}'s (Lanczos over the spectrum's images, nats per unit^2)",
+                    f"resnet{depth}{'' if shortcut else '-noshort'}",
+                    "Keskar et al. 2017; Yao et al. 2018 (beyond this paper)",
+                    [[difference(f"lambda_max bs{large} - bs{small}", number(b, "spec_lambda_max"),
+                                 number(a, "spec_lambda_max"), names=(f"bs{large}", f"bs{small}"))]], [a, b]))
+    for bs in batch_sizes:
+        for depth in depths:
+            s = _find(with_spectrum, depth=depth, shortcut=True, batch_size=bs)
+            n = _find(with_spectrum, depth=depth, shortcut=False, batch_size=bs)
+            if not (s and n):
+                continue
+            out.append(_claim(
+                "more-negative-mass-without-skips",
+                f"without skip connections ResNet-{depth}'s Hessian has a larger negative mass (the fraction of "
+                "eigenvalues below -1e-3 lambda_max, by SLQ) than with them", f"resnet{depth}-bs{bs}",
+                "Figure 7 as a density; Ghorbani et al. 2019 (beyond this paper)",
+                [[difference(f"negative mass {depth}-noshort - {depth}", number(n, "spec_negative_mass"),
+                             number(s, "spec_negative_mass"), names=(f"{depth}-noshort", f"{depth}"))]], [s, n]))
     return out
 
 

@@ -34,9 +34,11 @@ from .reproduce import (
     curvature_sampling,
     eig_map_jitter,
     eig_map_summary,
+    eigenvector_plane,
     interpolation_metrics,
     recompute_jitter,
     spectrum_check_metrics,
+    spectrum_run,
     spectrum_summary_metrics,
     study_net,
     subset_sampling,
@@ -503,12 +505,20 @@ def write_main_job_file_baselines(scale: Scale, *, baselines_dir: str | Path, re
 def write_spectrum_baselines(scale: Scale, *, baselines_dir: str | Path, results_dir: Path, device: torch.device,
                              cache_dir: str | Path | None = None, data_dir: str | Path | None = None,
                              only: Iterable[str] | None = None, say: Callable[[str], None] = _say,
-                             code_paths: tuple[dict[str, str], ...] | None = None, subsets: int = 2) -> list[Path]:
-    """The Hessian spectra of the scale's matrix (``spectrum/<config_id>.json``): the summary numbers of
-    :func:`~lossbench.reproduce.spectrum_summary_metrics` on image subset 0 with their values on each of
-    ``subsets`` disjoint subsets (``sampling``: the sd is one subset's sampling error), and the part the
-    main job recomputes (the top eigenvalues on subset 0) as ``metrics`` with recompute tolerances over
-    float64, 2 threads, a repeat and ``code_paths`` (default: every one this CPU can take)."""
+                             code_paths: tuple[dict[str, str], ...] | None = None, subsets: int = 2,
+                             spread_seeds: tuple[int, ...] | None = None) -> list[Path]:
+    """The Hessian spectra of the scale's matrix (``spectrum/<config_id>.json``).
+
+    Each file holds the summary numbers of :func:`~lossbench.reproduce.spectrum_summary_metrics` on image
+    subset 0 (``summary``) with their values on each of ``subsets`` disjoint subsets (``sampling``: the
+    sd is one subset's sampling error); the part the main job recomputes (the top eigenvalues on subset
+    0) as ``metrics`` with recompute tolerances over float64, 2 threads, a repeat and ``code_paths``
+    (default: every one this CPU can take); what the report draws: subset 0's SLQ nodes and weights
+    (``density``), its top eigenpairs' values (``top``) and the train loss on the plane of the top two
+    eigenvectors (``plane``, :func:`~lossbench.reproduce.eigenvector_plane`).
+
+    With ``spread_seeds``: the summary at each of those training seeds (the shipped seed nets), added
+    to the existing files as ``spread`` (the claims' seed-to-seed error)."""
     code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
     wanted = set(only) if only else None
     names = sorted([*PLAIN_VARIANTS, *map(code_path_name, code_paths)])
@@ -519,13 +529,28 @@ def write_spectrum_baselines(scale: Scale, *, baselines_dir: str | Path, results
         if scale.shipped and config.config_id not in shipped_ids(baselines_dir, scale.name):
             say(f"skip the spectrum of {config.config_id}: not shipped yet")
             continue
-        net = net_of(config, scale, baselines_dir=baselines_dir, device=device, cache_dir=cache_dir, data_dir=data_dir)
+        path = Path(baselines_dir) / scale.name / "spectrum" / f"{config.config_id}.json"
         data = load_dataset(config, data_dir=data_dir)
+        if spread_seeds is not None:
+            written.append(_spectrum_spread(path, config, scale, data, spread_seeds, baselines_dir=baselines_dir,
+                                            device=device, cache_dir=cache_dir, data_dir=data_dir, say=say))
+            continue
+        old = _previous(path, say)
+        net = net_of(config, scale, baselines_dir=baselines_dir, device=device, cache_dir=cache_dir, data_dir=data_dir)
         runs = []
         for k in range(subsets):
-            runs.append(spectrum_summary_metrics(net.model, data, scale, subset=k))
+            metrics, spectrum, top = spectrum_run(net.model, data, scale, subset=k)
+            runs.append(metrics)
+            if k == 0:
+                first = (spectrum, top)
             say(f"{config.config_id}: spectrum on image subset {k} done")
-        sampling = subset_sampling(runs, images=scale.spectrum_samples)
+        spectrum, top = first
+        try:
+            plane = eigenvector_plane(Path(results_dir) / "spectrum" / config.config_id / "eig-plane.h5", net.model,
+                                      data, scale, top)
+            say(f"{config.config_id}: the plane of the top two eigenvectors done")
+        except ValueError as exc:  # unconverged vectors or a non-positive top: no plane, and the file says why
+            plane = {"missing": str(exc)}
         values, jitter = _jitter_of(lambda models, d: spectrum_check_metrics(models[0], d, scale), (net.model,), data)
         kwargs = dict(config=config.to_dict(), scale=scale_job(scale), baselines_dir=str(baselines_dir),
                       cache_dir=None if cache_dir is None else str(cache_dir))
@@ -533,14 +558,59 @@ def write_spectrum_baselines(scale: Scale, *, baselines_dir: str | Path, results
         written.append(_write_plain(scale, f"spectrum/{config.config_id}", values, _merge_jitter(jitter, cp_jitter),
                                     baselines_dir=baselines_dir, device=device,
                                     extra={"config_hash": config.config_hash, "weights_sha256": weights_sha(net),
-                                           "jitter_variants": names,
+                                           "jitter_variants": names, **_kept(old, "spread"),
                                            "summary": {k: bl.round_sig(v, 8) for k, v in runs[0].items()},
-                                           "sampling": sampling,
+                                           "sampling": _sampling_entries(subset_sampling(
+                                               runs, images=scale.spectrum_samples)),
                                            "spectrum": {"samples": scale.spectrum_samples,
                                                         "probes": scale.spectrum_probes,
-                                                        "steps": scale.spectrum_steps, "subsets": subsets}}))
+                                                        "steps": scale.spectrum_steps, "subsets": subsets},
+                                           "density": {"dim": spectrum.dim,
+                                                       "nodes": [[bl.round_sig(x, bl.VALUE_DIGITS) for x in row] for row in spectrum.nodes],
+                                                       "weights": [[bl.round_sig(x, bl.VALUE_DIGITS) for x in row]
+                                                                   for row in spectrum.weights]},
+                                           "top": {"values": [bl.round_sig(x, bl.VALUE_DIGITS) for x in top.values],
+                                                   "converged": [bool(c) for c in top.converged],
+                                                   "residuals": [bl.round_sig(x, 3) for x in top.residuals]},
+                                           "plane": _rounded_plane(plane)}))
         say(f"wrote {written[-1]}")
     return written
+
+
+def _rounded_plane(plane: dict[str, Any]) -> dict[str, Any]:
+    def r(x):
+        return [r(v) for v in x] if isinstance(x, list) else bl.round_sig(x, bl.VALUE_DIGITS) if isinstance(
+            x, float) else x
+
+    return {k: r(v) for k, v in plane.items()}
+
+
+def _spectrum_spread(path: Path, config: RunConfig, scale: Scale, data: ImageData, seeds: tuple[int, ...], *,
+                     baselines_dir: str | Path, device: torch.device, cache_dir: str | Path | None,
+                     data_dir: str | Path | None, say: Callable[[str], None]) -> Path:
+    """The spectrum summary of ``config`` at each training seed of ``seeds`` (seed 0: the file's own),
+    written into the file's ``spread``."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; write it first without --spread")
+    doc = bl.load_baseline(path)
+    samples: dict[str, list[float]] = {}
+    shas: list[str | None] = []
+    for seed in seeds:
+        if seed == 0:
+            values, sha = doc["summary"], doc.get("weights_sha256") or doc["source"].get("weights_sha256")
+        else:
+            net = net_of(config.replace(seed=seed), scale, baselines_dir=baselines_dir, device=device,
+                         cache_dir=cache_dir, data_dir=data_dir)
+            values, sha = spectrum_summary_metrics(net.model, data, scale), weights_sha(net)
+            say(f"{config.config_id}: spectrum at seed {seed} done")
+        shas.append(sha)
+        for name in doc["summary"]:
+            samples.setdefault(name, []).append(float(values.get(name, float("nan"))))
+    doc["spread"] = {"seeds": list(seeds), "metrics": bl.spread_stats(samples, keep_values=True),
+                     "weights_sha256": shas}
+    bl.write_baseline(path, doc)
+    say(f"wrote the spread of {path}")
+    return path
 
 
 def _write_plain(scale: Scale, name: str, values: dict[str, float], jitter: dict[str, float], *,

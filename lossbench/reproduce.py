@@ -613,12 +613,11 @@ def spectrum_check_metrics(model: nn.Module, data: ImageData, scale: Scale, *, s
             for k, (v, ok) in enumerate(zip(top.values, top.converged))}
 
 
-def spectrum_summary_metrics(model: nn.Module, data: ImageData, scale: Scale, *, subset: int = 0
-                             ) -> dict[str, float]:
-    """The spectrum's summary numbers over image subset ``subset`` (:func:`lossbench.hessian.spectrum_summary`
-    of an SLQ run of ``scale.spectrum_probes`` x ``scale.spectrum_steps`` and the top
-    :data:`lossbench.hessian.SUMMARY_TOP_K` eigenpairs), with the density's mean eigenvalue
-    ``mean_eig`` (tr(H)/n) and its standard error over the probes; names prefixed ``spec_``."""
+def spectrum_run(model: nn.Module, data: ImageData, scale: Scale, *, subset: int = 0):
+    """(metrics, spectrum, top) of the Hessian over image subset ``subset``: the summary numbers of
+    :func:`spectrum_summary_metrics`, the SLQ run (:class:`lossbench.hessian.Spectrum` of
+    ``scale.spectrum_probes`` x ``scale.spectrum_steps``) and the top
+    :data:`lossbench.hessian.SUMMARY_TOP_K` eigenpairs (:class:`lossbench.hessian.EigenPairs`)."""
     from .evaluate import cross_entropy
     from .hessian import SUMMARY_TOP_K, hessian_eigenpairs, hessian_spectrum, spectrum_summary
 
@@ -627,9 +626,63 @@ def spectrum_summary_metrics(model: nn.Module, data: ImageData, scale: Scale, *,
     top = hessian_eigenpairs(model, cross_entropy(), batches, k=SUMMARY_TOP_K, which="top",
                              max_iter=CURVATURE["max_iter"], tol=CURVATURE["tol"])
     out = spectrum_summary(top.values, top.converged, s)
+    out["lambda_max"] = float(top.values[0]) if top.converged[0] else math.nan
     out["mean_eig"], out["mean_eig_err"] = s.moment(1)
     out["top_converged"] = float(top.all_converged)
-    return {f"spec_{k}": float(v) for k, v in out.items()}
+    return {f"spec_{k}": float(v) for k, v in out.items()}, s, top
+
+
+def spectrum_summary_metrics(model: nn.Module, data: ImageData, scale: Scale, *, subset: int = 0
+                             ) -> dict[str, float]:
+    """The spectrum's summary numbers over image subset ``subset`` (:func:`lossbench.hessian.spectrum_summary`
+    of an SLQ run of ``scale.spectrum_probes`` x ``scale.spectrum_steps`` and the top
+    :data:`lossbench.hessian.SUMMARY_TOP_K` eigenpairs), with the largest eigenvalue ``lambda_max``
+    (NaN unless it converged), the density's mean eigenvalue ``mean_eig`` (tr(H)/n) and its standard
+    error over the probes; names prefixed ``spec_``."""
+    return spectrum_run(model, data, scale, subset=subset)[0]
+
+
+#: The stored eigenvector plane spans +-r along both unit eigenvectors, r = sqrt(2 PLANE_RISE / lambda_1):
+#: where the quadratic model along the top eigenvector has risen by PLANE_RISE nats. A fixed distance would
+#: show a sharp net's plane as one narrow valley and a flat one's as a plateau; this radius shows each
+#: net's plane at the scale of its own top curvature, and the stored radius (over ||theta||) says how that
+#: scale compares with a filter-normalised plane, whose alpha = 1 moves ||theta|| (the weights' norm).
+PLANE_RISE = 1.0
+
+
+def eigenvector_plane(path: str | Path, model: nn.Module, data: ImageData, scale: Scale, top, *,
+                      grid: int = 11, rise: float = PLANE_RISE) -> dict[str, Any]:
+    """The train loss on the plane of the top two Hessian eigenvectors of ``top``
+    (:class:`lossbench.hessian.EigenPairs`, both converged: an unconverged pair is refused) over the
+    scale's evaluation images, a ``grid`` x ``grid`` surface into ``path`` (resumable) over +-r in
+    parameter distance, r from :data:`PLANE_RISE`.
+
+    Returns ``alpha`` / ``beta`` ((grid,) distances over ||theta||, the unit of a filter-normalised
+    plane's axes), ``train_loss`` ((grid, grid) nats, [i_alpha][j_beta]), ``radius`` (r, parameter
+    distance), ``theta_norm`` (||theta|| over the Hessian's parameters), ``eigenvalues`` (lambda_1,
+    lambda_2 in nats / unit^2), ``residuals`` and ``rise``."""
+    from .axis import Axis
+    from .hessian import eigenvector_directions, hessian_params
+
+    lam1 = float(top.values[0])
+    if not lam1 > 0:
+        raise ValueError(f"the top eigenvalue is {lam1:g}: a plane scaled by the top curvature needs it positive")
+    pair = dataclasses.replace(top, values=top.values[:2], vectors=top.vectors[:2], residuals=top.residuals[:2],
+                    gaps=top.gaps[:2], converged=top.converged[:2])
+    delta, eta = eigenvector_directions(model, pair)
+    r = math.sqrt(2.0 * rise / lam1)
+    axis = Axis(-r, r, grid)
+    spec = SurfaceSpec(x=axis, y=axis, norm="none", ignore="biasbn", dir_type="weights", splits=("train",),
+                       eval_samples=scale.eval_samples, eval_batch=scale.eval_batch)
+    surface = surface_file(path, model, data, spec, directions=(delta, eta), attrs={"kind": "surface-hessian"},
+                           allow_nonfinite=True, engine=scale.engine, progress=False)
+    theta_norm = math.sqrt(sum(float(p.detach().double().norm()) ** 2
+                               for p in hessian_params(model, "biasbn").values()))
+    return {"alpha": [float(a) / theta_norm for a in surface.alphas],
+            "beta": [float(b) / theta_norm for b in surface.betas],
+            "train_loss": np.asarray(surface.values["train_loss"], float).tolist(),
+            "radius": r, "theta_norm": theta_norm, "rise": rise,
+            "eigenvalues": [float(v) for v in pair.values], "residuals": [float(v) for v in pair.residuals]}
 
 
 def eig_map_points(surface: Surface, mask: np.ndarray | None = None) -> dict[str, float]:

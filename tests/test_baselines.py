@@ -1,5 +1,7 @@
 import json
+import math
 
+import numpy as np
 import pytest
 
 from lossbench.baselines import (
@@ -501,3 +503,18 @@ def test_spectrum_baselines_store_the_summary_with_its_sampling_and_a_checkable_
     kw = dict(config_id=f"spectrum/{config.config_id}", scale="ci", source=doc["source"])
     assert check(path, got, **kw).status == "passed"
     assert check(path, dict(got, spec_top1=got["spec_top1"] * 1.005), **kw).status == "failed"
+    # what the report draws: the SLQ quadrature of subset 0 and the plane of the top two eigenvectors
+    density = doc["density"]
+    assert np.array(density["nodes"]).shape == (2, 12) and np.allclose(np.sum(density["weights"], axis=1), 1, atol=1e-5)
+    plane = doc["plane"]
+    assert np.array(plane["train_loss"]).shape == (11, 11) and plane["eigenvalues"][0] == pytest.approx(
+        doc["top"]["values"][0], rel=1e-5)
+    assert plane["radius"] == pytest.approx(math.sqrt(2 * plane["rise"] / plane["eigenvalues"][0]), rel=1e-5)
+    assert plane["alpha"][-1] == pytest.approx(plane["radius"] / plane["theta_norm"], rel=1e-5)
+    # the seed spread: seed 0's summary is the file's own, seed 1's is another net's
+    write_spectrum_baselines(tiny, baselines_dir=tmp_path / "b", results_dir=tmp_path / "r", spread_seeds=(0, 1),
+                             device=torch.device("cpu"), cache_dir=tmp_path / "cache", say=lambda line: None)
+    spread = load_baseline(path)["spread"]
+    assert spread["seeds"] == [0, 1] and len(set(spread["weights_sha256"])) == 2
+    mean = spread["metrics"]["spec_mean_eig"]["values"]
+    assert mean[0] == pytest.approx(doc["summary"]["spec_mean_eig"], rel=1e-6) and mean[1] != mean[0]
