@@ -1,6 +1,11 @@
 """Curvature beyond a random slice (paper sections 6-7): Hessian eigen-ratio maps for the ResNet-56
 pair at batch 128 (their Figure 7), and the training path on its PCA plane (Figure 9).
 
+Beyond the paper, the Hessian spectra of the matrix stored in baselines/<scale>/spectrum/ (written with
+``python -m lossbench baselines --spectrum``: the SLQ density, the outliers, the negative mass, the plane of
+the top two eigenvectors): their top three eigenvalues are recomputed and checked, and the stored summary
+goes to the claims and the report.
+
 Their summaries go to extra_info for the report and the claims; the eigen-ratio map summaries are
 checked against baselines/<scale>/eigmap/<config_id>.json (where that file stores every point's
 eigenvalues, only every ``scale.eig_map_check``-th point is recomputed and checked, the others taken
@@ -11,7 +16,7 @@ import pytest
 
 from lossbench.baselines import uncertainty_context
 from lossbench.config import find_config
-from lossbench.reproduce import eig_map_summary, trajectory_metrics
+from lossbench.reproduce import eig_map_summary, spectrum_check_metrics, trajectory_metrics
 
 from _timing import float32_sha, mean_seconds
 
@@ -70,4 +75,35 @@ def test_trajectory_plane(benchmark, net_at, lossbench_scale, lossbench_results_
         surface_path=str(path.relative_to(lossbench_results_dir.parent.parent)),
     )
     lossbench_baseline(f"trajectory/{config.config_id}", metrics, config_hash=config.config_hash,
+                       weights_sha256=float32_sha(net))
+
+
+@pytest.mark.parametrize("batch_size", [128, 2000], ids=["bs128", "bs2000"])
+@pytest.mark.parametrize("depth,shortcut", [(20, True), (20, False), (56, True), (56, False)],
+                         ids=["resnet20", "resnet20-noshort", "resnet56", "resnet56-noshort"])
+def test_spectrum(benchmark, depth, shortcut, batch_size, net_at, lossbench_scale, lossbench_baseline,
+                  lossbench_baseline_doc, lossbench_records, lossbench_progress):
+    """The stored spectrum of a shipped net (the expensive SLQ and top-16 run when the baseline was
+    written): its top three eigenvalues over the same images recomputed and checked at their recompute
+    tolerance, which also ties the stored summary to these weights; the summary, its seed spread and its
+    uncertainties go to the claims."""
+    if not lossbench_scale.shipped:
+        pytest.skip(f"the {lossbench_scale.name} scale retrains its nets on each machine: the spectra are stored "
+                    "for the shipped nets (--lossbench-scale small)")
+    config = find_config(lossbench_scale.name, depth=depth, shortcut=shortcut, batch_size=batch_size)
+    doc = lossbench_baseline_doc(f"spectrum/{config.config_id}")
+    if not doc:
+        pytest.skip(f"baselines/{lossbench_scale.name}/spectrum/{config.config_id}.json is not written yet: "
+                    f"python -m lossbench baselines --scale {lossbench_scale.name} --spectrum --only {config.config_id}")
+    net, data = net_at(depth, shortcut, batch_size)
+    benchmark.group = f"spectrum:{lossbench_scale.name}"
+    metrics = benchmark.pedantic(spectrum_check_metrics, args=(net.model, data, lossbench_scale), rounds=1,
+                                 iterations=1, warmup_rounds=0)
+    record = {"summary": doc["summary"], **uncertainty_context(doc)}
+    lossbench_records["spectra"][config.config_id] = record
+    lossbench_progress(f"{config.config_id}: spectrum's top eigenvalues {', '.join(f'{v:.4g}' for v in metrics.values())}")
+    benchmark.extra_info.update(kind="spectrum", config_id=config.config_id, config=config.to_dict(),
+                                scale=lossbench_scale.name, spectrum_record=record, top_check=metrics,
+                                hessian_samples=lossbench_scale.spectrum_samples)
+    lossbench_baseline(f"spectrum/{config.config_id}", metrics, config_hash=config.config_hash,
                        weights_sha256=float32_sha(net))

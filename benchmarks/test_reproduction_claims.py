@@ -107,7 +107,7 @@ def test_claims(lossbench_scale, lossbench_records, lossbench_verdicts, lossbenc
         pytest.skip(why)
     published = load_paper_numbers(lossbench_baselines_dir)["test_error_percent"]
     claims = evaluate_claims(list(nets.values()), eig_maps=lossbench_records["eig_maps"], published=published,
-                             connections=lossbench_records["connections"])
+                             connections=lossbench_records["connections"], spectra=lossbench_records["spectra"])
     for c in claims:
         print(f"{c.verdict:>12}  {c.key}: {c.summary()}")
     stuck = [c.key for c in claims if c.verdict == INCONCLUSIVE and all(n["converged"] for n in c.nets.values())]

@@ -3,7 +3,7 @@ it (:func:`save_figure` writes PNG and PDF). 2D arrays are indexed [i_alpha, j_b
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -322,6 +322,29 @@ def plot_spectrum(densities: Mapping[str, tuple[np.ndarray, np.ndarray]], *, top
         axes[0].legend(fontsize=8, title="ticks: top eigenvalues" if top else None, title_fontsize=7)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def plot_planes(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], *, title: str = "",
+                xlabel: str = r"distance / $\|\theta\|$") -> Figure:
+    """Contour panels side by side on shared levels (so a colour is one loss in every panel), each
+    (title, alphas (A,), betas (B,), loss (A, B)); equal aspect, centre marked. For the random plane of
+    filter-normalised directions beside the plane of the Hessian's top eigenvectors, both in the same
+    unit of distance."""
+    fig = Figure(figsize=(4.6 * len(panels), 4.2), dpi=STYLE["dpi"])
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    z_all = np.concatenate([np.asarray(z, float).ravel() for *_, z in panels])
+    levels = contour_levels(z_all)
+    for ax, (name, alphas, betas, z) in zip(axes, panels):
+        xx, yy = _grid(np.asarray(alphas, float), np.asarray(betas, float))
+        cs = ax.contour(xx, yy, np.asarray(z, float), levels=levels, cmap="viridis", linewidths=1.0)
+        _label_some(ax, cs, cs.levels)
+        ax.plot([0], [0], "k+", ms=8)
+        ax.set_aspect("equal")
+        ax.set_xlabel(xlabel)
+        ax.set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 

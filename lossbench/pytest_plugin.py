@@ -267,8 +267,9 @@ def lossbench_selected_configs(pytestconfig: pytest.Config) -> set[str]:
 @pytest.fixture(scope="session")
 def lossbench_records() -> dict[str, Any]:
     """config_id -> the study record of every net measured in this session (for the claims), plus
-    ``eig_maps``, ``interpolations`` and ``connections`` (config_id -> the stored curves' barriers)."""
-    return {"nets": {}, "eig_maps": {}, "interpolations": {}, "connections": {}}
+    ``eig_maps``, ``interpolations``, ``connections`` (config_id -> the stored curves' barriers) and
+    ``spectra`` (config_id -> the stored spectrum's summary with its seed spread and uncertainties)."""
+    return {"nets": {}, "eig_maps": {}, "interpolations": {}, "connections": {}, "spectra": {}}
 
 
 def _counted(stats: dict[str, Any], path: Path, run: Callable[[], Any], *, regen_all: bool):

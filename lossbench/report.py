@@ -165,7 +165,9 @@ def page_claims(page: _Page):
     except (OSError, KeyError, json.JSONDecodeError):
         published = {}
     connections = {r["config_id"]: {"pairs": r["pairs"]} for r in kind_records(page.run, "connection")}
-    page.claims = evaluate_claims(study, eig_maps=maps, published=published, connections=connections)
+    spectra = {r["config_id"]: r["spectrum_record"] for r in kind_records(page.run, "spectrum")}
+    page.claims = evaluate_claims(study, eig_maps=maps, published=published, connections=connections,
+                                  spectra=spectra)
     return page.claims
 
 
@@ -465,6 +467,84 @@ def curvature_section(page: _Page) -> Section:
             m + "\n### Eigen-ratio maps\n\n" + m2 + "\n" + eig_md + traj_md)
 
 
+#: The columns of the spectrum table: summary name -> header.
+SPECTRUM_COLUMNS = {"spec_lambda_max": "lambda_max", "spec_outliers": "outliers", "spec_bulk_edge": "bulk edge",
+                    "spec_outlier_ratio": "lambda_max / edge", "spec_negative_mass": "negative mass",
+                    "spec_negative_mass_err": "(probes s.e.)", "spec_negative_mass_bound": "(quadrature bound)",
+                    "spec_mean_eig": "tr(H) / n"}
+
+
+def _stored_spectra(page: _Page) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(run record, stored file) of every spectrum the run checked whose file is at hand."""
+    out = []
+    for r in kind_records(page.run, "spectrum"):
+        path = page.baselines_dir / page.scale / "spectrum" / f"{r['config_id']}.json"
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if doc.get("density"):
+            out.append((r, doc))
+    return out
+
+
+def spectrum_section(page: _Page) -> Section:
+    """The Hessian spectra the run checked (beyond the paper): the summary numbers, the SLQ densities of
+    the depth x skip nets overlaid per batch size (linear and log, as Ghorbani et al. draw them), and
+    each net's plane of its top two eigenvectors beside its random filter-normalised plane."""
+    from . import plot
+    from .hessian import Spectrum
+
+    stored = _stored_spectra(page)
+    if not stored:
+        return None
+    rows = [[r["config_id"], *[doc["summary"].get(k) for k in SPECTRUM_COLUMNS],
+             len((doc.get("spread") or {}).get("seeds", [0]))] for r, doc in stored]
+    h, m = _table(["config", *SPECTRUM_COLUMNS.values(), "seeds"], rows)
+    figs_html, figs_md = "", ""
+    by_batch: dict[int, list] = {}
+    for r, doc in stored:
+        by_batch.setdefault(r["config"]["batch_size"], []).append((r, doc))
+    for bs, nets in sorted(by_batch.items()):
+        spectra = {r["config_id"]: Spectrum(np.array(d["density"]["nodes"], float),
+                                            np.array(d["density"]["weights"], float), int(d["density"]["dim"]))
+                   for r, d in nets}
+        lo = min(s.span()[0] for s in spectra.values())
+        hi = max(s.span()[1] for s in spectra.values())
+        sigma = 0.01 * (hi - lo)
+        grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, 800)
+        top = {r["config_id"]: np.array(d["top"]["values"], float)[np.array(d["top"]["converged"], bool)]
+               for r, d in nets}
+        a, b = page.figure(f"spectra-bs{bs}", plot.plot_spectrum(
+            {k: (grid, s.density(grid, sigma)) for k, s in spectra.items()}, top=top,
+            title=f"Hessian eigenvalue densities at batch {bs} (SLQ, width {sigma:.3g})"),
+            f"batch {bs}: the Hessian's eigenvalue density at each minimum (stochastic Lanczos quadrature over "
+            f"{nets[0][1]['spectrum']['samples']} training images, {nets[0][1]['spectrum']['probes']} probes x "
+            f"{nets[0][1]['spectrum']['steps']} steps; ticks: the top eigenvalues by Lanczos)")
+        figs_html, figs_md = figs_html + a, figs_md + b
+    for r, doc in stored:
+        plane = doc.get("plane") or {}
+        s = page.surfaces.get(r["config_id"])
+        if "train_loss" not in plane or s is None:
+            continue
+        ratio = plane["radius"] / plane["theta_norm"]
+        fig = plot.plot_planes(
+            [("random filter-normalised plane", s.alphas, s.betas, s.values["train_loss"]),
+             (f"top two eigenvectors (lambda {plane['eigenvalues'][0]:.3g}, {plane['eigenvalues'][1]:.3g})",
+              np.array(plane["alpha"]), np.array(plane["beta"]), np.array(plane["train_loss"], float))],
+            title=f"{r['config_id']}: train loss")
+        a, b = page.figure(f"eigen-plane-{r['config_id']}", fig,
+                           f"{r['config_id']}: the train loss on its random plane (left) and on the plane of its "
+                           f"Hessian's top two eigenvectors (right, +-{ratio:.3g} ||theta||: where the top "
+                           f"curvature's quadratic model rises {plane['rise']:g} nat), same contour levels")
+        figs_html, figs_md = figs_html + a, figs_md + b
+    note = ("<p>Computed when the baselines were written (<code>python -m lossbench baselines --spectrum</code>); "
+            "the run recomputed each net's top three eigenvalues and checked them against the stored ones. "
+            "Negative mass: the share of eigenvalues below -1e-3 lambda_max, with the probes' standard error "
+            "and the quadrature's bound.</p>")
+    return ("Hessian spectra", note + h + figs_html, m + "\n" + figs_md)
+
+
 def connectivity_section(page: _Page) -> Section:
     """The mode-connecting curves between training seeds: every seed pair's barriers (line and curve,
     with their sampling errors), and the first pair's paths as stored, beside the same paths to zoom."""
@@ -586,7 +666,7 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
                  bench_dir=bench_dir, baselines_dir=baselines_dir, out_dir=out_dir)
     sections = [contributions_section(page), verdicts_section(page), landscape_grid_section(page), nets_section(page), metrics_section(page),
                 views_section(page), curves_section(page), filter_normalisation_section(page),
-                curvature_section(page), connectivity_section(page), timings_section(page, history, run_path if speed_run is None else speed_run),
+                curvature_section(page), spectrum_section(page), connectivity_section(page), timings_section(page, history, run_path if speed_run is None else speed_run),
                 paper_section(page), environment_section(page)]
     sections = [s for s in sections if s is not None]
     body = "".join(f'<h2 id="{_slug(title)}">{html.escape(title)}</h2>\n{h}' for title, h, _ in sections)

@@ -153,3 +153,41 @@ def test_the_authors_matrix_gets_its_own_contours_and_verdict_count(tmp_path):
     assert "skips-prevent-nonconvexity[authors-bs128]" in top
     # one training seed per net here: unresolved, and the reason names the seeds it waits for
     assert "training seeds, the seed-to-seed error unknown" in top
+
+
+def test_the_stored_spectra_give_a_section_with_densities_planes_and_claims(tmp_path):
+    """Spectrum records of a run, with their stored files: the summary table, the densities overlaid,
+    each net's eigenvector plane beside its random plane, and the spectrum claims among the verdicts."""
+    bench = fake_run(tmp_path)
+    run_path = next(bench.glob("*/0001_*.json"))
+    run = json.loads(run_path.read_text())
+    folder = tmp_path / "baselines" / "ci" / "spectrum"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    x = list(np.linspace(-0.02, 0.02, 11))
+    for depth in (20, 56):
+        for shortcut in (True, False):
+            cid = f"resnet{depth}{'' if shortcut else '-noshort'}-bs128-s0"
+            neg = 0.01 if shortcut else 0.05
+            summary = {"spec_lambda_max": 5.0, "spec_negative_mass": neg, "spec_negative_mass_err": 0.001,
+                       "spec_negative_mass_bound": 0.001, "spec_outliers": 3.0, "spec_mean_eig": 0.01}
+            nodes = np.sort(rng.normal(0, 0.1, (2, 12)), axis=1)
+            nodes[:, -1] = 5.0
+            a, b = np.meshgrid(x, x, indexing="ij")
+            doc = {"summary": summary, "spectrum": {"samples": 64, "probes": 2, "steps": 12},
+                   "density": {"dim": 1000, "nodes": nodes.tolist(), "weights": np.full((2, 12), 1 / 12).tolist()},
+                   "top": {"values": [5.0, 2.0, 1.0], "converged": [True, True, False]},
+                   "plane": {"alpha": x, "beta": x, "train_loss": (0.1 + 2500 * a**2 + 1000 * b**2).tolist(),
+                             "radius": 0.2, "theta_norm": 10.0, "rise": 1.0, "eigenvalues": [5.0, 2.0]}}
+            (folder / f"{cid}.json").write_text(json.dumps(doc))
+            run["benchmarks"].append({"name": f"test_spectrum[{cid}]", "stats": {"mean": 3.0}, "extra_info": {
+                "kind": "spectrum", "config_id": cid, "config": {"depth": depth, "shortcut": shortcut,
+                                                                  "batch_size": 128},
+                "spectrum_record": {"summary": summary, "seeds": {}, "uncertainty": {}}}})
+    run_path.write_text(json.dumps(run))
+    out = tmp_path / "report"
+    assert main(["--benchmarks", str(bench), "--baselines", str(tmp_path / "baselines"), "-o", str(out)]) == 0
+    md = (out / "summary.md").read_text()
+    assert "## Hessian spectra" in md and "| resnet20-noshort-bs128-s0 | 5 | 3 |" in md
+    assert (out / "spectra-bs128.png").exists() and (out / "eigen-plane-resnet56-noshort-bs128-s0.png").exists()
+    assert "more-negative-mass-without-skips[resnet20-bs128]" in md
