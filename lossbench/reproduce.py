@@ -642,12 +642,39 @@ def spectrum_summary_metrics(model: nn.Module, data: ImageData, scale: Scale, *,
     return spectrum_run(model, data, scale, subset=subset)[0]
 
 
-#: The stored eigenvector plane spans +-r along both unit eigenvectors, r = sqrt(2 PLANE_RISE / lambda_1):
-#: where the quadratic model along the top eigenvector has risen by PLANE_RISE nats. A fixed distance would
-#: show a sharp net's plane as one narrow valley and a flat one's as a plateau; this radius shows each
-#: net's plane at the scale of its own top curvature, and the stored radius (over ||theta||) says how that
-#: scale compares with a filter-normalised plane, whose alpha = 1 moves ||theta|| (the weights' norm).
+#: The stored eigenvector plane spans +-r along both unit eigenvectors, r the distance along the top
+#: eigenvector at which the train loss has risen by PLANE_RISE nats above the minimum (measured on a
+#: geometric line, :func:`plane_radius`). Not the quadratic model's sqrt(2 PLANE_RISE / lambda_1): at these
+#: minima the loss is ~1e-5 nats, the softmax saturated and lambda_1 ~1e-2, and the loss rises by orders of
+#: magnitude more than the quadratic model says long before that distance (1e5 nats at r for the shipped
+#: ResNet-20), so a plane at the quadratic scale would show nothing but its walls.
 PLANE_RISE = 1.0
+#: The geometric line of :func:`plane_radius`: this many distances from 1e-3 ||theta|| to ||theta||.
+PLANE_LINE = 31
+
+
+def plane_radius(model: nn.Module, batches, direction, theta_norm: float, *, rise: float = PLANE_RISE,
+                 engine: str = "reference") -> tuple[float, bool]:
+    """(r, reached): the distance along the unit ``direction`` at which the loss over ``batches`` first
+    rises by ``rise`` nats above its value at the centre, interpolated geometrically between the
+    :data:`PLANE_LINE` distances from 1e-3 ||theta|| to ||theta|| it evaluates; where it never rises that far,
+    ||theta|| (the extent of a filter-normalised plane at alpha = 1) and ``reached`` False."""
+    from .evaluate import cross_entropy
+    from .surface import compute_surface
+
+    d = np.geomspace(1e-3 * theta_norm, theta_norm, PLANE_LINE)
+    line = compute_surface(model, cross_entropy(), {"train": batches}, delta=direction,
+                           alphas=np.concatenate([[0.0], d]), allow_nonfinite=True, progress=False, engine=engine)
+    loss = np.asarray(line.values["train_loss"], float)
+    up = np.nan_to_num(loss[1:] - loss[0], nan=np.inf) >= rise
+    if not up.any():
+        return float(theta_norm), False
+    i = int(np.argmax(up))
+    if i == 0:
+        return float(d[0]), True
+    lo, hi = loss[i] - loss[0], loss[i + 1] - loss[0]  # the rise at d[i - 1] (below) and d[i] (at or above)
+    f = (rise - lo) / (hi - lo) if hi > lo else 1.0
+    return float(d[i - 1] * (d[i] / d[i - 1]) ** f), True
 
 
 def eigenvector_plane(path: str | Path, model: nn.Module, data: ImageData, scale: Scale, top, *,
@@ -655,33 +682,35 @@ def eigenvector_plane(path: str | Path, model: nn.Module, data: ImageData, scale
     """The train loss on the plane of the top two Hessian eigenvectors of ``top``
     (:class:`lossbench.hessian.EigenPairs`, both converged: an unconverged pair is refused) over the
     scale's evaluation images, a ``grid`` x ``grid`` surface into ``path`` (resumable) over +-r in
-    parameter distance, r from :data:`PLANE_RISE`.
+    parameter distance, r from :func:`plane_radius` along the top eigenvector.
 
     Returns ``alpha`` / ``beta`` ((grid,) distances over ||theta||, the unit of a filter-normalised
     plane's axes), ``train_loss`` ((grid, grid) nats, [i_alpha][j_beta]), ``radius`` (r, parameter
-    distance), ``theta_norm`` (||theta|| over the Hessian's parameters), ``eigenvalues`` (lambda_1,
-    lambda_2 in nats / unit^2), ``residuals`` and ``rise``."""
+    distance), ``reached`` (whether the loss rose by ``rise`` within ||theta||), ``theta_norm``
+    (||theta|| over the Hessian's parameters), ``eigenvalues`` (lambda_1, lambda_2 in nats / unit^2),
+    ``residuals`` and ``rise``."""
     from .axis import Axis
+    from .evaluate import make_batches
     from .hessian import eigenvector_directions, hessian_params
 
-    lam1 = float(top.values[0])
-    if not lam1 > 0:
-        raise ValueError(f"the top eigenvalue is {lam1:g}: a plane scaled by the top curvature needs it positive")
     pair = dataclasses.replace(top, values=top.values[:2], vectors=top.vectors[:2], residuals=top.residuals[:2],
-                    gaps=top.gaps[:2], converged=top.converged[:2])
+                               gaps=top.gaps[:2], converged=top.converged[:2])
     delta, eta = eigenvector_directions(model, pair)
-    r = math.sqrt(2.0 * rise / lam1)
+    theta_norm = math.sqrt(sum(float(p.detach().double().norm()) ** 2
+                               for p in hessian_params(model, "biasbn").values()))
+    n = min(scale.eval_samples, len(data.x_train))
+    device = next(model.parameters()).device
+    batches = make_batches(data.x_train[:n], data.y_train[:n], scale.eval_batch, device=device)
+    r, reached = plane_radius(model, batches, delta, theta_norm, rise=rise, engine=scale.engine)
     axis = Axis(-r, r, grid)
     spec = SurfaceSpec(x=axis, y=axis, norm="none", ignore="biasbn", dir_type="weights", splits=("train",),
                        eval_samples=scale.eval_samples, eval_batch=scale.eval_batch)
     surface = surface_file(path, model, data, spec, directions=(delta, eta), attrs={"kind": "surface-hessian"},
-                           allow_nonfinite=True, engine=scale.engine, progress=False)
-    theta_norm = math.sqrt(sum(float(p.detach().double().norm()) ** 2
-                               for p in hessian_params(model, "biasbn").values()))
+                           allow_nonfinite=True, engine=scale.engine, progress=False, overwrite=True)
     return {"alpha": [float(a) / theta_norm for a in surface.alphas],
             "beta": [float(b) / theta_norm for b in surface.betas],
             "train_loss": np.asarray(surface.values["train_loss"], float).tolist(),
-            "radius": r, "theta_norm": theta_norm, "rise": rise,
+            "radius": r, "reached": reached, "theta_norm": theta_norm, "rise": rise,
             "eigenvalues": [float(v) for v in pair.values], "residuals": [float(v) for v in pair.residuals]}
 
 
