@@ -781,11 +781,13 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
     s, top = r["spectrum"], r["top"]
     m1, e1 = s.moment(1)
     neg, eneg, bneg = s.negative_mass()
+    share, eshare, bshare = s.negative_share()
     tops = ", ".join(f"{v:.6g}" + ("" if ok else " (not converged)") for v, ok in zip(top.values, top.converged))
     print(f"wrote {out} (SLQ of {subject.name}'s Hessian over {s.dim} parameters, {s.probes} probes x "
           f"{s.nodes.shape[1]} steps, {n} samples)")
     print(f"  mean eigenvalue tr(H)/n {m1:.4g} +- {e1:.2g}; negative mass (below -1e-3 max|lambda|) "
-          f"{neg:.3g} +- {eneg:.2g} (quadrature bound {bneg:.2g}); top {len(top.values)} eigenvalues: {tops}")
+          f"{neg:.3g} +- {eneg:.2g} (quadrature bound {bneg:.2g}); negative share of sum lambda^2 {share:.3g} +- "
+          f"{eshare:.2g} (quadrature bound {bshare:.2g}); top {len(top.values)} eigenvalues: {tops}")
     q = r["summary"]
     if q and math.isfinite(q["outliers"]):
         print(f"  outliers above the largest ratio gap of the top {len(top.values)}: {q['outliers']:.0f}; bulk edge "

@@ -9,7 +9,7 @@ and the uncertainties of :func:`lossbench.baselines.uncertainty_context` merged 
      "curvature": {eig_max, eig_min, eig_ratio_center, trace},         # at the minimum
      "pca": {"share", "random_share", "checkpoints", "random_walk_share", "random_walk_sd"},
      "lines": {"filter": [line metrics per pair], "none": [...]},     # 1D random lines
-     "spectrum": {spec_lambda_max, spec_negative_mass, ...},         # the stored Hessian spectrum
+     "spectrum": {spec_lambda_max, spec_negative_share, ...},         # the stored Hessian spectrum
      "seeds": {"seeds": [1, 2], "metrics": {flat name: [value per seed]},
                "finals": [final per seed], "converged": [bool per seed]},
      "uncertainty": {flat name: {"sampling": sd, "numeric": largest recompute deviation}}}
@@ -632,7 +632,9 @@ def _large_batch_claims(records, batch_sizes: list[int]) -> list[Claim]:
 def _spectrum_claims(records, batch_sizes: list[int]) -> list[Claim]:
     """The Hessian's spectrum at the minimum (beyond the paper): large batches give a larger top
     eigenvalue (Keskar et al. 2017; Yao et al. 2018), and without skip connections more of the spectrum
-    is negative (the density behind the paper's Figure 7 ratio; Ghorbani et al. 2019's negative mass).
+    is negative (the density behind the paper's Figure 7 ratio; Ghorbani et al. 2019's negative mass,
+    here as the negative share of the squared spectrum, which does not count a null cluster's rounding:
+    :meth:`lossbench.hessian.Spectrum.negative_share`).
     Judged on the nets whose stored spectrum is merged in (``evaluate_claims(spectra=...)``)."""
     out = []
     with_spectrum = [r for r in records if r.get("spectrum")]
@@ -660,12 +662,12 @@ def _spectrum_claims(records, batch_sizes: list[int]) -> list[Claim]:
             if not (s and n):
                 continue
             out.append(_claim(
-                "more-negative-mass-without-skips",
-                f"without skip connections ResNet-{depth}'s Hessian has a larger negative mass (the fraction of "
-                "eigenvalues below -1e-3 lambda_max, by SLQ) than with them", f"resnet{depth}-bs{bs}",
+                "more-negative-curvature-without-skips",
+                f"without skip connections a larger share of ResNet-{depth}'s squared Hessian spectrum is negative, "
+                "sum_{lambda<0} lambda^2 / sum lambda^2 by SLQ, than with them", f"resnet{depth}-bs{bs}",
                 "Figure 7 as a density; Ghorbani et al. 2019 (beyond this paper)",
-                [[difference(f"negative mass {depth}-noshort - {depth}", number(n, "spec_negative_mass"),
-                             number(s, "spec_negative_mass"), names=(f"{depth}-noshort", f"{depth}"))]], [s, n]))
+                [[difference(f"negative share {depth}-noshort - {depth}", number(n, "spec_negative_share"),
+                             number(s, "spec_negative_share"), names=(f"{depth}-noshort", f"{depth}"))]], [s, n]))
     return out
 
 

@@ -518,6 +518,37 @@ class Spectrum:
         estimate, err = self._mean(self._per_probe(lambda t: t < edge))
         return estimate, err, self._edge_bound(edge)
 
+    def negative_share(self) -> tuple[float, float, float]:
+        """(estimate, standard error over probes, quadrature bound) of the share of the squared spectrum
+        that is negative, sum_{lambda < 0} lambda^2 / sum lambda^2 (= tr(H_-^2) / tr(H^2)).
+
+        Unlike the negative mass, it does not depend on which side of 0 a near-null cluster's rounding
+        falls: an eigenvalue counts by its square. The denominator is the second moment, exact per probe;
+        the numerator's quadrature error is bounded through the Chebyshev-Markov-Stieltjes bounds of the
+        distribution function F (:meth:`_edge_bound`): sum_{lambda<0} lambda^2 / n = int_0^inf 2 s F(-s) ds, and
+        between two nodes F's bound is constant, so the bound is the sum of (b^2 - a^2) x that bound over
+        the node intervals below 0, divided by the second moment. It takes no eigenvalue to lie below the
+        lowest node (Lanczos's extreme Ritz values converge first; below them F's bound would be the lowest
+        node's weight out to lambda_min). The estimate is the ratio of the probes' means; its standard
+        error is the probes' (delta method)."""
+        nodes = np.nan_to_num(self.nodes)
+        num = np.sum(self.weights * np.where(nodes < 0, nodes ** 2, 0.0), axis=1)
+        den = np.sum(self.weights * nodes ** 2, axis=1)
+        if not np.all(den > 0):
+            return math.nan, math.nan, math.nan
+        share = float(num.mean() / den.mean())
+        if len(num) > 1:
+            resid = (num - share * den) / den.mean()
+            err = float(resid.std(ddof=1) / math.sqrt(len(num)))
+        else:
+            err = math.inf
+        below = np.sort(np.unique(nodes[nodes < 0]))
+        cuts = np.concatenate([below, [0.0]])  # interval ends, most negative first
+        bound = 0.0
+        for a, b in zip(cuts[:-1], cuts[1:]):  # F(t) for t in (a, b) is bounded by the bound at their middle
+            bound += (a * a - b * b) * self._edge_bound(0.5 * (a + b))
+        return share, err, float(bound / den.mean())
+
 
 #: Top eigenvalues the outlier rule of :func:`spectrum_summary` searches for the bulk's edge.
 SUMMARY_TOP_K = 16
@@ -542,7 +573,10 @@ def spectrum_summary(top_values: Sequence[float], top_converged: Sequence[bool],
     (``_err``) and its quadrature bound (``_bound``): it must agree with ``outliers`` within them.
 
     **Negative mass.** :meth:`Spectrum.negative_mass` at ``resolution`` (``negative_mass``,
-    ``negative_mass_err``, ``negative_mass_bound``).
+    ``negative_mass_err``, ``negative_mass_bound``), and the negative share of the squared spectrum,
+    :meth:`Spectrum.negative_share` (``negative_share`` with its ``_err`` and ``_bound``): at a minimum
+    whose Hessian is nearly null, most of the mass sits within rounding of 0 and its side of 0 is
+    noise, so the mass's bound there is most of it; the share weighs each eigenvalue by its square.
 
     Args:
         top_values: (k,) the top eigenvalues, largest first (nats / unit^2).
@@ -572,6 +606,8 @@ def spectrum_summary(top_values: Sequence[float], top_converged: Sequence[bool],
             out.update(slq_count_above_edge=count, slq_count_above_edge_err=err, slq_count_above_edge_bound=bound)
     mass, err, bound = spectrum.negative_mass(resolution)
     out.update(negative_mass=mass, negative_mass_err=err, negative_mass_bound=bound)
+    share, err, bound = spectrum.negative_share()
+    out.update(negative_share=share, negative_share_err=err, negative_share_bound=bound)
     return out
 
 

@@ -469,8 +469,8 @@ def curvature_section(page: _Page) -> Section:
 
 #: The columns of the spectrum table: summary name -> header.
 SPECTRUM_COLUMNS = {"spec_lambda_max": "lambda_max", "spec_outliers": "outliers", "spec_bulk_edge": "bulk edge",
-                    "spec_outlier_ratio": "lambda_max / edge", "spec_negative_mass": "negative mass",
-                    "spec_negative_mass_err": "(probes s.e.)", "spec_negative_mass_bound": "(quadrature bound)",
+                    "spec_outlier_ratio": "lambda_max / edge", "spec_negative_share": "negative share",
+                    "spec_negative_share_err": "(probes s.e.)", "spec_negative_share_bound": "(quadrature bound)",
                     "spec_mean_eig": "tr(H) / n"}
 
 
@@ -540,8 +540,8 @@ def spectrum_section(page: _Page) -> Section:
         figs_html, figs_md = figs_html + a, figs_md + b
     note = ("<p>Computed when the baselines were written (<code>python -m lossbench baselines --spectrum</code>); "
             "the run recomputed each net's top three eigenvalues and checked them against the stored ones. "
-            "Negative mass: the share of eigenvalues below -1e-3 lambda_max, with the probes' standard error "
-            "and the quadrature's bound.</p>")
+            "Negative share: sum of lambda^2 over the negative eigenvalues / sum of lambda^2 (SLQ), with the "
+            "probes' standard error and the quadrature's bound.</p>")
     return ("Hessian spectra", note + h + figs_html, m + "\n" + figs_md)
 
 

@@ -518,8 +518,8 @@ def test_the_authors_matrix_can_fail_and_waits_for_its_seeds():
 def spectrum_doc(lam, neg, *, seeds=(1.01, 0.99), sd=0.01, neg_err=0.002, neg_bound=0.001, seed_ids=(1, 2)):
     """What the claims get of a stored spectrum (``{"summary", **uncertainty_context(doc)}``): seed 0's
     summary, the other seeds' values scaled by ``seeds``, a relative image-subset sd ``sd``."""
-    summary = {"spec_lambda_max": lam, "spec_negative_mass": neg, "spec_negative_mass_err": neg_err,
-               "spec_negative_mass_bound": neg_bound}
+    summary = {"spec_lambda_max": lam, "spec_negative_share": neg, "spec_negative_share_err": neg_err,
+               "spec_negative_share_bound": neg_bound}
     return {"summary": summary,
             "seeds": {"seeds": list(seed_ids), "metrics": {k: [v * j for j in seeds] for k, v in summary.items()}},
             "uncertainty": {k: {"sampling": sd * abs(v)} for k, v in summary.items()}}
@@ -527,7 +527,7 @@ def spectrum_doc(lam, neg, *, seeds=(1.01, 0.99), sd=0.01, neg_err=0.002, neg_bo
 
 def spectra_of(recs, *, lam=(5.0, 20.0), neg=(0.01, 0.08), **kw):
     """A spectrum for every net of the seed recipe's matrix: lambda_max lam[1] at the large batch (lam[0] at
-    the small), negative mass neg[1] without skips (neg[0] with)."""
+    the small), negative share neg[1] without skips (neg[0] with)."""
     out = {}
     for r in recs:
         c = r["config"]
@@ -537,23 +537,23 @@ def spectra_of(recs, *, lam=(5.0, 20.0), neg=(0.01, 0.08), **kw):
 
 
 def test_the_spectrum_claims_hold_fail_or_stay_open_by_their_margins():
-    """Larger batches give a larger top eigenvalue; no skips give more negative mass: holds on a spectrum
+    """Larger batches give a larger top eigenvalue; no skips give a larger negative share: holds on a spectrum
     that says so, fails on one that says the opposite, unresolved where the quadrature's bound and the
     probes' error swallow the difference, and absent without stored spectra."""
     recs = paperlike()
-    assert not any("top-eigenvalue" in k or "negative-mass" in k for k in judge(recs))
+    assert not any("top-eigenvalue" in k or "negative-curvature" in k for k in judge(recs))
     claims = judge(recs, spectra=spectra_of(recs))
-    spec = {k: c for k, c in claims.items() if "top-eigenvalue" in k or "negative-mass" in k}
+    spec = {k: c for k, c in claims.items() if "top-eigenvalue" in k or "negative-curvature" in k}
     assert set(spec) == {f"large-batch-larger-top-eigenvalue[resnet{d}{s}]" for d in (20, 56) for s in ("", "-noshort")} | {
-        f"more-negative-mass-without-skips[resnet{d}-bs{b}]" for d in (20, 56) for b in (128, 2000)}
+        f"more-negative-curvature-without-skips[resnet{d}-bs{b}]" for d in (20, 56) for b in (128, 2000)}
     assert all(c.verdict == HOLDS for c in spec.values()), {k: c.summary() for k, c in spec.items()}
-    test = spec["more-negative-mass-without-skips[resnet20-bs128]"].tests[0]
+    test = spec["more-negative-curvature-without-skips[resnet20-bs128]"].tests[0]
     # the probes' error and the quadrature bound are part of each number's uncertainty
     assert test.uncertainty > math.hypot(0.002, 0.001)
     flipped = judge(recs, spectra=spectra_of(recs, lam=(20.0, 5.0), neg=(0.08, 0.01)))
-    assert all(c.verdict == FAILS for k, c in flipped.items() if "top-eigenvalue" in k or "negative-mass" in k)
+    assert all(c.verdict == FAILS for k, c in flipped.items() if "top-eigenvalue" in k or "negative-curvature" in k)
     close = judge(recs, spectra=spectra_of(recs, neg=(0.01, 0.012), neg_bound=0.01))
-    assert close["more-negative-mass-without-skips[resnet20-bs128]"].verdict == UNRESOLVED
+    assert close["more-negative-curvature-without-skips[resnet20-bs128]"].verdict == UNRESOLVED
     # a spread of other training seeds than the net's leaves the seed error unknown: unresolved
     other = judge(recs, spectra=spectra_of(recs, seed_ids=(3, 4)))
     assert other["large-batch-larger-top-eigenvalue[resnet20]"].verdict == UNRESOLVED

@@ -169,8 +169,8 @@ def test_the_stored_spectra_give_a_section_with_densities_planes_and_claims(tmp_
         for shortcut in (True, False):
             cid = f"resnet{depth}{'' if shortcut else '-noshort'}-bs128-s0"
             neg = 0.01 if shortcut else 0.05
-            summary = {"spec_lambda_max": 5.0, "spec_negative_mass": neg, "spec_negative_mass_err": 0.001,
-                       "spec_negative_mass_bound": 0.001, "spec_outliers": 3.0, "spec_mean_eig": 0.01}
+            summary = {"spec_lambda_max": 5.0, "spec_negative_share": neg, "spec_negative_share_err": 0.001,
+                       "spec_negative_share_bound": 0.001, "spec_outliers": 3.0, "spec_mean_eig": 0.01}
             nodes = np.sort(rng.normal(0, 0.1, (2, 12)), axis=1)
             nodes[:, -1] = 5.0
             a, b = np.meshgrid(x, x, indexing="ij")
@@ -190,4 +190,4 @@ def test_the_stored_spectra_give_a_section_with_densities_planes_and_claims(tmp_
     md = (out / "summary.md").read_text()
     assert "## Hessian spectra" in md and "| resnet20-noshort-bs128-s0 | 5 | 3 |" in md
     assert (out / "spectra-bs128.png").exists() and (out / "eigen-plane-resnet56-noshort-bs128-s0.png").exists()
-    assert "more-negative-mass-without-skips[resnet20-bs128]" in md
+    assert "more-negative-curvature-without-skips[resnet20-bs128]" in md

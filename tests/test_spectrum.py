@@ -200,6 +200,10 @@ def test_slq_of_a_net_matches_its_exact_hessian(kind):
     exact = float(np.mean(lam < -1e-3 * np.nanmax(np.abs(s.nodes))))
     print(f"{kind}: negative mass SLQ {estimate:.3g} +- {err:.2g} (bound {bound:.2g}), exact {exact:.3g}")
     assert abs(estimate - exact) <= SIGMAS * err + bound
+    estimate, err, bound = s.negative_share()
+    exact = float(np.sum(np.where(lam < 0, lam ** 2, 0)) / np.sum(lam ** 2))
+    print(f"{kind}: negative share SLQ {estimate:.3g} +- {err:.2g} (bound {bound:.2g}), exact {exact:.3g}")
+    assert 0 < exact and abs(estimate - exact) <= SIGMAS * err + bound
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
@@ -380,23 +384,27 @@ def test_the_spectrum_summary_finds_the_outliers_bulk_edge_and_negative_mass_of_
     exact = float(np.mean(lam < -1e-3 * np.abs(lam).max()))
     assert exact == pytest.approx(20 / 300)
     assert abs(out["negative_mass"] - exact) <= SIGMAS * out["negative_mass_err"] + out["negative_mass_bound"]
+    exact = float(np.sum(np.where(lam < 0, lam ** 2, 0)) / np.sum(lam ** 2))
+    assert abs(out["negative_share"] - exact) <= SIGMAS * out["negative_share_err"] + out["negative_share_bound"]
+    assert out["negative_share_err"] + out["negative_share_bound"] < exact  # resolved from 0: not vacuous
 
 
-def test_the_spectrum_summary_decides_only_where_its_rule_can():
-    """An edge at the end of the list, an unconverged eigenvalue above the edge, or a non-positive
-    eigenvalue next to it: no outlier count (NaN), the negative mass still given; bad input refused."""
-    from lossbench.hessian import spectrum_summary
-
-    A, lam = _outlier_matrix()
-    s = spectrum_slq(lambda v: A @ v, 300, probes=4, steps=40, seed=0)
-    top = np.sort(lam)[::-1]
-    assert math.isnan(spectrum_summary(top[:4], [True] * 4, s)["outliers"])   # 100, 50, 45, 5: the gap is last
-    assert spectrum_summary(top[:5], [True] * 5, s)["outliers"] == 3
-    assert math.isnan(spectrum_summary(top[:8], [True, True, False] + [True] * 5, s)["outliers"])
-    assert math.isfinite(spectrum_summary(top[:8], [True] * 4 + [False] * 4, s)["outliers"])  # below the edge
-    flat = spectrum_summary(np.array([3.0, 2.0, 1.0, -1.0]), [True] * 4, s)
-    assert math.isnan(flat["outliers"]) and math.isfinite(flat["negative_mass"])
-    with pytest.raises(ValueError, match="largest first"):
-        spectrum_summary(top[:8][::-1], [True] * 8, s)
-    with pytest.raises(ValueError, match="k >= 3"):
-        spectrum_summary(top[:2], [True] * 2, s)
+def test_the_negative_share_ignores_which_side_of_zero_a_null_cluster_falls():
+    """A nearly null Hessian (380 of 400 eigenvalues within 1e-9 of 0, on either side) with 5 at -0.5:
+    the negative mass counts the null cluster's rounding side (about half of it) as negative, far from
+    the 5 / 400 that are; the negative share weighs each eigenvalue by its square and contains the exact
+    value within its error and bound, the bound below the value."""
+    g = torch.Generator().manual_seed(3)
+    null = 1e-9 * (2 * torch.rand(380, generator=g, dtype=torch.float64) - 1)
+    lam = torch.cat([null, torch.tensor([-0.5] * 5 + [1.0, 2.0, 4.0] + [0.3] * 12, dtype=torch.float64)])
+    q, _ = torch.linalg.qr(torch.randn(400, 400, generator=g, dtype=torch.float64))
+    A = q @ torch.diag(lam) @ q.T
+    s = spectrum_slq(lambda v: A @ v, 400, probes=16, steps=60, seed=0)
+    lam = lam.numpy()
+    mass, mass_err, mass_bound = s.negative_mass(resolution=1e-12)
+    share, err, bound = s.negative_share()
+    exact = float(np.sum(np.where(lam < 0, lam ** 2, 0)) / np.sum(lam ** 2))
+    print(f"negative mass {mass:.3g} +- {mass_err:.2g} (bound {mass_bound:.2g}); negative share {share:.4g} +- "
+          f"{err:.2g} (bound {bound:.2g}), exact {exact:.4g}")
+    assert mass - 5 / 400 > 0.3
+    assert abs(share - exact) <= SIGMAS * err + bound and bound < exact
