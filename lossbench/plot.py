@@ -341,6 +341,7 @@ def plot_planes(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]]
         _label_some(ax, cs, cs.levels)
         ax.plot([0], [0], "k+", ms=8)
         ax.set_aspect("equal")
+        ax.locator_params(nbins=5)
         ax.set_xlabel(xlabel)
         ax.set_title(name, fontsize=9)
     if title:

@@ -535,8 +535,8 @@ def spectrum_section(page: _Page) -> Section:
             title=f"{r['config_id']}: train loss")
         a, b = page.figure(f"eigen-plane-{r['config_id']}", fig,
                            f"{r['config_id']}: the train loss on its random plane (left) and on the plane of its "
-                           f"Hessian's top two eigenvectors (right, +-{ratio:.3g} ||theta||: where the top "
-                           f"curvature's quadratic model rises {plane['rise']:g} nat), same contour levels")
+                           f"Hessian's top two eigenvectors (right, +-{ratio:.3g} ||theta||: where the train loss "
+                           f"along the top one has risen by {plane['rise']:g} nat), same contour levels")
         figs_html, figs_md = figs_html + a, figs_md + b
     note = ("<p>Computed when the baselines were written (<code>python -m lossbench baselines --spectrum</code>); "
             "the run recomputed each net's top three eigenvalues and checked them against the stored ones. "
