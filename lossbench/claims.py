@@ -301,6 +301,9 @@ def _claim(name: str, statement: str, group: str, paper: str, per_pair: Sequence
         few = sorted(k for k, v in info.items() if v["seeds"] < MIN_SEEDS)
         note = (f"{', '.join(few)}: {seeds} of {MIN_SEEDS} training seeds, the seed-to-seed error unknown "
                 f"(train and ship seeds 1-2)")
+    elif verdict == UNRESOLVED and any(math.isnan(t.uncertainty) for t in combine_pairs(per_pair)):
+        note = ("an uncertainty is unknown: a number lacks its values at the other training seeds (measured on "
+                "weights that are not shipped, or not measured there yet) or did not converge")
     return Claim(name, statement, group, paper, per_pair, verdict, info, paper_number, note)
 
 
