@@ -2,7 +2,7 @@
 pair at batch 128 (their Figure 7), and the training path on its PCA plane (Figure 9).
 
 Beyond the paper, the Hessian spectra of the matrix stored in baselines/<scale>/spectrum/ (written with
-``python -m lossbench baselines --spectrum``: the SLQ density, the outliers, the negative mass, the plane of
+``python -m lossbench baselines --spectrum``: the SLQ density, the outliers, the negative share, the plane of
 the top two eigenvectors): their top three eigenvalues are recomputed and checked, and the stored summary
 goes to the claims and the report.
 

@@ -613,23 +613,28 @@ def _skip_claims(records, bs: int, group: str) -> list[Claim]:
 def _large_batch_claims(records, batch_sizes: list[int]) -> list[Claim]:
     """Figure 3 (and Keskar et al.): large batches find sharper minima, on filter-normalised directions."""
     out = []
+    for net, (small, large), (a, b) in _batch_pairs(records, batch_sizes):
+        out.append(_claim(
+            "large-batch-sharper",
+            f"batch {large} finds a sharper minimum than batch {small}: a larger curvature curv_max of the "
+            "filter-normalised surface at the minimum", net,
+            "Figure 3", _per_pair_diff(b, a, "curv_max", f"curv_max bs{large} - bs{small}",
+                                       (f"bs{large}", f"bs{small}")), [a, b]))
+    return out
+
+
+def _batch_pairs(records, batch_sizes: list[int]):
+    """(net label ``resnet<depth>[-noshort]``, (smallest, largest batch size), (its record at each)) for
+    every depth x shortcut whose records at both batch sizes are among ``records``."""
     if len(batch_sizes) < 2:
-        return out
+        return
     small, large = batch_sizes[0], batch_sizes[-1]
-    depths = sorted({r["config"]["depth"] for r in records})
-    for depth in depths:
+    for depth in sorted({r["config"]["depth"] for r in records}):
         for shortcut in (True, False):
             a = _find(records, depth=depth, shortcut=shortcut, batch_size=small)
             b = _find(records, depth=depth, shortcut=shortcut, batch_size=large)
-            if not (a and b):
-                continue
-            out.append(_claim(
-                "large-batch-sharper",
-                f"batch {large} finds a sharper minimum than batch {small}: a larger curvature curv_max of the "
-                "filter-normalised surface at the minimum", f"resnet{depth}{'' if shortcut else '-noshort'}",
-                "Figure 3", _per_pair_diff(b, a, "curv_max", f"curv_max bs{large} - bs{small}",
-                                           (f"bs{large}", f"bs{small}")), [a, b]))
-    return out
+            if a and b:
+                yield f"resnet{depth}{'' if shortcut else '-noshort'}", (small, large), (a, b)
 
 
 def _spectrum_claims(records, batch_sizes: list[int]) -> list[Claim]:
@@ -642,22 +647,14 @@ def _spectrum_claims(records, batch_sizes: list[int]) -> list[Claim]:
     out = []
     with_spectrum = [r for r in records if r.get("spectrum")]
     depths = sorted({r["config"]["depth"] for r in with_spectrum})
-    if len(batch_sizes) >= 2:
-        small, large = batch_sizes[0], batch_sizes[-1]
-        for depth in depths:
-            for shortcut in (True, False):
-                a = _find(with_spectrum, depth=depth, shortcut=shortcut, batch_size=small)
-                b = _find(with_spectrum, depth=depth, shortcut=shortcut, batch_size=large)
-                if not (a and b):
-                    continue
-                out.append(_claim(
-                    "large-batch-larger-top-eigenvalue",
-                    f"batch {large} finds a minimum whose Hessian has a larger top eigenvalue lambda_max than "
-                    f"batch {small}'s (Lanczos over the spectrum's images, nats per unit^2)",
-                    f"resnet{depth}{'' if shortcut else '-noshort'}",
-                    "Keskar et al. 2017; Yao et al. 2018 (beyond this paper)",
-                    [[difference(f"lambda_max bs{large} - bs{small}", number(b, "spec_lambda_max"),
-                                 number(a, "spec_lambda_max"), names=(f"bs{large}", f"bs{small}"))]], [a, b]))
+    for net, (small, large), (a, b) in _batch_pairs(with_spectrum, batch_sizes):
+        out.append(_claim(
+            "large-batch-larger-top-eigenvalue",
+            f"batch {large} finds a minimum whose Hessian has a larger top eigenvalue lambda_max than "
+            f"batch {small}'s (Lanczos over the spectrum's images, nats per unit^2)", net,
+            "Keskar et al. 2017; Yao et al. 2018 (beyond this paper)",
+            [[difference(f"lambda_max bs{large} - bs{small}", number(b, "spec_lambda_max"),
+                         number(a, "spec_lambda_max"), names=(f"bs{large}", f"bs{small}"))]], [a, b]))
     for bs in batch_sizes:
         for depth in depths:
             s = _find(with_spectrum, depth=depth, shortcut=True, batch_size=bs)
