@@ -173,6 +173,11 @@ def _dtype_attr(model: nn.Module) -> dict[str, str]:
     return {} if dtype == torch.float32 else {"dtype": str(dtype).removeprefix("torch.")}
 
 
+class OtherComputation(ValueError):
+    """An output file holds points of another computation (other weights, data or settings): resuming
+    would mix the two."""
+
+
 def _resume_or_start(path: Path, meta: dict[str, Any], overwrite: bool, make: Callable[[], tuple[Direction, Direction | None]]
                      ) -> tuple[Surface | None, Direction, Direction | None]:
     """An existing file with the same metadata is resumed (its directions reused); else new directions."""
@@ -183,7 +188,7 @@ def _resume_or_start(path: Path, meta: dict[str, Any], overwrite: bool, make: Ca
         wanted = {**defaults, **meta}
         stored = {k: resume.attrs.get(k, defaults.get(k)) for k in wanted}
         if stored != wanted:
-            raise ValueError(
+            raise OtherComputation(
                 f"{path} holds {int(resume.done.sum())} of {resume.done.size} points of another computation: "
                 f"{'; '.join(_differences(stored, wanted))}. Resuming would mix the two: pass another output path, "
                 "or start over with overwrite=True (CLI: --overwrite)"

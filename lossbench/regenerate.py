@@ -112,15 +112,33 @@ def _sampling_entries(sampling: dict[str, dict[str, Any]]) -> dict[str, dict[str
 
 def code_path_jitter(task: str, kwargs: dict[str, Any], base: dict[str, float], *,
                      code_paths: tuple[dict[str, str], ...], say: Callable[[str], None] = _say,
-                     base_terms: list[float] | None = None) -> tuple[dict[str, float], dict[str, dict[str, float]], float]:
+                     base_terms: list[float] | None = None, done_dir: str | Path | None = None,
+                     weights: str = "") -> tuple[dict[str, float], dict[str, dict[str, float]], float]:
     """Recompute ``task`` (:data:`lossbench.codepaths.TASKS`) on every code path, each in a subprocess:
     (largest |deviation| of each metric of ``base``, variant -> its metrics, the largest mean
-    |deviation| of the Hutchinson terms against ``base_terms``)."""
+    |deviation| of the Hutchinson terms against ``base_terms``). With ``done_dir``, each finished code
+    path's result is kept there (``<task>-<code path>.json``, keyed by the task, its arguments and the
+    ``weights`` sha256) and taken from there by a rerun, so an interrupted regeneration resumes."""
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps({"task": task, "kwargs": kwargs, "weights": weights}, sort_keys=True,
+                                    default=str).encode()).hexdigest()
     measured: dict[str, dict[str, float]] = {}
     terms: dict[str, list[float]] = {}
     for env in code_paths:
         name = code_path_name(env)
-        out = run_code_path(env, task, kwargs)
+        kept = Path(done_dir) / f"{task}-{name or 'default'}.json" if done_dir else None
+        if kept is not None and kept.exists() and json.loads(kept.read_text()).get("key") == key:
+            out = json.loads(kept.read_text())["result"]
+            say(f"  {task} on code path {name}: kept from {kept}")
+        else:
+            out = run_code_path(env, task, kwargs)
+            if kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                part = kept.with_name(kept.name + ".part")
+                part.write_text(json.dumps({"key": key, "result": out}))
+                part.replace(kept)
         measured[name] = out["metrics"]
         if out.get("trace_terms"):
             terms[name] = out["trace_terms"]
@@ -166,7 +184,8 @@ def write_recompute_baselines(scale: Scale, *, baselines_dir: str | Path, result
         kwargs = dict(config=config.to_dict(), scale=scale_job(scale), results_dir=str(results_dir / "codepaths"),
                       baselines_dir=str(baselines_dir), cache_dir=None if cache_dir is None else str(cache_dir))
         cp_jitter, _, cp_terms = code_path_jitter("study", kwargs, base, code_paths=code_paths, say=say,
-                                                  base_terms=terms.get("base"))
+                                                  base_terms=terms.get("base"), weights=weights_sha(net),
+                                                  done_dir=results_dir / "codepaths" / config.config_id / "study-done")
         jitter = _merge_jitter(jitter, cp_jitter)
         conditioning = {}
         if "trace" in jitter and terms.get("base"):
@@ -411,7 +430,9 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
         kwargs = dict(config=config.to_dict(), scale=scale_job(scale), baselines_dir=str(baselines_dir),
                       path=str(Path(results_dir) / "codepaths" / config.config_id / "eig-map.h5"),
                       cache_dir=None if cache_dir is None else str(cache_dir), points=points)
-        cp_jitter, cp_measured, _ = code_path_jitter("eig_map", kwargs, summary, code_paths=code_paths, say=say)
+        cp_jitter, cp_measured, _ = code_path_jitter(
+            "eig_map", kwargs, summary, code_paths=code_paths, say=say, weights=weights_sha(net),
+            done_dir=Path(results_dir) / "codepaths" / config.config_id / "eig-map-done")
         jitter, measured = _merge_jitter(jitter, cp_jitter), {**measured, **cp_measured}
         doc = bl.make_baseline(
             f"eigmap/{config.config_id}", scale.name, summary,

@@ -732,7 +732,8 @@ def eig_map_check_mask(shape: tuple[int, int], stride: int) -> np.ndarray:
 
 def eig_map_summary(path: str | Path, model: nn.Module, data: ImageData, scale: Scale, *, eval_batch: int | None = None,
                     attrs: dict[str, Any] | None = None, progress: bool | None = None, points: bool = False,
-                    stored: Mapping[str, float] | None = None) -> tuple[Surface, dict[str, float]]:
+                    stored: Mapping[str, float] | None = None, resume: bool = False
+                    ) -> tuple[Surface, dict[str, float]]:
     """Compute the suite's eigen-ratio map into ``path`` and its summary numbers
     (:func:`lossbench.metrics.eig_ratio_summary`).
 
@@ -743,6 +744,9 @@ def eig_map_summary(path: str | Path, model: nn.Module, data: ImageData, scale: 
             point stored, only the points of :func:`eig_map_check_mask` are computed, the others are
             the stored values (the file's ``prefilled`` attribute counts them); the summary is that of
             the whole map, and the per-point values returned are the recomputed ones only.
+        resume: continue a file of the same computation (a regeneration's variant, interrupted) instead
+            of starting over; a file of another computation raises
+            :class:`~lossbench.pipeline.OtherComputation`.
     """
     import dataclasses
 
@@ -767,8 +771,10 @@ def eig_map_summary(path: str | Path, model: nn.Module, data: ImageData, scale: 
         prefill.done[:] = ~mask
         attrs = {**(attrs or {}), "prefilled": {"points": int((~mask).sum()), "from": "the baseline's stored values",
                                                  "stride": scale.eig_map_check}}
+    if resume and prefill is not None:
+        raise ValueError("resume continues a file computed in full; stored values prefill a new one: pass one")
     surface = eig_map_file(path, model, data, spec, max_iter=scale.eig_max_iter, tol=CURVATURE["tol"],
-                           overwrite=True, attrs=attrs, progress=progress, prefill=prefill)
+                           overwrite=not resume, attrs=attrs, progress=progress, prefill=prefill)
     summary = eig_ratio_summary(surface.alphas, surface.betas, surface.values["min_eig"], surface.values["max_eig"])
     if prefill is not None:
         summary.update(eig_map_points(surface, mask))
@@ -800,15 +806,28 @@ def eig_map_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: I
                    ) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
     """The eigen-ratio map summary recomputed in float64, with 2 threads, the Hessian's batch split in two
     and once more (or the ``variants`` named): (base summary, largest deviations, variant -> summary);
-    ``points``: every point's eigenvalues too (:func:`eig_map_summary`)."""
+    ``points``: every point's eigenvalues too (:func:`eig_map_summary`). Each run has its own file under
+    ``<results_dir>/<config_id>/eig-map-jitter/``, so an interrupted regeneration resumes where it stopped
+    (a file of other weights or settings is started over)."""
     import copy
+
+    from .pipeline import OtherComputation
 
     unknown = set(variants) - set(EIG_MAP_VARIANTS)
     if unknown:
         raise ValueError(f"unknown eigen-map variant(s) {sorted(unknown)}; expected some of {EIG_MAP_VARIANTS}")
-    path = Path(results_dir) / config.config_id / "eig-map-jitter.h5"
-    with _with_threads(base_threads):
-        base = eig_map_summary(path, model, data, scale, points=points)[1]
+    folder = Path(results_dir) / config.config_id / "eig-map-jitter"
+
+    def run(name: str, m: nn.Module, d: ImageData, threads: int, batch: int | None) -> dict[str, float]:
+        path = folder / f"{name}.h5"
+        with _with_threads(threads):
+            try:
+                return eig_map_summary(path, m, d, scale, eval_batch=batch, points=points, resume=True)[1]
+            except OtherComputation:  # an earlier regeneration's file (other weights or settings)
+                path.unlink()
+                return eig_map_summary(path, m, d, scale, eval_batch=batch, points=points)[1]
+
+    base = run("base", model, data, base_threads, None)
     half = max(1, scale.eig_samples // 2)  # the base takes the Hessian's images in one batch
     runs = {"threads=2": (2, None), "hessian_batch=half": (base_threads, half), "repeat": (base_threads, None),
             "dtype=float64": (base_threads, None)}
@@ -818,6 +837,5 @@ def eig_map_jitter(config: RunConfig, scale: Scale, *, model: nn.Module, data: I
         m, d = model, data
         if name == "dtype=float64":
             m, d = copy.deepcopy(model).double(), data.to(torch.float64)
-        with _with_threads(threads):
-            out[name] = eig_map_summary(path, m, d, scale, eval_batch=batch, points=points)[1]
+        out[name] = run(name, m, d, threads, batch)
     return base, _max_deviation(base, out), out

@@ -520,3 +520,36 @@ def test_spectrum_baselines_store_the_summary_with_its_sampling_and_a_checkable_
     assert spread["seeds"] == [0, 1] and len(set(spread["weights_sha256"])) == 2
     mean = spread["metrics"]["spec_mean_eig"]["values"]
     assert mean[0] == pytest.approx(doc["summary"]["spec_mean_eig"], rel=1e-6) and mean[1] != mean[0]
+
+
+def test_code_path_results_are_kept_so_an_interrupted_regeneration_resumes(tmp_path, monkeypatch):
+    """code_path_jitter with done_dir: a code path that finished is not run again by a rerun (one that
+    failed half-way through the list runs only the rest); other weights or arguments run every one."""
+    import lossbench.regenerate as regen_mod
+    from lossbench.codepaths import code_path_name
+
+    calls = []
+
+    def fake(env, task, kwargs, fail_on=None):
+        name = code_path_name(env)
+        if name == fail_on:
+            raise RuntimeError("interrupted")
+        calls.append(name)
+        return {"metrics": {"m": 1.0 + 0.01 * len(name)}}
+
+    paths = ({"MKL_CBWR": "AVX2"}, {"ATEN_CPU_CAPABILITY": "avx2"})
+    run = lambda **k: regen_mod.code_path_jitter("eig_map", k.pop("kwargs", {"a": 1}), {"m": 1.0},  # noqa: E731
+                                                 code_paths=paths, done_dir=tmp_path, say=lambda s: None, **k)
+    monkeypatch.setattr(regen_mod, "run_code_path", lambda *a: fake(*a, fail_on="ATEN_CPU_CAPABILITY=avx2"))
+    with pytest.raises(RuntimeError):
+        run(weights="w1")
+    assert calls == ["MKL_CBWR=AVX2"]
+    monkeypatch.setattr(regen_mod, "run_code_path", fake)
+    first = run(weights="w1")
+    assert calls == ["MKL_CBWR=AVX2", "ATEN_CPU_CAPABILITY=avx2"]
+    assert run(weights="w1") == first and len(calls) == 2
+    run(weights="w2")
+    assert len(calls) == 4
+    run(weights="w2", kwargs={"a": 2})
+    assert len(calls) == 6
+    assert first[0] == {"m": 0.01 * len("ATEN_CPU_CAPABILITY=avx2")}

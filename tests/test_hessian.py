@@ -408,3 +408,53 @@ def test_the_main_job_recomputes_the_check_points_of_an_eigen_map_and_takes_the_
     # without every point stored (an older file), the whole map is computed as before
     assert "prefilled" not in eig_map_summary(tmp_path / "old.h5", net, data, scale,
                                               stored={"max_eig@0,0": 1.0})[0].attrs
+
+
+def test_an_interrupted_eigen_map_regeneration_resumes_where_it_stopped(tmp_path):
+    """eig_map_jitter keeps each variant's map in its own file: a rerun computes nothing that is done (a
+    variant stopped half-way continues from its finished points), and a file left by other weights is
+    started over rather than mixed in."""
+    import unittest.mock
+
+    import lossbench.hessian as hessian_mod
+    from lossbench.config import SCALES
+    from lossbench.reproduce import eig_map_jitter
+
+    scale, net, data = _tiny_eig_map_case(tmp_path)
+    config = SCALES["ci"].configs[0]
+    variants = ("repeat", "hessian_batch=half")
+    base, jitter, measured = eig_map_jitter(config, scale, model=net, data=data, results_dir=tmp_path,
+                                            variants=variants)
+    folder = tmp_path / config.config_id / "eig-map-jitter"
+    assert sorted(p.name for p in folder.glob("*.h5")) == ["base.h5", "hessian_batch=half.h5", "repeat.h5"]
+    calls = []
+    real = hessian_mod.hessian_eigs
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    with unittest.mock.patch.object(hessian_mod, "hessian_eigs", counting):
+        again = eig_map_jitter(config, scale, model=net, data=data, results_dir=tmp_path, variants=variants)
+    assert calls == [] and again == (base, jitter, measured)
+    # one variant interrupted after 3 of its 9 points: a rerun computes only the other 6
+    (folder / "repeat.h5").unlink()
+
+    def interrupted(*a, **k):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return counting(*a, **k)
+
+    with unittest.mock.patch.object(hessian_mod, "hessian_eigs", interrupted), pytest.raises(KeyboardInterrupt):
+        eig_map_jitter(config, scale, model=net, data=data, results_dir=tmp_path, variants=variants)
+    calls.clear()
+    with unittest.mock.patch.object(hessian_mod, "hessian_eigs", counting):
+        resumed = eig_map_jitter(config, scale, model=net, data=data, results_dir=tmp_path, variants=variants)
+    assert len(calls) == 6 and resumed[2]["repeat"] == measured["repeat"]
+    # other weights: every file is of another computation and is started over (9 points x 3 runs)
+    with torch.no_grad():
+        net[0].weight.mul_(1.5)
+    calls.clear()
+    with unittest.mock.patch.object(hessian_mod, "hessian_eigs", counting):
+        moved = eig_map_jitter(config, scale, model=net, data=data, results_dir=tmp_path, variants=variants)
+    assert len(calls) == 27 and moved[0]["eig_ratio_mean"] != base["eig_ratio_mean"]
