@@ -1,3 +1,4 @@
+import contextlib
 import math
 
 import numpy as np
@@ -349,6 +350,26 @@ def test_lanczos_basis_buffer_gives_the_stacked_basis_numbers_to_the_bit(steps, 
         assert (r.eig_max, r.eig_min) == expected[k - 1], f"step {k}"
 
 
+@contextlib.contextmanager
+def _counting_hessian_eigs(calls: list, stop_after: int | None = None):
+    """lossbench.hessian.hessian_eigs counted into ``calls`` (one entry per eigen-map point), raising
+    KeyboardInterrupt once ``stop_after`` points are done (an interrupted run)."""
+    import unittest.mock
+
+    import lossbench.hessian as hessian_mod
+
+    real = hessian_mod.hessian_eigs
+
+    def counting(*a, **k):
+        if stop_after is not None and len(calls) == stop_after:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*a, **k)
+
+    with unittest.mock.patch.object(hessian_mod, "hessian_eigs", counting):
+        yield
+
+
 def _tiny_eig_map_case(tmp_path):
     """A small BatchNorm CNN on the ci data and a scale whose 3 x 3 eigen-ratio map the main job checks
     at every other point (the corners: 4 of 9)."""
@@ -378,17 +399,7 @@ def test_the_main_job_recomputes_the_check_points_of_an_eigen_map_and_takes_the_
     stored = {k: v for k, v in full.items() if "@" in k}
     assert len(stored) == 18  # 9 points x (max, min)
     calls = []
-    import lossbench.hessian as hessian_mod
-
-    real = hessian_mod.hessian_eigs
-
-    def counting(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
-
-    import unittest.mock
-
-    with unittest.mock.patch.object(hessian_mod, "hessian_eigs", counting):
+    with _counting_hessian_eigs(calls):
         surface, part = eig_map_summary(tmp_path / "part.h5", net, data, scale, stored=stored)
     assert len(calls) == 4 and surface.attrs["prefilled"]["points"] == 5
     assert {k for k in part if "@" in k} == {f"{e}@{i},{j}" for i in (0, 2) for j in (0, 2) for e in ("max_eig", "min_eig")}
@@ -414,9 +425,6 @@ def test_an_interrupted_eigen_map_regeneration_resumes_where_it_stopped(tmp_path
     """eig_map_jitter keeps each variant's map in its own file: a rerun computes nothing that is done (a
     variant stopped half-way continues from its finished points), and a file left by other weights is
     started over rather than mixed in."""
-    import unittest.mock
-
-    import lossbench.hessian as hessian_mod
     from lossbench.config import SCALES
     from lossbench.reproduce import eig_map_jitter
 
@@ -428,33 +436,22 @@ def test_an_interrupted_eigen_map_regeneration_resumes_where_it_stopped(tmp_path
     folder = tmp_path / config.config_id / "eig-map-jitter"
     assert sorted(p.name for p in folder.glob("*.h5")) == ["base.h5", "hessian_batch=half.h5", "repeat.h5"]
     calls = []
-    real = hessian_mod.hessian_eigs
-
-    def counting(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
-
-    with unittest.mock.patch.object(hessian_mod, "hessian_eigs", counting):
+    with _counting_hessian_eigs(calls):
         again = eig_map_jitter(config, scale, model=net, data=data, results_dir=tmp_path, variants=variants)
     assert calls == [] and again == (base, jitter, measured)
     # one variant interrupted after 3 of its 9 points: a rerun computes only the other 6
     (folder / "repeat.h5").unlink()
 
-    def interrupted(*a, **k):
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return counting(*a, **k)
-
-    with unittest.mock.patch.object(hessian_mod, "hessian_eigs", interrupted), pytest.raises(KeyboardInterrupt):
+    with _counting_hessian_eigs(calls, stop_after=3), pytest.raises(KeyboardInterrupt):
         eig_map_jitter(config, scale, model=net, data=data, results_dir=tmp_path, variants=variants)
     calls.clear()
-    with unittest.mock.patch.object(hessian_mod, "hessian_eigs", counting):
+    with _counting_hessian_eigs(calls):
         resumed = eig_map_jitter(config, scale, model=net, data=data, results_dir=tmp_path, variants=variants)
     assert len(calls) == 6 and resumed[2]["repeat"] == measured["repeat"]
     # other weights: every file is of another computation and is started over (9 points x 3 runs)
     with torch.no_grad():
         net[0].weight.mul_(1.5)
     calls.clear()
-    with unittest.mock.patch.object(hessian_mod, "hessian_eigs", counting):
+    with _counting_hessian_eigs(calls):
         moved = eig_map_jitter(config, scale, model=net, data=data, results_dir=tmp_path, variants=variants)
     assert len(calls) == 27 and moved[0]["eig_ratio_mean"] != base["eig_ratio_mean"]
