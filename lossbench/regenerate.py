@@ -9,6 +9,7 @@ What ``python -m lossbench baselines`` runs; the file format and the comparison 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from . import baselines as bl
+from ._io import write_text_atomic
 from .codepaths import code_path_name, run_code_path, scale_job
 from .codepaths import code_paths as available_code_paths
 from .config import RunConfig, Scale, find_config
@@ -110,6 +112,18 @@ def _sampling_entries(sampling: dict[str, dict[str, Any]]) -> dict[str, dict[str
             for name, e in sampling.items()}
 
 
+@functools.cache
+def _code_digest() -> str:
+    """sha256 over lossbench's own source files: a code-path result kept by an earlier regeneration is
+    reused only by the same code (a regeneration often follows a change of the method)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def code_path_jitter(task: str, kwargs: dict[str, Any], base: dict[str, float], *,
                      code_paths: tuple[dict[str, str], ...], say: Callable[[str], None] = _say,
                      base_terms: list[float] | None = None, done_dir: str | Path | None = None,
@@ -118,27 +132,27 @@ def code_path_jitter(task: str, kwargs: dict[str, Any], base: dict[str, float], 
     (largest |deviation| of each metric of ``base``, variant -> its metrics, the largest mean
     |deviation| of the Hutchinson terms against ``base_terms``). With ``done_dir``, each finished code
     path's result is kept there (``<task>-<code path>.json``, keyed by the task, its arguments and the
-    ``weights`` sha256) and taken from there by a rerun, so an interrupted regeneration resumes."""
+    ``weights`` sha256 and lossbench's source) and taken from there by a rerun, so an interrupted
+    regeneration resumes."""
     import hashlib
     import json
 
-    key = hashlib.sha256(json.dumps({"task": task, "kwargs": kwargs, "weights": weights}, sort_keys=True,
-                                    default=str).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps({"task": task, "kwargs": kwargs, "weights": weights, "code": _code_digest()},
+                                    sort_keys=True, default=str).encode()).hexdigest()
     measured: dict[str, dict[str, float]] = {}
     terms: dict[str, list[float]] = {}
     for env in code_paths:
         name = code_path_name(env)
         kept = Path(done_dir) / f"{task}-{name or 'default'}.json" if done_dir else None
-        if kept is not None and kept.exists() and json.loads(kept.read_text()).get("key") == key:
-            out = json.loads(kept.read_text())["result"]
+        stored = json.loads(kept.read_text()) if kept is not None and kept.exists() else {}
+        if stored.get("key") == key:
+            out = stored["result"]
             say(f"  {task} on code path {name}: kept from {kept}")
         else:
             out = run_code_path(env, task, kwargs)
             if kept is not None:
                 kept.parent.mkdir(parents=True, exist_ok=True)
-                part = kept.with_name(kept.name + ".part")
-                part.write_text(json.dumps({"key": key, "result": out}))
-                part.replace(kept)
+                write_text_atomic(kept, json.dumps({"key": key, "result": out}))
         measured[name] = out["metrics"]
         if out.get("trace_terms"):
             terms[name] = out["trace_terms"]

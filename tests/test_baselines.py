@@ -524,7 +524,7 @@ def test_spectrum_baselines_store_the_summary_with_its_sampling_and_a_checkable_
 
 def test_code_path_results_are_kept_so_an_interrupted_regeneration_resumes(tmp_path, monkeypatch):
     """code_path_jitter with done_dir: a code path that finished is not run again by a rerun (one that
-    failed half-way through the list runs only the rest); other weights or arguments run every one."""
+    failed half-way through the list runs only the rest); other weights, arguments or code run every one."""
     import lossbench.regenerate as regen_mod
     from lossbench.codepaths import code_path_name
 
@@ -552,4 +552,8 @@ def test_code_path_results_are_kept_so_an_interrupted_regeneration_resumes(tmp_p
     assert len(calls) == 4
     run(weights="w2", kwargs={"a": 2})
     assert len(calls) == 6
+    # the same weights and arguments after a change of lossbench's code: run again, not reused
+    monkeypatch.setattr(regen_mod, "_code_digest", lambda: "another version of the code")
+    run(weights="w2", kwargs={"a": 2})
+    assert len(calls) == 8
     assert first[0] == {"m": 0.01 * len("ATEN_CPU_CAPABILITY=avx2")}
