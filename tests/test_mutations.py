@@ -250,14 +250,27 @@ def test_stored_tolerances_are_at_most_one_percent():
             limit = 0.01 * abs(value) if abs(value) > 0.1 else 1e-3
             if math.isfinite(value) and tol > limit:
                 jitter = doc.get("jitter", {}).get(name)
-                exceptions.append(f"{path.relative_to(BASELINES)} {name}: tol {tol:.3g} vs value {value:.4g} "
-                                  f"(measured jitter {jitter})")
-    assert len(exceptions) <= ALLOWED_WIDE_TOLERANCES, "\n".join(exceptions)
+                exceptions.append((f"{path.relative_to(BASELINES)} {name}", f"tol {tol:.3g} vs value {value:.4g} "
+                                   f"(measured jitter {jitter})"))
+    found = dict(exceptions)
+    assert set(found) == set(ALLOWED_WIDE_TOLERANCES), (
+        "new (explain in docs/baselines.md and list here): "
+        + "; ".join(f"{k}: {v}" for k, v in found.items() if k not in ALLOWED_WIDE_TOLERANCES)
+        + " | listed but no longer wide (drop): " + "; ".join(sorted(set(ALLOWED_WIDE_TOLERANCES) - set(found))))
+    doc_text = (BASELINES.parent / "docs" / "baselines.md").read_text()
+    for key in ALLOWED_WIDE_TOLERANCES:
+        where, name = key.split(" ")
+        assert Path(where).stem in doc_text and f"`{name}`" in doc_text, f"{key} is not explained in docs/baselines.md"
 
 
-#: Metrics whose measured recompute jitter exceeds the 1 % goal (docs/baselines.md); a new one
-#: fails this test until it is explained there.
-ALLOWED_WIDE_TOLERANCES = 0
+#: Metrics whose measured recompute jitter exceeds the 1 % goal, each explained in docs/baselines.md
+#: ("Tolerances above 1 %"); a new one fails this test until it is explained there, and one listed
+#: here that is no longer wide fails it too (the list stays the truth).
+ALLOWED_WIDE_TOLERANCES = {
+    # λ_max at the map's corner (alpha=+1, beta=-1) moves 0.28 % when the directions move by 9e-8 of
+    # their norm (drawn in float64): the Hessian there is not smooth in the point (tol 2.8 %).
+    "small/eigmap/resnet56-noshort-bs128-s0.json max_eig@4,0",
+}
 
 
 def _interpolation_without_bn_statistics(original):
