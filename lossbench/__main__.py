@@ -988,8 +988,8 @@ def _add_ship(sub: argparse._SubParsersAction) -> None:
                    help="just these config ids (seed 0 ids; space- or comma-separated)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
                    help="training seeds to ship (default 0). Seed 0 of the matrix and of the authors' matrix goes to nets/ (weights in git), "
-                        "other seeds to seed-nets/ and the GPU-only configs to gpu-nets/ (provenance in git, "
-                        "weights not)")
+                        "other seeds to seed-nets/ (weights in git too: the claims' seed spread needs them) and the "
+                        "GPU-only configs to gpu-nets/ (provenance in git, weights not)")
     p.add_argument("--baselines-dir", default="baselines", help="root of the baselines (default ./baselines)")
     p.add_argument("--commit", default=None,
                    help="the commit that trained the nets, recorded in the provenance (default: git's HEAD; "

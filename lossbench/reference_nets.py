@@ -131,9 +131,9 @@ def compute_path_pca(checkpoints: Sequence[Path], final: dict[str, Tensor], *, s
                       random_coords=random_coords)
 
 
-#: Where ``ship`` puts a net, by kind: the scale's matrix at training seed 0 (weights in git), its
-#: other training seeds (the seed spread) and its GPU-only nets (provenance in git, weights not: they
-#: would break the repository's size budget).
+#: Where ``ship`` puts a net, by kind: the scale's matrix at training seed 0 and its other training
+#: seeds (the seed spread; weights in git for both) and its GPU-only nets (provenance in git, weights not:
+#: they would break the repository's size budget).
 NET_FOLDERS = ("nets", "seed-nets", "gpu-nets")
 
 
