@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -172,14 +174,14 @@ def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Seque
               [(x, y, [(k, 0, len(y))]) for k, batches in enumerate(datasets.values())
                for x, y in _rebatch(batches, size, channels_last)])
 
-    def sums() -> list[tuple[Tensor, Tensor]]:
+    def forward_sums(module: nn.Module) -> list[tuple[Tensor, Tensor]]:
         """(summed loss float64, correct count int64) per split, left on the device (no host sync)."""
         shadow.sync()
         totals = [torch.zeros((), dtype=torch.float64, device=device) for _ in counts]
         corrects = [torch.zeros((), dtype=torch.int64, device=device) for _ in counts]
         with _precision(device, precision), torch.inference_mode():
             for x, y, rows in passes:
-                logits = net(x)
+                logits = module(x)
                 if logits.dtype in (torch.bfloat16, torch.float16):  # bf16 autocast: the loss in float32
                     logits = logits.float()
                 for k, a, b in rows:
@@ -187,16 +189,61 @@ def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Seque
                     corrects[k] += (logits[a:b].argmax(1) == y[a:b]).sum()
         return list(zip(totals, corrects))
 
-    run = _graphed(sums, device) if cuda_graph else sums
+    current = [net]  # the compiled model, or the eager shadow once compile is found to change the numbers
+    run = _graphed(lambda: forward_sums(current[0]), device) if cuda_graph else lambda: forward_sums(current[0])
+    unchecked = [bool(compile)]
 
     def measure(_: nn.Module) -> dict[str, float]:
         out = {}
-        for split, (total, correct) in zip(counts, run()):
+        sums = run()
+        if unchecked[0]:
+            # torch.compile must not change the function, and a miscompiled kernel gives plausible-looking
+            # numbers (inductor's AVX2 C++ kernels in torch 2.14: losses of 1e27 at some points and 0.3 % off
+            # at others), so its first point is checked against the eager shadow (one more forward pass).
+            unchecked[0] = False
+            eager = forward_sums(shadow.model)
+            problem = compile_disagreement(sums, eager, counts, rtol=COMPILE_CHECK_RTOL.get(precision, 1e-2))
+            if problem:
+                message = (f"torch.compile's model disagrees with the eager one at the first grid point ({problem}): "
+                           f"a miscompilation (torch {torch.__version__}, inductor's vector ISA "
+                           f"{_inductor_isa()})")
+                if cuda_graph:
+                    raise RuntimeError(f"{message}; run without compile (CLI: drop --compile)")
+                warnings.warn(f"{message}; the grid goes on without compile (CLI: drop --compile)", stacklevel=2)
+                current[0], sums = shadow.model, eager
+        for split, (total, correct) in zip(counts, sums):
             out[f"{split}_loss"] = float(total) / counts[split]
             out[f"{split}_acc"] = int(correct) / counts[split]
         return out
 
     return measure, keys
+
+
+#: How far the compiled model's mean loss may be from the eager one's at the first point, relative, per
+#: precision (float32: the engines agree to ~1e-5; the accuracy counts must be equal).
+COMPILE_CHECK_RTOL = {"float32": 1e-4}
+
+
+def compile_disagreement(compiled: Sequence[tuple[Tensor, Tensor]], eager: Sequence[tuple[Tensor, Tensor]],
+                         counts: Mapping[str, int], *, rtol: float) -> str:
+    """'' where the compiled model's (summed loss, correct count) per split match the eager model's
+    (loss within ``rtol`` relative, counts equal), else what differs, for the message."""
+    problems = []
+    for split, (loss_c, correct_c), (loss_e, correct_e) in zip(counts, compiled, eager):
+        lc, le = float(loss_c) / counts[split], float(loss_e) / counts[split]
+        same = lc == le or abs(lc - le) <= rtol * abs(le) or (math.isnan(lc) and math.isnan(le))
+        if not same or int(correct_c) != int(correct_e):
+            problems.append(f"{split} loss {lc:.6g} vs {le:.6g}, correct {int(correct_c)} vs {int(correct_e)}")
+    return "; ".join(problems)
+
+
+def _inductor_isa() -> str:
+    try:
+        from torch._inductor import cpu_vec_isa
+
+        return str(cpu_vec_isa.pick_vec_isa()) or "none"
+    except Exception:  # a private module: its name is only for the message
+        return "unknown"
 
 
 #: CPU features that make bf16 autocast faster than float32: Intel AMX (``amx_bf16``, Sapphire Rapids

@@ -104,6 +104,47 @@ def test_fast_engine_options_do_not_change_the_numbers(options):
     np.testing.assert_array_equal(fast.values["train_acc"], ref.values["train_acc"])
 
 
+def test_a_miscompiled_model_is_caught_at_the_first_point_and_the_grid_goes_on_eagerly(monkeypatch):
+    """torch.compile's model is checked against the eager one at the first point: inductor's AVX2 kernels
+    in torch 2.14 (ATEN_CPU_CAPABILITY=avx2) gave losses of 1e27 at some points and 0.3 % off at others."""
+    import lossbench.engine as engine
+
+    class Miscompiled(torch.nn.Module):  # what a wrong kernel looks like: plausible logits, other numbers
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            logits = self.model(x)
+            return logits + 0.05 * torch.arange(logits.shape[1], dtype=logits.dtype)
+
+    monkeypatch.setattr(engine.torch, "compile", lambda model, **kw: Miscompiled(model))
+    net = with_running_stats(CifarResNet(8, shortcut=True))
+    batches = data()
+    ref = grid(net, "reference", batches)
+    with pytest.warns(UserWarning, match=r"torch.compile's model disagrees with the eager one at the first grid "
+                                         r"point \(train loss .* vs .*\): a miscompilation.*without compile"):
+        fast = grid(net, "fast", batches, compile=True)
+    assert_close(fast.values["train_loss"], ref.values["train_loss"], scale=10)
+
+
+def test_the_compile_check_names_what_differs():
+    one = [(torch.tensor(2.0, dtype=torch.float64), torch.tensor(3))]
+    assert engine_compile_disagreement(one, one) == ""
+    off = [(torch.tensor(2.001, dtype=torch.float64), torch.tensor(3))]
+    assert engine_compile_disagreement(off, one) == "train loss 1.0005 vs 1, correct 3 vs 3"
+    miss = [(torch.tensor(2.0, dtype=torch.float64), torch.tensor(4))]
+    assert "correct 4 vs 3" in engine_compile_disagreement(miss, one)
+    nan = [(torch.tensor(float("nan"), dtype=torch.float64), torch.tensor(3))]
+    assert engine_compile_disagreement(nan, nan) == "" and engine_compile_disagreement(nan, one) != ""
+
+
+def engine_compile_disagreement(compiled, eager):
+    from lossbench.engine import COMPILE_CHECK_RTOL, compile_disagreement
+
+    return compile_disagreement(compiled, eager, {"train": 2}, rtol=COMPILE_CHECK_RTOL["float32"])
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("options", [{}, {"cuda_graph": True}, {"precision": "tf32"},
                                      {"precision": "bf16", "cuda_graph": True}],
