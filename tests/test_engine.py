@@ -137,6 +137,9 @@ def test_the_compile_check_names_what_differs():
     assert "correct 4 vs 3" in engine_compile_disagreement(miss, one)
     nan = [(torch.tensor(float("nan"), dtype=torch.float64), torch.tensor(3))]
     assert engine_compile_disagreement(nan, nan) == "" and engine_compile_disagreement(nan, one) != ""
+    from lossbench.engine import COMPILE_CHECK_RTOL, PRECISIONS
+
+    assert set(COMPILE_CHECK_RTOL) == set(PRECISIONS)  # every precision's compile is checked
 
 
 def engine_compile_disagreement(compiled, eager):
