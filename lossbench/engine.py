@@ -144,7 +144,9 @@ def fast_measure(model: nn.Module, loss_fn: LossFn, datasets: Mapping[str, Seque
             bf16 units, :func:`cpu_bf16_units`); their error against float32 is measured by the
             benchmarks (benchmarks/RESULTS.md), not bounded here.
         compile: wrap the shadow model in ``torch.compile`` (first point pays the compilation); a string
-            is the inductor mode, e.g. ``"max-autotune-no-cudagraphs"``.
+            is the inductor mode, e.g. ``"max-autotune-no-cudagraphs"``. The first point is also computed
+            eagerly; where the two differ (:func:`compile_disagreement`, :data:`COMPILE_CHECK_RTOL`) the
+            grid warns and goes on without compile (with ``cuda_graph``: raises).
         cuda_graph: capture the whole point (BN folding, every forward, loss and accuracy sums) as one
             CUDA graph on the first call and replay it afterwards; the data and weights stay at fixed
             addresses, so a replay reads the point's weights set in place by the grid loop.
