@@ -11,17 +11,20 @@ import math
 import platform
 import time
 
+import pytest
 import torch
 
 from lossbench.baselines import uncertainty_context
-from lossbench.reproduce import compute_config_surface, study_net
+from lossbench.parallel import unit_key
+from lossbench.reproduce import compute_config_surface, study_net, study_rest
 
 from _timing import float32_sha, mean_seconds
 
 
+@pytest.mark.study(kind="nets", part="rest")  # all but the timed first pair may run in a helper process
 def test_reproduction(benchmark, run_config, trained, lossbench_data, lossbench_scale, lossbench_results_dir,
                       lossbench_baseline, lossbench_baseline_doc, lossbench_device, lossbench_records,
-                      lossbench_progress):
+                      lossbench_progress, lossbench_helpers):
     path = lossbench_results_dir / run_config.config_id / "surface-2d-p0.h5"
     benchmark.group = f"reproduction:{lossbench_scale.name}"
 
@@ -35,8 +38,13 @@ def test_reproduction(benchmark, run_config, trained, lossbench_data, lossbench_
     if math.isnan(seconds):  # --benchmark-disable: nothing timed by the plugin, the wall clock is the time
         seconds = wall
     lossbench_progress(f"{run_config.config_id}: surface, direction pair 1 ({seconds:.0f} s)")
+    rest = lossbench_helpers.take(
+        unit_key("nets", run_config.config_id),
+        lambda: study_rest(run_config, lossbench_scale, net=trained, data=lossbench_data,
+                           results_dir=lossbench_results_dir, log=lossbench_progress),
+        say=lossbench_progress, label=f"{run_config.config_id}: the study after direction pair 1")
     record, metrics = study_net(run_config, lossbench_scale, net=trained, data=lossbench_data,
-                                results_dir=lossbench_results_dir, first_surface=surface, log=lossbench_progress)
+                                results_dir=lossbench_results_dir, first_surface=surface, rest=rest)
     root = lossbench_results_dir.parent.parent
     if "lines" in record:
         record["line_paths"] = {norm: [str((lossbench_results_dir / run_config.config_id / f"line-{norm}-p{k}.h5")
@@ -58,6 +66,7 @@ def test_reproduction(benchmark, run_config, trained, lossbench_data, lossbench_
         surface_paths=[str((lossbench_results_dir / run_config.config_id / f"surface-2d-p{k}.h5").relative_to(root))
                        for k in range(lossbench_scale.dir_pairs)],
         device=str(lossbench_device), torch=str(torch.__version__), python=platform.python_version(),
+        torch_threads=torch.get_num_threads(), helper_processes=len(lossbench_helpers.procs),
     )
     lossbench_baseline(run_config.config_id, metrics, config_hash=run_config.config_hash,
                        weights_sha256=float32_sha(trained),

@@ -27,8 +27,11 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("seed_config", params)
 
 
+@pytest.mark.study(kind="seed-nets", part="all", param="seed_config", subdir="seeds", option="lossbench_all_seeds")
 def test_seed_net(seed_config, pytestconfig, lossbench_scale, lossbench_dataset, lossbench_baselines_dir,
-                  lossbench_baseline_doc, lossbench_results_dir, lossbench_device, lossbench_progress):
+                  lossbench_baseline_doc, lossbench_results_dir, lossbench_device, lossbench_progress,
+                  lossbench_helpers):
+    from lossbench.parallel import unit_key
     from lossbench.reference_nets import load_reference
     from lossbench.reproduce import study_net
 
@@ -48,8 +51,11 @@ def test_seed_net(seed_config, pytestconfig, lossbench_scale, lossbench_dataset,
                     f"baselines/{lossbench_scale.name}/{base_id}.json were measured on other weights (stored "
                     f"{str(expected['weights_sha256'])[:12]}, shipped {sha[:12]}): measure them again with `python -m "
                     f"lossbench baselines --scale {lossbench_scale.name} --spread --only {base_id}`")
-    _, metrics = study_net(seed_config, lossbench_scale, net=net, data=lossbench_dataset(seed_config),
-                           results_dir=lossbench_results_dir / "seeds", log=lossbench_progress)
+    _, metrics = lossbench_helpers.take(
+        unit_key("seed-nets", seed_config.config_id),
+        lambda: study_net(seed_config, lossbench_scale, net=net, data=lossbench_dataset(seed_config),
+                          results_dir=lossbench_results_dir / "seeds", log=lossbench_progress),
+        say=lossbench_progress, label=f"{seed_config.config_id}: the study")
     rows = compare({k: v for k, v in metrics.items() if k in expected["metrics"]}, expected)
     bad = [r for r in rows if not r.ok]
     assert not bad, (f"{len(bad)} of {len(rows)} metrics of {seed_config.config_id} differ from the values the "

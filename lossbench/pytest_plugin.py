@@ -15,7 +15,8 @@ For lossbench's suite:
 
 * ``--lossbench-scale/-device/-cache-dir/-data-dir`` (shared with the CLI through
   :func:`lossbench.config.add_run_options`), ``--lossbench-dtype``, ``--lossbench-regen``,
-  ``--lossbench-regen-all``.
+  ``--lossbench-regen-all``, ``--lossbench-jobs`` (helper processes for the shipped nets' studies, a test
+  marked ``study`` takes its net's from :mod:`lossbench.parallel`).
 * A test that takes ``run_config`` runs once per config of the scale's matrix
   (architecture x shortcut x batch size), with ids like ``resnet56-noshort-bs128-s0``.
 * Session fixtures ``trained`` (the cached trainer), ``lossbench_data`` and ``lossbench_baseline``
@@ -25,6 +26,7 @@ For lossbench's suite:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,10 +42,14 @@ MARKERS = {
     "gpu": "needs a CUDA device; skipped (with a reason) when none is available",
     "slow": "minutes or more on a CPU; deselect with -m 'not slow'",
     "paper": "needs the paper scale (CIFAR-10, GPU hours)",
+    "study": "study(kind='nets'|'seed-nets', part='rest'|'all', param='run_config', subdir='', option=None): "
+             "the study of the test's shipped net may run in a helper process (--lossbench-jobs)",
 }
+_STUDY_KWARGS = {"kind", "part", "param", "subdir", "option"}
 
 _STATS_KEY = pytest.StashKey[dict[str, Any]]()
 _CONFIGS_KEY = pytest.StashKey[set]()
+_HELPERS_KEY = pytest.StashKey[Any]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,6 +65,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lossbench-all-seeds", action="store_true",
                     help="also recompute every shipped training seed's metrics (seeds 1 and 2 of each net, from "
                          "baselines/<scale>/seed-nets/) against the values the claims use; about twice the main job")
+    group.addoption("--lossbench-jobs", default="auto", metavar="N",
+                    help="processes for the shipped nets' studies: N-1 single-threaded helpers beside this session, "
+                         "which then runs one thread; auto (default): one per core on a CPU, none with "
+                         "--lossbench-speed (timings need quiet cores); 1: none")
     group.addoption("--lossbench-speed", action="store_true",
                     help="also run the grid-speed benchmarks (benchmarks/test_grid_speed.py); off in the main job, "
                          "on whenever -k names grid_speed")
@@ -162,9 +172,13 @@ def lossbench_cache_dir(pytestconfig: pytest.Config) -> Path:
 @pytest.fixture(scope="session")
 def lossbench_results_dir(pytestconfig: pytest.Config, lossbench_scale) -> Path:
     """Where this session's surfaces go: ``<rootdir>/.benchmarks/surfaces/<scale>`` (the report reads them)."""
-    path = Path(pytestconfig.rootpath) / ".benchmarks" / "surfaces" / lossbench_scale.name
+    path = _surfaces_dir(pytestconfig)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _surfaces_dir(config: pytest.Config) -> Path:
+    return Path(config.rootpath) / ".benchmarks" / "surfaces" / config.getoption("lossbench_scale")
 
 
 @pytest.fixture(scope="session")
@@ -423,13 +437,104 @@ def landscape_regression(request: pytest.FixtureRequest, pytestconfig: pytest.Co
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Remember which configs the selected tests use (the trainer trains them together)."""
+    """Remember which configs the selected tests use (the trainer trains them together), and start the
+    helper processes of the nets' studies."""
     ids = set()
     for item in session.items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "run_config" in params:
             ids.add(params["run_config"].config_id)
     session.config.stash[_CONFIGS_KEY] = ids
+    if _suite(session.config):
+        _start_helpers(session)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _jobs(config: pytest.Config) -> int:
+    """``--lossbench-jobs`` as a process count (``auto``: the usable cores; none with --lossbench-speed)."""
+    value = str(config.getoption("lossbench_jobs"))
+    if value == "auto":
+        return 1 if config.getoption("lossbench_speed") else _cores()
+    if not value.isdigit() or int(value) < 1:
+        raise pytest.UsageError(f"--lossbench-jobs {value!r}: a process count >= 1, or auto")
+    return int(value)
+
+
+def _study_units(session: pytest.Session) -> list:
+    """One :class:`~lossbench.parallel.Unit` per shipped net whose study a selected test marked ``study``
+    makes, in test order."""
+    from .parallel import Unit, unit_key
+
+    config = session.config
+    root = Path(config.rootpath)
+    chosen = config.getoption("lossbench_baselines_dir")
+    baselines = Path(chosen) if chosen else root / "baselines"
+    scale = config.getoption("lossbench_scale")
+    units: dict[str, Unit] = {}
+    for item in session.items:
+        marker = item.get_closest_marker("study")
+        if marker is None:
+            continue
+        unknown = set(marker.kwargs) - _STUDY_KWARGS
+        if unknown or marker.args:
+            raise pytest.UsageError(f"{item.nodeid}: study marker takes keywords {sorted(_STUDY_KWARGS)}, not "
+                                    f"{sorted(unknown) or list(marker.args)}")
+        kw = marker.kwargs
+        if kw.get("option") and not config.getoption(kw["option"]):
+            continue
+        run_config = item.callspec.params[kw.get("param", "run_config")]
+        kind = kw.get("kind", "nets")
+        key = unit_key(kind, run_config.config_id)
+        units.setdefault(key, Unit(key=key, config_id=run_config.config_id, scale=scale, kind=kind,
+                                   part=kw.get("part", "rest"), baselines_dir=str(baselines),
+                                   results_dir=str(_surfaces_dir(config) / kw.get("subdir", "")),
+                                   data_dir=config.getoption("lossbench_data_dir")))
+    return list(units.values())
+
+
+def _start_helpers(session: pytest.Session) -> None:
+    """Start ``--lossbench-jobs`` - 1 helpers for the studies of shipped nets on a CPU in float32 (the
+    baselines' tolerances include one thread); nothing for fewer than two studies, a collect-only run
+    or an xdist worker."""
+    import tempfile
+
+    from .config import get_scale
+    from .parallel import Helpers
+
+    config = session.config
+    if (config.option.collectonly or hasattr(config, "workerinput") or not session.items
+            or not get_scale(config.getoption("lossbench_scale")).shipped
+            or str(config.getoption("lossbench_device")) != "cpu" or config.getoption("lossbench_dtype") != "float32"):
+        return
+    jobs = _jobs(config)
+    units = _study_units(session)
+    count = min(jobs, len(units)) - 1
+    if count < 1:
+        return
+    import torch
+
+    torch.set_num_threads(max(1, _cores() // (count + 1)))
+    jobs_dir = Path(config.rootpath) / ".benchmarks" / "jobs"
+    jobs_dir.mkdir(parents=True, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix="queue-", dir=jobs_dir)
+    config.stash[_HELPERS_KEY] = Helpers.start(folder, units, count, log_dir=jobs_dir)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and config.get_verbosity() >= 0:
+        reporter.write_line(f"lossbench: {len(units)} nets' studies shared with {count} helper process"
+                            f"{'es' if count > 1 else ''} (one thread each, as this session now; logs in {jobs_dir}; "
+                            "--lossbench-jobs 1: none)")
+
+
+@pytest.fixture(scope="session")
+def lossbench_helpers(pytestconfig: pytest.Config):
+    """:class:`lossbench.parallel.Helpers`: ``take(key, here, say=...)`` gives a study unit's value,
+    from a helper process or computed ``here()``; without helpers, always ``here()``."""
+    from .parallel import Helpers
+
+    return pytestconfig.stash.get(_HELPERS_KEY, None) or Helpers()
 
 
 def pytest_deselected(items) -> None:
@@ -442,6 +547,12 @@ _COUNTS = ("passed", "failed", "created", "updated")
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
+    helpers = config.stash.get(_HELPERS_KEY, None)
+    if helpers is not None:
+        import shutil
+
+        helpers.stop()
+        shutil.rmtree(helpers.queue.folder, ignore_errors=True)
     stats = config.stash.get(_STATS_KEY, None)
     if stats is None:
         return

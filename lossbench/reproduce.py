@@ -454,7 +454,8 @@ def trajectory_surface(path: str | Path, model: nn.Module, net, data: ImageData,
 
 def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_dir: str | Path,
               first_surface: Surface | None = None, lines: bool | None = None,
-              progress: bool | None = None, log: Callable[[str], None] | None = None
+              progress: bool | None = None, log: Callable[[str], None] | None = None,
+              rest: tuple[dict[str, Any], dict[str, float]] | None = None
               ) -> tuple[dict[str, Any], dict[str, float]]:
     """Everything the claims need from one net, and the flat metrics its baseline checks.
 
@@ -465,10 +466,39 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
         lines: compute the 1D ``filter`` and ``none`` lines (default: for the SGD nets of the
             filter-normalisation experiment).
         log: called with one line after each finished step (e.g. the pytest terminal).
+        rest: :func:`study_rest`'s result if another process computed it (the main job's helpers).
 
     Returns:
         (record for :func:`lossbench.claims.evaluate_claims`, flat metrics: pair k's surface metrics
         with :func:`pair_suffix`, the curvature at the minimum, the PCA shares and the lines' metrics).
+    """
+    say = log or (lambda message: None)
+    t0 = time.perf_counter()
+    surface = first_surface if first_surface is not None else compute_config_surface(
+        Path(results_dir) / config.config_id / "surface-2d-p0.h5", net.model, data, config, scale,
+        dir_seed=pair_seed(0), progress=progress)
+    first = config_metrics(surface)
+    say(f"{config.config_id}: surface, direction pair 1 of {scale.dir_pairs} ({time.perf_counter() - t0:.0f} s)")
+    part, rest_flat = rest if rest is not None else study_rest(config, scale, net=net, data=data,
+                                                               results_dir=results_dir, lines=lines,
+                                                               progress=progress, log=log)
+    flat = {f"{name}{pair_suffix(0)}": v for name, v in first.items()} | rest_flat
+    record: dict[str, Any] = {"config_id": config.config_id, "config": config.to_dict(), "scale": scale.name,
+                              "final": dict(net.final), "converged": converged(net.final),
+                              "pairs": [first, *part["pairs"]]}
+    record.update({k: v for k, v in part.items() if k != "pairs"})
+    return record, flat
+
+
+def study_rest(config: RunConfig, scale: Scale, *, net, data: ImageData, results_dir: str | Path,
+               lines: bool | None = None, progress: bool | None = None,
+               log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+    """:func:`study_net` without direction pair 0 (the part the main job's helper processes take): pairs
+    1 .. ``scale.dir_pairs - 1``, the curvature at the minimum, the PCA and the lines.
+
+    Returns:
+        (``pairs`` (pair 1 on), ``curvature``, ``curvature_details`` and, where measured, ``pca`` and
+        ``lines``; their flat metrics). Everything is a plain Python value (it crosses processes).
     """
     say = log or (lambda message: None)
     t0 = time.perf_counter()
@@ -480,12 +510,9 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
     model = net.model
     flat: dict[str, float] = {}
     pairs = []
-    for k in range(scale.dir_pairs):
-        if k == 0 and first_surface is not None:
-            surface = first_surface
-        else:
-            surface = compute_config_surface(folder / f"surface-2d-p{k}.h5", model, data, config, scale,
-                                             dir_seed=pair_seed(k), progress=progress)
+    for k in range(1, scale.dir_pairs):
+        surface = compute_config_surface(folder / f"surface-2d-p{k}.h5", model, data, config, scale,
+                                         dir_seed=pair_seed(k), progress=progress)
         m = config_metrics(surface)
         pairs.append(m)
         flat.update({f"{name}{pair_suffix(k)}": v for name, v in m.items()})
@@ -493,22 +520,20 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
     curvature, details = scale_curvature(model, data, scale)
     flat.update(curvature)
     done("Hessian at the minimum")
-    record: dict[str, Any] = {"config_id": config.config_id, "config": config.to_dict(), "scale": scale.name,
-                              "final": dict(net.final), "converged": converged(net.final), "pairs": pairs,
-                              "curvature": curvature, "curvature_details": details}
+    part: dict[str, Any] = {"pairs": pairs, "curvature": curvature, "curvature_details": details}
     if hasattr(net, "pca"):
         pca = net.pca()
         walk = random_walk_share(len(pca.epochs))
-        record["pca"] = {"share": float(pca.explained_variance_ratio[:2].sum()), "random_share": pca.random_share,
-                         "checkpoints": len(pca.epochs), "pca_var_1": float(pca.explained_variance_ratio[0]),
-                         "pca_var_2": float(pca.explained_variance_ratio[1]),
-                         "random_walk_share": walk[0], "random_walk_sd": walk[1]}
-        flat.update({"pca_var_1": record["pca"]["pca_var_1"], "pca_var_2": record["pca"]["pca_var_2"],
-                     "pca_share": record["pca"]["share"], "pca_random_share": pca.random_share})
+        part["pca"] = {"share": float(pca.explained_variance_ratio[:2].sum()), "random_share": pca.random_share,
+                       "checkpoints": len(pca.epochs), "pca_var_1": float(pca.explained_variance_ratio[0]),
+                       "pca_var_2": float(pca.explained_variance_ratio[1]),
+                       "random_walk_share": walk[0], "random_walk_sd": walk[1]}
+        flat.update({"pca_var_1": part["pca"]["pca_var_1"], "pca_var_2": part["pca"]["pca_var_2"],
+                     "pca_share": part["pca"]["share"], "pca_random_share": pca.random_share})
     elif getattr(net, "checkpoints", None):
         flat.update(pca_metrics(net.checkpoints, [n for n, _ in model.named_parameters()]))
     if lines if lines is not None else config.optimizer == "sgd":
-        record["lines"] = {}
+        part["lines"] = {}
         for norm in ("filter", "none"):
             per = []
             for k in range(scale.dir_pairs):
@@ -518,9 +543,9 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
                 per.append(lm)
                 flat.update({f"line_{norm}_{name}{pair_suffix(k)}": v for name, v in lm.items()
                              if name in ("curv", "loss_center", "sharpness_0.5")})
-            record["lines"][norm] = per
+            part["lines"][norm] = per
             done(f"1D lines, norm={norm}")
-    return record, flat
+    return part, flat
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,184 @@
+"""The main job's helper processes (lossbench.parallel): every unit is computed once, by the session or
+a helper; a helper's error or death leaves the unit to the session; a study computed in a helper is
+the study computed in the session."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lossbench.config import SCALES
+from lossbench.parallel import Helpers, StudyQueue, Unit, compute_unit, run_helper, unit_key
+from lossbench.reference_nets import load_reference, ship
+from lossbench.reproduce import converged, study_rest
+from lossbench.train import train
+
+ROOT = Path(__file__).parent.parent
+
+
+def _units(keys, tmp_path, **kw):
+    return [Unit(key=k, config_id=k, scale="ci", kind="nets", part="rest", baselines_dir=str(tmp_path),
+                 results_dir=str(tmp_path), **kw) for k in keys]
+
+
+@pytest.fixture
+def importable_tests(monkeypatch):
+    """Helpers import tests.parallel_units: put the repository root on their path."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+
+
+def test_a_unit_is_claimed_once(tmp_path):
+    queue = StudyQueue.create(tmp_path / "q", _units("ab", tmp_path))
+    assert queue.claim("a") and not queue.claim("a") and queue.claimant("a") == os.getpid()
+    assert queue.result("a") is None
+    queue.finish("a", {"value": 3})
+    assert queue.result("a") == {"value": 3} and [u.key for u in queue.units()] == ["a", "b"]
+
+
+def test_bad_queues_and_units_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="repeat"):
+        StudyQueue.create(tmp_path / "q", _units("aa", tmp_path))
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").write_text("")
+    with pytest.raises(ValueError, match="not empty"):
+        StudyQueue.create(tmp_path / "used", _units("a", tmp_path))
+    with pytest.raises(ValueError, match="'rest' or 'all'"):
+        Unit(key="a", config_id="a", scale="ci", kind="nets", part="half", baselines_dir=".", results_dir=".")
+    with pytest.raises(ValueError, match="plain file name"):
+        Unit(key=f"..{os.sep}a", config_id="a", scale="ci", kind="nets", part="all", baselines_dir=".", results_dir=".")
+
+
+def test_a_helper_takes_from_the_back_and_records_errors(tmp_path):
+    queue = StudyQueue.create(tmp_path / "q", _units("abcd", tmp_path))
+    assert queue.claim("a")  # the session's
+
+    def compute(unit):
+        if unit.key == "c":
+            raise RuntimeError("broken c")
+        return unit.key * 2
+
+    order = []
+    assert run_helper(queue.folder, compute=lambda u: order.append(u.key) or compute(u)) == 2
+    assert order == ["d", "c", "b"]
+    assert queue.result("d")["value"] == "dd" and "broken c" in queue.result("c")["error"]
+    assert queue.result("a") is None
+    other = StudyQueue.create(tmp_path / "q2", _units("ab", tmp_path))
+    assert run_helper(other.folder, compute=compute, parent=-1) == 0  # its session is gone: nothing taken
+
+
+def test_without_helpers_everything_is_computed_here():
+    assert Helpers().take("a", lambda: "here") == "here" and not Helpers().active
+
+
+def _take_all(helpers, keys):
+    said = []
+    values = {k: helpers.take(k, lambda k=k: ("here", k), say=said.append) for k in keys}
+    helpers.stop()
+    return values, said
+
+
+def test_each_unit_is_computed_once_by_session_or_helper(tmp_path, importable_tests):
+    keys = list("abcdef")
+    helpers = Helpers.start(tmp_path / "q", _units(keys, tmp_path), 1, log_dir=tmp_path,
+                            compute="tests.parallel_units:echo")
+    time.sleep(2.5)  # the helper has started (importing torch) and taken units from the back
+    values, said = _take_all(helpers, keys)
+    assert {k: v[1] for k, v in values.items()} == {k: k for k in keys}
+    by_helper = [k for k, v in values.items() if v[0] == "helper"]
+    assert by_helper and by_helper == keys[len(keys) - len(by_helper):], values  # a suffix: from the back
+    assert values["a"][0] == "here", (values, (tmp_path / "helper-0.log").read_text())
+    assert len(said) == len(by_helper) and all("from helper process" in s for s in said)
+
+
+@pytest.mark.parametrize("compute, what", [("fail_on_b", "failed (RuntimeError: unit b is broken)"),
+                                           ("die_on_b", "stopped without a result")])
+def test_a_failed_or_dead_helper_leaves_the_unit_to_the_session(tmp_path, importable_tests, compute, what):
+    helpers = Helpers.start(tmp_path / "q", _units("ab", tmp_path), 1, log_dir=tmp_path,
+                            compute=f"tests.parallel_units:{compute}")
+    deadline = time.monotonic() + 60
+    while helpers.queue.claimant("b") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    values, said = _take_all(helpers, ["b"])
+    assert values == {"b": ("here", "b")}
+    assert len(said) == 1 and what in said[0], said
+
+
+def test_a_helper_runs_one_thread(tmp_path, importable_tests):
+    helpers = Helpers.start(tmp_path / "q", _units("a", tmp_path), 1, log_dir=tmp_path,
+                            compute="tests.parallel_units:threads")
+    deadline = time.monotonic() + 60
+    while helpers.queue.result("a") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    values, _ = _take_all(helpers, ["a"])
+    assert values["a"] == ("helper", 1, "1"), (values, (tmp_path / "helper-0.log").read_text())
+
+
+@pytest.fixture(scope="module")
+def shipped_ci_net(tmp_path_factory):
+    cache, root = tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("baselines")
+    config = SCALES["ci"].configs[0].replace(epochs=2, n_train=256, n_test=64)
+    ship(train(config, cache_dir=cache), root, "ci", recipe="seed", commit="test", converged=converged)
+    return config, root
+
+
+def test_a_study_from_a_helper_is_the_study_here(shipped_ci_net, tmp_path):
+    config, root = shipped_ci_net
+    unit = Unit(key=unit_key("nets", config.config_id), config_id=config.config_id, scale="ci", kind="nets",
+                part="rest", baselines_dir=str(root), results_dir=str(tmp_path / "helper"))
+    helpers = Helpers.start(tmp_path / "q", [unit], 1, log_dir=tmp_path)
+    deadline = time.monotonic() + 120
+    while helpers.queue.result(unit.key) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    part, flat = helpers.take(unit.key, lambda: pytest.fail("the helper did not take its unit: "
+                                                            + (tmp_path / "helper-0.log").read_text()))
+    helpers.stop()
+    net = load_reference(config.config_id, root, "ci")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the helper ran
+    try:
+        here_part, here_flat = study_rest(net.config, SCALES["ci"], net=net, data=_data(net.config),
+                                          results_dir=tmp_path / "here")
+    finally:
+        torch.set_num_threads(threads)
+    assert flat == here_flat and part["pairs"] == here_part["pairs"]
+    assert part["curvature"] == here_part["curvature"] and "pca" in part
+
+
+def test_compute_unit_names_a_net_that_is_not_shipped(tmp_path):
+    unit = Unit(key="x", config_id="resnet20-bs128-s0", scale="ci", kind="nets", part="all",
+                baselines_dir=str(tmp_path), results_dir=str(tmp_path))
+    with pytest.raises(Exception, match="no shipped net 'resnet20-bs128-s0'"):
+        compute_unit(unit)
+
+
+def _data(config):
+    from lossbench.data import load_dataset
+
+    return load_dataset(config).to(torch.float32)
+
+
+class _Options:
+    def __init__(self, **values):
+        self.values = values
+
+    def getoption(self, name):
+        return self.values[name]
+
+
+@pytest.mark.parametrize("jobs, speed, expected", [("auto", False, "cores"), ("auto", True, 1), ("3", False, 3),
+                                                   ("1", True, 1)])
+def test_jobs_option(jobs, speed, expected):
+    from lossbench.pytest_plugin import _cores, _jobs
+
+    got = _jobs(_Options(lossbench_jobs=jobs, lossbench_speed=speed))
+    assert got == (_cores() if expected == "cores" else expected)
+
+
+@pytest.mark.parametrize("bad", ["0", "two", "-1"])
+def test_a_bad_jobs_option_is_refused(bad):
+    from lossbench.pytest_plugin import _jobs
+
+    with pytest.raises(pytest.UsageError, match=f"--lossbench-jobs '{bad}': a process count >= 1, or auto"):
+        _jobs(_Options(lossbench_jobs=bad, lossbench_speed=False))
