@@ -452,6 +452,13 @@ def trajectory_surface(path: str | Path, model: nn.Module, net, data: ImageData,
     return trajectory_file(path, model, net.checkpoints, data, **kwargs)
 
 
+def wants_lines(config: RunConfig) -> bool:
+    """Whether a net's study draws the 1D ``filter`` and ``none`` lines: the SGD nets of the
+    filter-normalisation experiment. The authors' depth matrix trains with SGD too (their init), but no
+    claim reads its lines, and they would be a minute of the main job."""
+    return config.optimizer == "sgd" and config.init != "authors"
+
+
 def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_dir: str | Path,
               first_surface: Surface | None = None, lines: bool | None = None,
               progress: bool | None = None, log: Callable[[str], None] | None = None,
@@ -463,8 +470,7 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
         net: a :class:`~lossbench.train.TrainResult` or a shipped
             :class:`~lossbench.reference_nets.ReferenceNet` (its stored PCA is used).
         first_surface: pair 0's surface if the caller computed it already (the benchmark times it).
-        lines: compute the 1D ``filter`` and ``none`` lines (default: for the SGD nets of the
-            filter-normalisation experiment).
+        lines: compute the 1D ``filter`` and ``none`` lines (default: :func:`wants_lines`).
         log: called with one line after each finished step (e.g. the pytest terminal).
         rest: :func:`study_rest`'s result if another process computed it (the main job's helpers).
 
@@ -532,7 +538,7 @@ def study_rest(config: RunConfig, scale: Scale, *, net, data: ImageData, results
                      "pca_share": part["pca"]["share"], "pca_random_share": pca.random_share})
     elif getattr(net, "checkpoints", None):
         flat.update(pca_metrics(net.checkpoints, [n for n, _ in model.named_parameters()]))
-    if lines if lines is not None else config.optimizer == "sgd":
+    if lines if lines is not None else wants_lines(config):
         part["lines"] = {}
         for norm in ("filter", "none"):
             per = []

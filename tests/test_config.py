@@ -117,3 +117,11 @@ def test_find_config_and_model_names():
     assert parse_model_name("resnet110") == ("resnet", 110)
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
         parse_model_name("resnet")
+
+
+def test_only_the_filter_normalisation_nets_draw_lines():
+    from lossbench.reproduce import wants_lines
+
+    small = SCALES["small"]
+    assert all(wants_lines(c) for c in small.normalization_configs)
+    assert not any(wants_lines(c) for c in small.configs + small.authors_configs)
