@@ -286,6 +286,10 @@ class Scale:
         eig_map_check: the main job recomputes every ``eig_map_check``-th point of the eigen-ratio map
             along each axis (1: every point) when the map's baseline stores every point; the others are
             the stored values (computed, with their tolerances, when the baselines were written).
+        pair_check: the main job recomputes the first ``pair_check`` direction pairs of each shipped net
+            where its baseline stores every pair's surface metrics for the same weights; the others are
+            the stored values (computed, with their tolerances, when the baselines were written;
+            ``--lossbench-all-pairs`` recomputes them). None: every pair.
         gpu_configs: nets trained only where a GPU is at hand (hours on the CPU): the paper's deepest
             nets and its wider ones (Figure 6). Selected by id (``train --all --only``, ``ship``); not
             part of :attr:`all_configs`, so nothing on the CPU path trains them unasked.
@@ -323,6 +327,7 @@ class Scale:
     eig_samples: int = 128
     eig_max_iter: int = 60
     eig_map_check: int = 1
+    pair_check: int | None = None
     spectrum_samples: int = 64
     spectrum_probes: int = 2
     spectrum_steps: int = 30
@@ -410,6 +415,9 @@ SCALES: dict[str, Scale] = {
         trajectory_grid=11,
         shipped=True,
         dir_pairs=3,
+        # the main job recomputes pair 0 of each net (timed) and takes pairs 1-2 from the baseline: the
+        # authors' matrix made it some 17 minutes on 2 cores with every pair (docs/speed.md)
+        pair_check=1,
         engine="fast",
         # 32 images in one batch: a Hessian-vector product costs ~10 forward passes on the CPU, and at
         # 64 images in two batches the two 7x7 maps alone took 6 of the main job's 17 minutes. Each point

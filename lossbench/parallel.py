@@ -40,8 +40,9 @@ POLL_SECONDS = 0.2
 class Unit:
     """One net's study, as a helper process rebuilds it: the shipped net ``config_id`` of ``scale``
     (``kind``: ``nets`` or ``seed-nets`` under ``baselines_dir``), its data, and ``part``: ``rest``
-    (:func:`~lossbench.reproduce.study_rest`: the test times direction pair 0 itself) or ``all``
-    (:func:`~lossbench.reproduce.study_net`)."""
+    (:func:`~lossbench.reproduce.study_rest`: the test times direction pair 0 itself; the pairs its
+    baseline stores for these weights beyond the scale's ``pair_check`` are taken as stored unless
+    ``all_pairs``) or ``all`` (:func:`~lossbench.reproduce.study_net`)."""
 
     key: str
     config_id: str
@@ -51,6 +52,7 @@ class Unit:
     baselines_dir: str
     results_dir: str
     data_dir: str | None = None
+    all_pairs: bool = False
 
     def __post_init__(self) -> None:
         if self.part not in ("rest", "all"):
@@ -123,17 +125,25 @@ def compute_unit(unit: Unit) -> Any:
     """A unit's study in this process: (``study_rest``'s or ``study_net``'s record, flat metrics)."""
     import torch
 
+    from .baselines import load_baseline
     from .config import get_scale
     from .data import load_dataset
     from .reference_nets import load_reference
-    from .reproduce import study_net, study_rest
+    from .reproduce import stored_pairs, study_net, study_rest
 
     scale = get_scale(unit.scale)
     net = load_reference(unit.config_id, unit.baselines_dir, unit.scale, kind=unit.kind)
     data = load_dataset(net.config, data_dir=unit.data_dir).to(torch.float32)
-    study = study_rest if unit.part == "rest" else study_net
-    return study(net.config, scale, net=net, data=data, results_dir=unit.results_dir, progress=False,
-                 log=lambda line: print(line, flush=True))
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    if unit.part == "all":
+        return study_net(net.config, scale, net=net, data=data, results_dir=unit.results_dir, progress=False, log=say)
+    doc_path = Path(unit.baselines_dir) / unit.scale / f"{unit.config_id}.json"
+    stored = {} if unit.all_pairs or not doc_path.exists() else stored_pairs(
+        load_baseline(doc_path), weights_sha256=net.state_sha256, scale=scale)
+    return study_rest(net.config, scale, net=net, data=data, results_dir=unit.results_dir, stored=stored,
+                      progress=False, log=say)
 
 
 def run_helper(folder: str | Path, *, compute: Callable[[Unit], Any] = compute_unit,

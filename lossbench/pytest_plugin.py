@@ -65,6 +65,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lossbench-all-seeds", action="store_true",
                     help="also recompute every shipped training seed's metrics (seeds 1 and 2 of each net, from "
                          "baselines/<scale>/seed-nets/) against the values the claims use; about twice the main job")
+    group.addoption("--lossbench-all-pairs", action="store_true",
+                    help="recompute every direction pair of each net (the small scale's main job recomputes the "
+                         "first and takes the others from the baseline, measured on the same weights)")
     group.addoption("--lossbench-jobs", default="auto", metavar="N",
                     help="processes for the shipped nets' studies: N-1 single-threaded helpers beside this session, "
                          "which then runs one thread; auto (default): one per core on a CPU, none with "
@@ -491,7 +494,8 @@ def _study_units(session: pytest.Session) -> list:
         units.setdefault(key, Unit(key=key, config_id=run_config.config_id, scale=scale, kind=kind,
                                    part=kw.get("part", "rest"), baselines_dir=str(baselines),
                                    results_dir=str(_surfaces_dir(config) / kw.get("subdir", "")),
-                                   data_dir=config.getoption("lossbench_data_dir")))
+                                   data_dir=config.getoption("lossbench_data_dir"),
+                                   all_pairs=config.getoption("lossbench_all_pairs")))
     return list(units.values())
 
 

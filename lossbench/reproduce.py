@@ -496,16 +496,43 @@ def study_net(config: RunConfig, scale: Scale, *, net, data: ImageData, results_
     return record, flat
 
 
+def stored_pairs(doc: Mapping[str, Any], *, weights_sha256: str, scale: Scale) -> dict[int, dict[str, float]]:
+    """The direction pairs the main job takes from a net's baseline ``doc`` instead of computing them:
+    pairs ``scale.pair_check`` .. ``dir_pairs - 1``, each only where ``doc`` was measured on these weights
+    and stores every surface metric of pair 0 for it; {} for ``pair_check`` None (every pair computed).
+
+    Returns:
+        pair index -> {surface metric name (as :func:`config_metrics` names it): stored value}.
+    """
+    if scale.pair_check is None or (doc.get("source") or {}).get("weights_sha256") != weights_sha256:
+        return {}
+    metrics = doc.get("metrics") or {}
+    names = [n for n in metrics if "/" not in n and f"{n}{pair_suffix(1)}" in metrics and not n.startswith("line_")]
+    out = {}
+    for k in range(max(scale.pair_check, 1), scale.dir_pairs):
+        keys = {n: f"{n}{pair_suffix(k)}" for n in names}
+        if names and all(key in metrics for key in keys.values()):
+            out[k] = {n: float(metrics[key]["value"]) for n, key in keys.items()}
+    return out
+
+
 def study_rest(config: RunConfig, scale: Scale, *, net, data: ImageData, results_dir: str | Path,
-               lines: bool | None = None, progress: bool | None = None,
-               log: Callable[[str], None] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+               lines: bool | None = None, stored: Mapping[int, Mapping[str, float]] | None = None,
+               progress: bool | None = None, log: Callable[[str], None] | None = None
+               ) -> tuple[dict[str, Any], dict[str, float]]:
     """:func:`study_net` without direction pair 0 (the part the main job's helper processes take): pairs
     1 .. ``scale.dir_pairs - 1``, the curvature at the minimum, the PCA and the lines.
 
+    Args:
+        stored: pairs taken as stored instead of computed (:func:`stored_pairs`): in the record's
+            ``pairs`` (the claims use them) and listed in its ``stored_pairs``, not in the flat metrics
+            (nothing recomputed to compare).
+
     Returns:
-        (``pairs`` (pair 1 on), ``curvature``, ``curvature_details`` and, where measured, ``pca`` and
-        ``lines``; their flat metrics). Everything is a plain Python value (it crosses processes).
+        (``pairs`` (pair 1 on), ``stored_pairs``, ``curvature``, ``curvature_details`` and, where
+        measured, ``pca`` and ``lines``; their flat metrics). Plain Python values (they cross processes).
     """
+    stored = stored or {}
     say = log or (lambda message: None)
     t0 = time.perf_counter()
 
@@ -517,16 +544,23 @@ def study_rest(config: RunConfig, scale: Scale, *, net, data: ImageData, results
     flat: dict[str, float] = {}
     pairs = []
     for k in range(1, scale.dir_pairs):
+        if k in stored:
+            pairs.append(dict(stored[k]))
+            continue
         surface = compute_config_surface(folder / f"surface-2d-p{k}.h5", model, data, config, scale,
                                          dir_seed=pair_seed(k), progress=progress)
         m = config_metrics(surface)
         pairs.append(m)
         flat.update({f"{name}{pair_suffix(k)}": v for name, v in m.items()})
         done(f"surface, direction pair {k + 1} of {scale.dir_pairs}")
+    if stored:
+        done(f"direction pair{'s' if len(stored) > 1 else ''} {', '.join(str(k + 1) for k in sorted(stored))} "
+             "as stored in the baseline")
     curvature, details = scale_curvature(model, data, scale)
     flat.update(curvature)
     done("Hessian at the minimum")
-    part: dict[str, Any] = {"pairs": pairs, "curvature": curvature, "curvature_details": details}
+    part: dict[str, Any] = {"pairs": pairs, "stored_pairs": sorted(stored), "curvature": curvature,
+                            "curvature_details": details}
     if hasattr(net, "pca"):
         pca = net.pca()
         walk = random_walk_share(len(pca.epochs))

@@ -1,7 +1,11 @@
-"""The main job's helper processes (lossbench.parallel): every unit is computed once, by the session or
-a helper; a helper's error or death leaves the unit to the session; a study computed in a helper is
-the study computed in the session."""
+"""What keeps the main job within its minutes, and correct.
 
+The helper processes (lossbench.parallel): every unit is computed once, by the session or a helper; a
+helper's error or death leaves the unit to the session; a study computed in a helper is the study
+computed in the session. The stored direction pairs (reproduce.stored_pairs): only a baseline of the
+same weights that stores a whole pair gives it, and a stored pair reaches the claims but not the check."""
+
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -12,7 +16,7 @@ import torch
 from lossbench.config import SCALES
 from lossbench.parallel import Helpers, StudyQueue, Unit, compute_unit, run_helper, unit_key
 from lossbench.reference_nets import load_reference, ship
-from lossbench.reproduce import converged, study_rest
+from lossbench.reproduce import converged, pair_suffix, stored_pairs, study_rest
 from lossbench.train import train
 
 ROOT = Path(__file__).parent.parent
@@ -182,3 +186,39 @@ def test_a_bad_jobs_option_is_refused(bad):
 
     with pytest.raises(pytest.UsageError, match=f"--lossbench-jobs '{bad}': a process count >= 1, or auto"):
         _jobs(_Options(lossbench_jobs=bad, lossbench_speed=False))
+
+
+def _doc(sha="w", pairs=3, drop=()):
+    names = ("curv_max", "loss_center", "sharpness_0.5")
+    metrics = {f"{n}{pair_suffix(k)}": {"value": 10.0 * k + i, "tol": 0.1}
+               for k in range(pairs) for i, n in enumerate(names)}
+    metrics |= {"eig_max": {"value": 1.0, "tol": 0.1}, "line_filter_curv/p1": {"value": 2.0, "tol": 0.1},
+                "line_filter_curv": {"value": 2.0, "tol": 0.1}}
+    return {"source": {"weights_sha256": sha}, "metrics": {k: v for k, v in metrics.items() if k not in drop}}
+
+
+def test_stored_pairs_come_only_from_a_baseline_of_the_same_weights():
+    scale = dataclasses.replace(SCALES["small"], dir_pairs=3, pair_check=1)
+    assert stored_pairs(_doc(), weights_sha256="w", scale=scale) == {
+        1: {"curv_max": 10.0, "loss_center": 11.0, "sharpness_0.5": 12.0},
+        2: {"curv_max": 20.0, "loss_center": 21.0, "sharpness_0.5": 22.0}}
+    assert stored_pairs(_doc(), weights_sha256="other", scale=scale) == {}
+    assert stored_pairs(_doc(), weights_sha256="w", scale=dataclasses.replace(scale, pair_check=None)) == {}
+    assert list(stored_pairs(_doc(), weights_sha256="w", scale=dataclasses.replace(scale, pair_check=2))) == [2]
+    assert list(stored_pairs(_doc(drop=("loss_center/p2",)), weights_sha256="w", scale=scale)) == [1]
+    assert stored_pairs({}, weights_sha256="w", scale=scale) == {}
+
+
+def test_a_stored_pair_reaches_the_claims_but_not_the_check(shipped_ci_net, tmp_path):
+    config, root = shipped_ci_net
+    net = load_reference(config.config_id, root, "ci")
+    scale = dataclasses.replace(SCALES["ci"], dir_pairs=2, pair_check=1)
+    computed, flat = study_rest(net.config, scale, net=net, data=_data(net.config), results_dir=tmp_path / "a")
+    assert computed["stored_pairs"] == [] and any(k.endswith("/p1") for k in flat)
+    given = {1: {name: -1.0 for name in computed["pairs"][0]}}
+    part, flat_stored = study_rest(net.config, scale, net=net, data=_data(net.config), results_dir=tmp_path / "b",
+                                   stored=given)
+    assert part["stored_pairs"] == [1] and part["pairs"] == [given[1]]
+    assert not any(k.endswith("/p1") for k in flat_stored)
+    assert flat_stored == {k: v for k, v in flat.items() if not k.endswith("/p1")}
+    assert not (tmp_path / "b" / config.config_id / "surface-2d-p1.h5").exists()
