@@ -177,6 +177,7 @@ class Helpers:
     def __init__(self, queue: StudyQueue | None = None, procs: Sequence[subprocess.Popen] = ()) -> None:
         self.queue = queue
         self.procs = list(procs)
+        self.exits: dict[int, int | None] = {}
 
     @classmethod
     def start(cls, folder: str | Path, units: Sequence[Unit], count: int, *, log_dir: str | Path,
@@ -225,7 +226,9 @@ class Helpers:
         return outcome["value"]
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the helpers (a session that ends early leaves none behind)."""
+        """Stop the helpers (a session that ends early leaves none behind); :meth:`failed` then names
+        those that had ended with an error before."""
+        self.exits = {p.pid: p.poll() for p in self.procs}
         for p in self.procs:
             if p.poll() is None:
                 p.terminate()
@@ -235,6 +238,12 @@ class Helpers:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+    def failed(self) -> list[tuple[int, int]]:
+        """(helper index, exit status) of each helper that had ended with an error when :meth:`stop` ran
+        (its units were computed by the session instead)."""
+        return [(i, self.exits[p.pid]) for i, p in enumerate(self.procs) if self.exits.get(p.pid) not in (None, 0)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -599,6 +599,10 @@ def _find_unused(config: pytest.Config, stats: dict[str, Any]) -> None:
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):  # xdist workers print nothing; their counts arrive via the controller
         return
+    helpers = config.stash.get(_HELPERS_KEY, None)
+    for i, status in helpers.failed() if helpers is not None else ():
+        terminalreporter.write_line(f"lossbench: helper process {i} ended with exit status {status} (its log: "
+                                    f".benchmarks/jobs/helper-{i}.log); the session computed its units itself")
     stats = config.stash.get(_STATS_KEY, None)
     if stats and any(stats["landscapes"].values()):
         n = stats["landscapes"]

@@ -107,6 +107,7 @@ def test_a_failed_or_dead_helper_leaves_the_unit_to_the_session(tmp_path, import
     values, said = _take_all(helpers, ["b"])
     assert values == {"b": ("here", "b")}
     assert len(said) == 1 and what in said[0], said
+    assert helpers.failed() == ([(0, 3)] if compute == "die_on_b" else [])
 
 
 def test_a_helper_runs_one_thread(tmp_path, importable_tests):
