@@ -1,5 +1,5 @@
 """Curvature beyond a random slice (paper sections 6-7): Hessian eigen-ratio maps for the ResNet-56
-pair at batch 128 (their Figure 7), and the training path on its PCA plane (Figure 9).
+pairs at batch 128 of each recipe (their Figure 7), and the training path on its PCA plane (Figure 9).
 
 Beyond the paper, the Hessian spectra of the matrix stored in baselines/<scale>/spectrum/ (written with
 ``python -m lossbench baselines --spectrum``: the SLQ density, the outliers, the negative share, the plane of
@@ -30,10 +30,18 @@ def net_at(lossbench_scale, lossbench_net, lossbench_dataset):
     return get
 
 
-@pytest.mark.parametrize("shortcut", [True, False], ids=["resnet56", "resnet56-noshort"])
-def test_eigen_ratio_map(benchmark, shortcut, net_at, lossbench_scale, lossbench_results_dir, lossbench_baseline,
-                         lossbench_baseline_doc, lossbench_records, lossbench_progress):
-    net, data = net_at(56, shortcut)
+def pytest_generate_tests(metafunc):
+    if "eig_map_config" in metafunc.fixturenames:
+        from lossbench.config import get_scale
+
+        configs = get_scale(metafunc.config.getoption("lossbench_scale") or "small").eig_map_configs
+        metafunc.parametrize("eig_map_config", configs, ids=[c.config_id.removesuffix("-bs128-s0") for c in configs])
+
+
+def test_eigen_ratio_map(benchmark, eig_map_config, lossbench_net, lossbench_dataset, lossbench_scale,
+                         lossbench_results_dir, lossbench_baseline, lossbench_baseline_doc, lossbench_records,
+                         lossbench_progress):
+    net, data = lossbench_net(eig_map_config), lossbench_dataset(eig_map_config)
     config = net.config
     path = lossbench_results_dir / config.config_id / "eig-map.h5"
     benchmark.group = f"eig-map:{lossbench_scale.name}"

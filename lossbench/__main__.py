@@ -493,7 +493,7 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results-dir", default=None, help="where the surfaces go (default .benchmarks/surfaces/<scale>-baselines)")
     p.add_argument("--only", nargs="+", type=_config_ids, default=None, metavar="CONFIG_ID",
                    help="config ids to do, space- or comma-separated (default: the whole matrix; with "
-                        "--eig-maps, both maps of the ResNet-56 pair)")
+                        "--eig-maps, every ResNet-56 map of the scale: each recipe's pair at batch 128)")
     p.add_argument("--eig-variants", nargs="+", default=["dtype=float64", "threads=2", "hessian_batch=half", "repeat"],
                    help="with --eig-maps: the recompute variants measured (default all four; each costs a map)")
     p.add_argument("--code-paths", default="all", type=_code_paths, metavar="all|none|VAR=VALUE[,...]",
@@ -501,7 +501,7 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
                         "subprocess: all (default: every MKL_CBWR branch, ATEN_CPU_CAPABILITY=avx2 and "
                         "ONEDNN_MAX_CPU_ISA=AVX2 this CPU can take), none, or a list such as MKL_CBWR=AVX2")
     p.add_argument("--eig-maps", action="store_true",
-                   help="instead: the eigen-ratio map summaries of the ResNet-56 pair at batch 128 (eigmap/<id>.json)")
+                   help="instead: the eigen-ratio map summaries of each recipe's ResNet-56 pair at batch 128 (eigmap/<id>.json)")
     p.add_argument("--connect", action="store_true",
                    help="instead: train the mode-connecting curves between the training seeds 0-1, 0-2, 1-2 of the "
                         "scale's connect configs (connect/<id>.json and the control points beside it; seeds 1-2 "

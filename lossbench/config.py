@@ -346,6 +346,13 @@ class Scale:
         return self.configs + self.normalization_configs
 
     @property
+    def eig_map_configs(self) -> tuple[RunConfig, ...]:
+        """The nets whose eigen-ratio maps the suite stores (Figure 7): ResNet-56 with and without
+        shortcuts at batch 128, of each recipe whose depth matrix is in :attr:`all_configs`."""
+        return tuple(c for c in self.configs + self.authors_configs
+                     if c in self.all_configs and (c.arch, c.depth, c.width, c.batch_size) == ("resnet", 56, 1, 128))
+
+    @property
     def known_configs(self) -> tuple[RunConfig, ...]:
         """Every config a config id of this scale may name: :attr:`all_configs`, :attr:`gpu_configs` and
         :attr:`authors_configs`."""

@@ -1,6 +1,6 @@
 """Writing ``baselines/<scale>/``: each net's values with measured recompute tolerances, the sampling
 error of its Hessian numbers, the spread over training seeds, the eigen-ratio map summaries of the
-ResNet-56 pair, the interpolations and the PCA-plane surface.
+ResNet-56 pairs, the interpolations and the PCA-plane surface.
 
 What ``python -m lossbench baselines`` runs; the file format and the comparison live in
 :mod:`lossbench.baselines`, the measurements in :mod:`lossbench.reproduce`.
@@ -396,16 +396,15 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
                            cache_dir: str | Path | None = None, data_dir: str | Path | None = None,
                            only: Iterable[str] | None = None, say: Callable[[str], None] = _say,
                            code_paths: tuple[dict[str, str], ...] | None = None) -> list[Path]:
-    """Eigen-ratio map summaries of the ResNet-56 pair at batch 128 (the map's plane: direction seed 0):
-    value and recompute tolerance over ``variants`` and ``code_paths`` (default: every one this CPU can
-    take), or with ``spread_seeds`` every summary at each training seed; ``only`` these config ids of the
-    pair (e.g. the one whose seeds are shipped)."""
+    """Eigen-ratio map summaries of the scale's ResNet-56 pairs at batch 128 (:attr:`Scale.eig_map_configs`;
+    the map's plane: direction seed 0): value and recompute tolerance over ``variants`` and ``code_paths``
+    (default: every one this CPU can take), or with ``spread_seeds`` every summary at each training seed;
+    ``only`` these config ids of them (e.g. the one whose seeds are shipped)."""
     code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
     wanted = set(only) if only else None
-    pair = [find_config(scale.name, depth=56, shortcut=shortcut, batch_size=128) for shortcut in (True, False)]
+    pair = scale.eig_map_configs
     if wanted is not None and not wanted & {c.config_id for c in pair}:
-        raise ValueError(f"--only {sorted(wanted)} names neither map of the pair: "
-                         f"{', '.join(c.config_id for c in pair)}")
+        raise ValueError(f"--only {sorted(wanted)} names none of the maps: {', '.join(c.config_id for c in pair)}")
     written = []
     for config in pair:
         if wanted is not None and config.config_id not in wanted:

@@ -376,7 +376,7 @@ def test_eigmap_spread_can_be_written_for_one_map_of_the_pair(tmp_path, monkeypa
     assert measured == [pair[0].replace(seed=1).config_id, pair[0].replace(seed=2).config_id]
     assert load_baseline(written[0])["spread"]["metrics"]["eig_ratio_mean"]["values"] == [0.1, 0.2, 0.2]
     assert "spread" not in load_baseline(tmp_path / "b" / "small" / "eigmap" / f"{pair[1].config_id}.json")
-    with pytest.raises(ValueError, match="names neither map of the pair: resnet56-bs128-s0, resnet56-noshort"):
+    with pytest.raises(ValueError, match="names none of the maps: resnet56-bs128-s0, resnet56-noshort"):
         regen_mod.write_eigmap_baselines(scale, spread_seeds=(0, 1), only=["resnet20-bs128-s0"], **kw)
 
 

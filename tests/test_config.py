@@ -125,3 +125,15 @@ def test_only_the_filter_normalisation_nets_draw_lines():
     small = SCALES["small"]
     assert all(wants_lines(c) for c in small.normalization_configs)
     assert not any(wants_lines(c) for c in small.configs + small.authors_configs)
+
+
+def test_the_eigen_ratio_maps_are_of_each_recipes_resnet56_pair_at_batch_128():
+    import dataclasses
+
+    small = SCALES["small"]
+    seed_pair = ["resnet56-bs128-s0", "resnet56-noshort-bs128-s0"]
+    assert [c.config_id for c in small.eig_map_configs][:2] == seed_pair
+    both = dataclasses.replace(small, configs=small.configs + small.authors_configs, authors_configs=())
+    assert [c.config_id for c in both.eig_map_configs] == seed_pair + [
+        "resnet56-sgd-wd0.0005-authors-bs128-s0", "resnet56-noshort-sgd-wd0.0005-authors-bs128-s0"]
+    assert [c.config_id for c in SCALES["ci"].eig_map_configs] == ["resnet56-bs128-s0", "resnet56-noshort-bs128-s0"]
