@@ -93,7 +93,31 @@ def _default_scale(config: pytest.Config) -> str:
     return "small" if all(p == bench or bench in p.parents for p in paths) else "ci"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_cmdline_main(config: pytest.Config):
+    """lossbench's suite runs its tests on every core (``-n auto`` in its pyproject) but its benchmarks
+    in one process: pytest-benchmark times nothing under xdist, and the main job's helper processes
+    already use the other cores. So a run of anything under ``<rootdir>/benchmarks`` turns xdist off
+    before xdist reads its options."""
+    if _suite(config) and _under_benchmarks(config):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
+    yield
+
+
+def _under_benchmarks(config: pytest.Config) -> bool:
+    bench = (Path(config.rootpath) / "benchmarks").resolve()
+    paths = [(Path(config.invocation_params.dir) / Path(a.split("::")[0])).resolve() for a in config.args]
+    return any(p == bench or bench in p.parents for p in paths)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and _suite(config):
+        # one of several xdist workers on this machine's cores: one share of them each, not all of them
+        import torch
+
+        torch.set_num_threads(max(1, _cores() // int(workerinput.get("workercount", 1))))
     if config.getoption("lossbench_scale", None) is None:
         config.option.lossbench_scale = _default_scale(config)
     if _suite(config):

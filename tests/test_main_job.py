@@ -20,6 +20,7 @@ from lossbench.reproduce import converged, pair_suffix, stored_pairs, study_rest
 from lossbench.train import train
 
 ROOT = Path(__file__).parent.parent
+pytest_plugins = ["pytester"]
 
 
 def _units(keys, tmp_path, **kw):
@@ -223,3 +224,32 @@ def test_a_stored_pair_reaches_the_claims_but_not_the_check(shipped_ci_net, tmp_
     assert not any(k.endswith("/p1") for k in flat_stored)
     assert flat_stored == {k: v for k, v in flat.items() if not k.endswith("/p1")}
     assert not (tmp_path / "b" / config.config_id / "surface-2d-p1.h5").exists()
+
+
+PROBE = '''
+import os
+
+import torch
+
+
+def test_where_it_runs():
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if os.path.basename(os.path.dirname(__file__)) == "benchmarks":
+        assert worker is None, "a benchmark ran in an xdist worker"
+    else:
+        assert worker, "the tests did not run in xdist workers"
+        assert torch.get_num_threads() == max(1, cores // 2)
+'''
+
+
+def test_the_suites_tests_run_on_every_core_and_its_benchmarks_in_one_process(pytester):
+    """As lossbench's pyproject asks (``-n auto``; here 2 workers): the tests in xdist workers with one
+    share of the cores each, a run of the benchmarks folder in one process (the plugin turns xdist off)."""
+    pytest.importorskip("xdist")
+    pytester.makeini("[pytest]\nlossbench_suite = true\naddopts = -n 2 --dist loadfile -p no:cacheprovider\n")
+    for folder in ("tests", "benchmarks"):
+        (pytester.path / folder).mkdir()
+        (pytester.path / folder / f"test_{folder}_probe.py").write_text(PROBE)
+    pytester.runpytest_subprocess("tests").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("benchmarks").assert_outcomes(passed=1)
