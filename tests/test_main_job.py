@@ -243,10 +243,12 @@ def test_where_it_runs():
 '''
 
 
-def test_the_suites_tests_run_on_every_core_and_its_benchmarks_in_one_process(pytester):
+def test_the_suites_tests_run_on_every_core_and_its_benchmarks_in_one_process(pytester, monkeypatch):
     """As lossbench's pyproject asks (``-n auto``; here 2 workers): the tests in xdist workers with one
     share of the cores each, a run of the benchmarks folder in one process (the plugin turns xdist off)."""
     pytest.importorskip("xdist")
+    for name in [k for k in os.environ if k.startswith("PYTEST_XDIST_")]:  # this test's own worker's
+        monkeypatch.delenv(name)
     pytester.makeini("[pytest]\nlossbench_suite = true\naddopts = -n 2 --dist loadfile -p no:cacheprovider\n")
     for folder in ("tests", "benchmarks"):
         (pytester.path / folder).mkdir()
