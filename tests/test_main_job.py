@@ -88,7 +88,9 @@ def test_each_unit_is_computed_once_by_session_or_helper(tmp_path, importable_te
     keys = list("abcdef")
     helpers = Helpers.start(tmp_path / "q", _units(keys, tmp_path), 1, log_dir=tmp_path,
                             compute="tests.parallel_units:echo")
-    time.sleep(2.5)  # the helper has started (importing torch) and taken units from the back
+    deadline = time.monotonic() + 120
+    while helpers.queue.claimant(keys[-1]) is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the helper has started (importing torch) and taken the last unit
     values, said = _take_all(helpers, keys)
     assert {k: v[1] for k, v in values.items()} == {k: k for k in keys}
     by_helper = [k for k, v in values.items() if v[0] == "helper"]
