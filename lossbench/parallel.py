@@ -134,6 +134,7 @@ def compute_unit(unit: Unit) -> Any:
     scale = get_scale(unit.scale)
     net = load_reference(unit.config_id, unit.baselines_dir, unit.scale, kind=unit.kind)
     data = load_dataset(net.config, data_dir=unit.data_dir).to(torch.float32)
+
     def say(line: str) -> None:
         print(line, flush=True)
 
@@ -176,6 +177,7 @@ class Helpers:
 
     def __init__(self, queue: StudyQueue | None = None, procs: Sequence[subprocess.Popen] = ()) -> None:
         self.queue = queue
+        self.keys = {u.key for u in queue.units()} if queue is not None else set()  # read once, not per take
         self.procs = list(procs)
         self.exits: dict[int, int | None] = {}
 
@@ -196,10 +198,6 @@ class Helpers:
                                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         return cls(queue, procs)
 
-    @property
-    def active(self) -> bool:
-        return self.queue is not None
-
     def take(self, key: str, here: Callable[[], T], *, say: Callable[[str], None] | None = None,
              label: str | None = None) -> T:
         """The value of unit ``key``: ``here()`` if no helper claimed it first (a key the queue does not
@@ -207,7 +205,7 @@ class Helpers:
         through ``say`` (naming the unit as ``label``) and the unit computed here."""
         say = say or (lambda message: None)
         name = label or key
-        if self.queue is None or key not in {u.key for u in self.queue.units()} or self.queue.claim(key):
+        if key not in self.keys or self.queue.claim(key):
             return here()
         t0 = time.perf_counter()
         while (outcome := self.queue.result(key)) is None:
@@ -238,7 +236,6 @@ class Helpers:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-
 
     def failed(self) -> list[tuple[int, int]]:
         """(helper index, exit status) of each helper that had ended with an error when :meth:`stop` ran

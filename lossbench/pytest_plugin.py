@@ -84,13 +84,18 @@ def _suite(config: pytest.Config) -> bool:
     return bool(config.getini("lossbench_suite"))
 
 
-def _default_scale(config: pytest.Config) -> str:
-    """``small`` when every path pytest was given lies under ``<rootdir>/benchmarks`` (the reproduction
-    on the shipped reference nets), else ``ci`` (the tests: the retrained matrix)."""
+def _in_benchmarks(config: pytest.Config) -> list[bool]:
+    """For each path pytest was given (``.`` when none), whether it lies under ``<rootdir>/benchmarks``."""
     bench = (Path(config.rootpath) / "benchmarks").resolve()
     paths = [Path(a.split("::")[0]) for a in config.args] or [Path(".")]
     paths = [(Path(config.invocation_params.dir) / p).resolve() for p in paths]
-    return "small" if all(p == bench or bench in p.parents for p in paths) else "ci"
+    return [p == bench or bench in p.parents for p in paths]
+
+
+def _default_scale(config: pytest.Config) -> str:
+    """``small`` when every path pytest was given lies under ``<rootdir>/benchmarks`` (the reproduction
+    on the shipped reference nets), else ``ci`` (the tests: the retrained matrix)."""
+    return "small" if all(_in_benchmarks(config)) else "ci"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -99,16 +104,10 @@ def pytest_cmdline_main(config: pytest.Config):
     in one process: pytest-benchmark times nothing under xdist, and the main job's helper processes
     already use the other cores. So a run of anything under ``<rootdir>/benchmarks`` turns xdist off
     before xdist reads its options."""
-    if _suite(config) and _under_benchmarks(config):
+    if _suite(config) and any(_in_benchmarks(config)):
         config.option.numprocesses = 0
         config.option.dist = "no"
     yield
-
-
-def _under_benchmarks(config: pytest.Config) -> bool:
-    bench = (Path(config.rootpath) / "benchmarks").resolve()
-    paths = [(Path(config.invocation_params.dir) / Path(a.split("::")[0])).resolve() for a in config.args]
-    return any(p == bench or bench in p.parents for p in paths)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -210,8 +209,12 @@ def _surfaces_dir(config: pytest.Config) -> Path:
 
 @pytest.fixture(scope="session")
 def lossbench_baselines_dir(pytestconfig: pytest.Config) -> Path:
-    chosen = pytestconfig.getoption("lossbench_baselines_dir")
-    return Path(chosen) if chosen else Path(pytestconfig.rootpath) / "baselines"
+    return _baselines_dir(pytestconfig)
+
+
+def _baselines_dir(config: pytest.Config) -> Path:
+    chosen = config.getoption("lossbench_baselines_dir")
+    return Path(chosen) if chosen else Path(config.rootpath) / "baselines"
 
 
 @pytest.fixture(scope="session")
@@ -496,9 +499,7 @@ def _study_units(session: pytest.Session) -> list:
     from .parallel import Unit, unit_key
 
     config = session.config
-    root = Path(config.rootpath)
-    chosen = config.getoption("lossbench_baselines_dir")
-    baselines = Path(chosen) if chosen else root / "baselines"
+    baselines = _baselines_dir(config)
     scale = config.getoption("lossbench_scale")
     units: dict[str, Unit] = {}
     for item in session.items:

@@ -74,7 +74,7 @@ def test_a_helper_takes_from_the_back_and_records_errors(tmp_path):
 
 
 def test_without_helpers_everything_is_computed_here():
-    assert Helpers().take("a", lambda: "here") == "here" and not Helpers().active
+    assert Helpers().take("a", lambda: "here") == "here" and Helpers().procs == []
 
 
 def _take_all(helpers, keys):
