@@ -379,9 +379,10 @@ _SMALL_DATA = dict(dataset="synthetic-hard", image_size=16, n_train=4000, n_test
 _SMALL_EPOCHS = 120
 # The authors' recipe at the small scale: their 300 epochs (9 300 steps at batch 128; ResNet-56 without
 # shortcuts sits at chance for the first ~1 100-1 400 steps whatever the lr, and 120 epochs left it too few
-# steps at lr 0.1 after that: benchmarks/RESULTS.md) and the small scale's 5 % warm-up; no augmentation,
-# as in the rest of the scale.
-_AUTHORS_SMALL = dict(epochs=300, warmup=0.05, augment=False)
+# steps at lr 0.1 after that: benchmarks/RESULTS.md) and a 20 % linear warm-up (at 5 % seed 1 of ResNet-56
+# without shortcuts never left chance; at 20 % seeds 0-2 all reached train accuracy >= 0.985); no
+# augmentation, as in the rest of the scale.
+_AUTHORS_SMALL = dict(epochs=300, warmup=0.2, augment=False)
 
 SCALES: dict[str, Scale] = {
     "ci": Scale(
