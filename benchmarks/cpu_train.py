@@ -139,11 +139,20 @@ def ship_and_commit(job: Job, args: argparse.Namespace) -> None:
     files = shipped_files(job, args.scale, ROOT / "baselines")
     if args.commit_each and files:
         rel = [str(p.relative_to(ROOT)) for p in files]
-        subprocess.run(["git", "add", "--", *rel], cwd=ROOT, check=True)
         message = (f"shipped: {job.config_id} at training seed {job.seed}, trained on this CPU "
                    f"(benchmarks/cpu_train.py; {summary[0].split(None, 2)[2].strip()})")
-        subprocess.run(["git", "commit", "-q", "-m", message, "--", *rel], cwd=ROOT, check=True)
-        _log(f"committed {job.name}")
+        error = ""
+        for _ in range(10):  # another git command may hold the index for a moment
+            for command in (["add", "--", *rel], ["commit", "-q", "-m", message, "--", *rel]):
+                run = subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True)
+                error = (run.stderr.strip() or f"git {command[0]} exited {run.returncode}") if run.returncode else ""
+                if error:
+                    break
+            if not error:
+                _log(f"committed {job.name}")
+                return
+            time.sleep(5)
+        _log(f"could not commit {job.name} (its files are shipped; commit them by hand): {error}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", default="small")
     p.add_argument("--cache-dir", default=str(ROOT / "results" / "cache-train"))
     p.add_argument("--logs", type=Path, default=ROOT / "results" / "train-logs")
+    p.add_argument("--test-every", type=int, default=10, metavar="N",
+                   help="evaluate the test set every N epochs and after the last (default 10; each evaluation is "
+                        "about a third of a small-scale epoch on a CPU, and the weights are the same)")
     p.add_argument("--commit-each", action="store_true", help="commit each shipped net's files on this branch")
     p.add_argument("--dry-run", action="store_true", help="say what would start and what is skipped, and stop")
     args = p.parse_args(argv)
@@ -190,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"start {job.name} ({job.minutes:g} min expected)")
             running[job] = _lossbench("train", "--scale", args.scale, "--all", "--only", job.config_id,
                                       "--seed", str(job.seed), "--cache-dir", args.cache_dir,
+                                      "--test-every", str(args.test_every),
                                       log=args.logs / f"train-{job.name}.txt")
         if not running:
             for job in pending:

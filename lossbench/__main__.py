@@ -51,6 +51,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=1,
                    help="with --all: train this many configs at once, one single-threaded process each (the "
                         "weights are the same as one by one); default 1")
+    p.add_argument("--test-every", type=_positive_int, default=1, metavar="N",
+                   help="evaluate the test set every N epochs and after the last (default 1): on a CPU at the "
+                        "small scale each evaluation costs about a quarter of an epoch; the weights are the same")
     p.add_argument("--channels-last", action="store_true",
                    help="train in the NHWC memory layout: 1.1-1.7x faster on a CPU (benchmarks/RESULTS.md) but "
                         "other convolution kernels, so other weights: separate configs, ids ending in -cl, "
@@ -81,10 +84,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.jobs > 1:
         from .train import train_many
 
-        train_many(configs, cache_dir=args.cache_dir, device=args.device, data_dir=args.data_dir, workers=args.jobs)
+        train_many(configs, cache_dir=args.cache_dir, device=args.device, data_dir=args.data_dir, workers=args.jobs,
+                   test_every=args.test_every)
     print(f"{'config':<36} {'train loss':>10} {'train acc':>9} {'test acc':>8}  checkpoint")
     for config in configs:
-        result = train(config, device=args.device, cache_dir=args.cache_dir, data_dir=args.data_dir)
+        result = train(config, device=args.device, cache_dir=args.cache_dir, data_dir=args.data_dir,
+                       test_every=args.test_every)
         f = result.final
         cached = " (cached)" if result.from_cache else ""
         print(f"{config.config_id:<36} {f['train_loss']:>10.4f} {f['train_acc']:>9.3f} {f['test_acc']:>8.3f}  "
@@ -139,6 +144,14 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value}: expected an integer >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """A count such as ``--test-every``: an integer >= 1."""
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0: expected an integer >= 1")
     return value
 
 

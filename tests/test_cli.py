@@ -44,7 +44,8 @@ def test_the_parser_imports_no_torch():
 
 @pytest.mark.parametrize("argv", [["surface", "-v", "--x", "1:2"], ["-v", "surface", "--x", "1:2"],
                                   ["surface", "--seed", "-1"], ["surface", "--checkpoint-seconds", "-1"],
-                                  ["train", "--only", "x"], ["ship", "--scale", "small", "--only", "nope"]])
+                                  ["train", "--only", "x"], ["ship", "--scale", "small", "--only", "nope"],
+                                  ["train", "--test-every", "0"]])
 def test_usage_errors_exit_2_and_v_goes_anywhere(argv, capsys):
     """Every usage or input error exits 2 (1 is for a run that failed, e.g. a full disk), and -v is taken
     before or after the sub-command."""

@@ -26,6 +26,21 @@ def test_same_seed_is_bit_identical(tmp_path):
     assert not states_equal(a.model.state_dict(), c.model.state_dict())
 
 
+def test_testing_less_often_leaves_the_weights_and_the_final_numbers_as_they_are(tmp_path):
+    """``test_every`` only skips test evaluations: the same weights and final numbers bit for bit, the
+    rows in between without test numbers, the last epoch always tested."""
+    cfg = TINY.replace(epochs=3)
+    every = train(cfg, cache_dir=tmp_path / "every")
+    sparse = train(cfg, cache_dir=tmp_path / "sparse", test_every=2)
+    assert states_equal(every.model.state_dict(), sparse.model.state_dict())
+    assert sparse.final == every.final
+    assert [r["test_acc"] is None for r in sparse.history] == [True, False, False]
+    assert sparse.history[1]["test_loss"] == every.history[1]["test_loss"]
+    assert [r["train_loss"] for r in sparse.history] == [r["train_loss"] for r in every.history]
+    with pytest.raises(ValueError, match="test_every=0 must be a number of epochs >= 1"):
+        train(cfg, cache_dir=tmp_path / "none", test_every=0)
+
+
 def test_augmented_sgd_recipe_is_deterministic_too(tmp_path):
     cfg = TINY.replace(optimizer="sgd", lr=0.05, weight_decay=5e-4, augment=True, epochs=1)
     a = train(cfg, cache_dir=tmp_path / "a")
