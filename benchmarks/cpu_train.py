@@ -10,6 +10,8 @@ Usage (repository root)::
 
     python benchmarks/cpu_train.py benchmarks/cpu_jobs-small.txt --until 19:00 --commit-each
     python benchmarks/cpu_train.py benchmarks/cpu_jobs-small.txt --dry-run   # what would start, and why not
+    # on a lent GPU, the same nets in one go (benchmarks/gpu_train.sh takes CONFIG_ID:SEED arguments)
+    bash benchmarks/gpu_train.sh "$OUT" 420 12 $(python benchmarks/cpu_train.py benchmarks/cpu_jobs-small.txt --pending)
 
 Jobs file: one ``CONFIG_ID:SEED MINUTES`` per line (a seed-0 config id of the scale, the training seed,
 and the expected wall time on a core shared with one other job); ``#`` starts a comment. A job whose
@@ -170,15 +172,18 @@ def main(argv: list[str] | None = None) -> int:
                         "about a third of a small-scale epoch on a CPU, and the weights are the same)")
     p.add_argument("--commit-each", action="store_true", help="commit each shipped net's files on this branch")
     p.add_argument("--dry-run", action="store_true", help="say what would start and what is skipped, and stop")
+    p.add_argument("--pending", action="store_true", help="print the jobs not shipped yet as CONFIG_ID:SEED, and stop")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     until = _until(args.until)
-    pending = []
-    for job in parse_jobs(args.jobs.read_text()):
-        if shipped_files(job, args.scale, ROOT / "baselines"):
+    jobs = parse_jobs(args.jobs.read_text())
+    pending = [job for job in jobs if not shipped_files(job, args.scale, ROOT / "baselines")]
+    if args.pending:
+        print("\n".join(job.name for job in pending))
+        return 0
+    for job in jobs:
+        if job not in pending:
             _log(f"skip {job.name}: shipped")
-        else:
-            pending.append(job)
     if args.dry_run:
         for job, start in plan(pending, args.procs, dt.datetime.now(), until):
             when = f"would start at {start:%H:%M}" if start else f"would not end by {args.until}"
