@@ -141,8 +141,8 @@ def ship_and_commit(job: Job, args: argparse.Namespace) -> None:
     files = shipped_files(job, args.scale, ROOT / "baselines")
     if args.commit_each and files:
         rel = [str(p.relative_to(ROOT)) for p in files]
-        message = (f"shipped: {job.config_id} at training seed {job.seed}, trained on this CPU "
-                   f"(benchmarks/cpu_train.py; {summary[0].split(None, 2)[2].strip()})")
+        _, shipped_id, rest = summary[0].split(None, 2)  # "shipped <config id with seed> train acc ..."
+        message = f"shipped: {shipped_id}, trained on this CPU by benchmarks/cpu_train.py ({rest.strip()})"
         error = ""
         for _ in range(10):  # another git command may hold the index for a moment
             for command in (["add", "--", *rel], ["commit", "-q", "-m", message, "--", *rel]):
