@@ -61,6 +61,9 @@ def test_report_from_a_saved_run(tmp_path, capsys):
     assert "large-batch" not in md  # one batch size in this run: no such claim to judge
     assert "| resnet56-bs128-s0 | roughness | 1 | 5 | 0.1 | FAIL |" in md
     assert (out / "contours-bs128.png").exists() and (out / "3d-resnet56-noshort-bs128-s0.png").exists()
+    # no net of the authors' recipe in this run: the two contributions its matrix judges say so
+    top = md[md.index("## The paper's three contributions"):md.index("## Verdicts")]
+    assert top.count("| authors' recipe | — | not measured in this run |") == 2
 
 
 def test_missing_benchmarks_says_what_to_run(tmp_path, capsys):
@@ -149,6 +152,7 @@ def test_the_authors_matrix_gets_its_own_contours_and_verdict_count(tmp_path):
     assert md.index("## The paper's three contributions") < md.index("## Verdicts")
     top = md[md.index("## The paper's three contributions"):md.index("## Verdicts")]
     assert "| authors' recipe | depth-nonconvex-without-skips[authors-bs128] |" in top
+    assert "not measured in this run" not in top
     assert "| seed recipe | depth-nonconvex-without-skips[bs128] |" in top
     assert "skips-prevent-nonconvexity[authors-bs128]" in top
     # one training seed per net here: unresolved, and the reason names the seeds it waits for
