@@ -92,6 +92,11 @@ def fits(job: Job, now: dt.datetime, until: dt.datetime | None) -> bool:
     return until is None or now + dt.timedelta(minutes=job.minutes) <= until
 
 
+def first_fitting(pending: list[Job], at: dt.datetime, until: dt.datetime | None) -> Job | None:
+    """The rule of a free process: the first pending job that, started ``at``, ends by ``until``."""
+    return next((job for job in pending if fits(job, at, until)), None)
+
+
 def plan(jobs: list[Job], procs: int, now: dt.datetime, until: dt.datetime | None) -> list[tuple[Job, dt.datetime | None]]:
     """When each job would start if every job took its minutes (None: it would not fit): the live loop's
     rule, played out. Each time a process is free it takes the first pending job that fits."""
@@ -99,7 +104,7 @@ def plan(jobs: list[Job], procs: int, now: dt.datetime, until: dt.datetime | Non
     pending, started = list(jobs), {}
     while pending:
         slot = min(range(procs), key=free.__getitem__)
-        job = next((j for j in pending if fits(j, free[slot], until)), None)
+        job = first_fitting(pending, free[slot], until)
         if job is None:
             break
         pending.remove(job)
@@ -123,9 +128,11 @@ def _log(message: str) -> None:
 def _lossbench(*args: str, log: Path | None = None) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(ROOT)}
-    out = log.open("a") if log else subprocess.PIPE
-    return subprocess.Popen([sys.executable, "-m", "lossbench", *args], cwd=ROOT, env=env, stdout=out,
-                            stderr=subprocess.STDOUT, text=True)
+    command = [sys.executable, "-m", "lossbench", *args]
+    if log is None:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with log.open("a") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
 def ship_and_commit(job: Job, args: argparse.Namespace) -> None:
@@ -199,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 if proc.returncode == 0:
                     ship_and_commit(job, args)
         while len(running) < args.procs:
-            now = dt.datetime.now()
-            job = next((j for j in pending if fits(j, now, until)), None)
+            job = first_fitting(pending, dt.datetime.now(), until)
             if job is None:
                 break
             pending.remove(job)
