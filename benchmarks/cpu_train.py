@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--logs", type=Path, default=ROOT / "results" / "train-logs")
     p.add_argument("--test-every", type=int, default=10, metavar="N",
                    help="evaluate the test set every N epochs and after the last (default 10; each evaluation is "
-                        "about a third of a small-scale epoch on a CPU, and the weights are the same)")
+                        "27-36 %% of a small-scale epoch's time on a CPU, and the weights are the same)")
     p.add_argument("--commit-each", action="store_true", help="commit each shipped net's files on this branch")
     p.add_argument("--dry-run", action="store_true", help="say what would start and what is skipped, and stop")
     p.add_argument("--pending", action="store_true", help="print the jobs not shipped yet as CONFIG_ID:SEED, and stop")

@@ -53,7 +53,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "weights are the same as one by one); default 1")
     p.add_argument("--test-every", type=_positive_int, default=1, metavar="N",
                    help="evaluate the test set every N epochs and after the last (default 1): on a CPU at the "
-                        "small scale each evaluation costs about a quarter of an epoch; the weights are the same")
+                        "small scale each evaluation is 27-36 %% of an epoch's time; the weights are the same")
     p.add_argument("--channels-last", action="store_true",
                    help="train in the NHWC memory layout: 1.1-1.7x faster on a CPU (benchmarks/RESULTS.md) but "
                         "other convolution kernels, so other weights: separate configs, ids ending in -cl, "

@@ -289,7 +289,7 @@ def train(
         on_epoch_end: called as ``f(epoch, history_row)`` after each epoch's checkpoint is saved.
         test_every: evaluate the test set after every this many epochs and after the last (the rows in
             between have ``test_loss`` and ``test_acc`` None). Not part of the config: the weights are the
-            same whatever it is; on a CPU at the small scale, a test evaluation is about a quarter of an epoch.
+            same whatever it is; on a CPU at the small scale, a test evaluation is 27-36 % of an epoch's time.
 
     Returns:
         :class:`TrainResult`; an interrupted run resumes from its last finished epoch next time.
