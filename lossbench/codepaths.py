@@ -31,15 +31,20 @@ from .errors import LossbenchError
 #: The variables that select a library's code path; a child gets exactly the one of its variant.
 CODE_PATH_VARIABLES: tuple[str, ...] = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 
-#: (variable, value, the CPU flag the branch needs or None): MKL's reproducibility branches, ATen's AVX2
-#: kernels (the default is the CPU's best, AVX512 on an AVX-512 CPU) and oneDNN's AVX2 kernels.
-CODE_PATHS: tuple[tuple[str, str, str | None], ...] = (
-    ("MKL_CBWR", "COMPATIBLE", None),
-    ("MKL_CBWR", "SSE4_2", "sse4_2"),
-    ("MKL_CBWR", "AVX2", "avx2"),
-    ("MKL_CBWR", "AVX512", "avx512f"),
-    ("ATEN_CPU_CAPABILITY", "avx2", "avx2"),
-    ("ONEDNN_MAX_CPU_ISA", "AVX2", "avx2"),
+#: (variable, value, the CPU flag the branch needs or None, a flag whose presence rules it out or None):
+#: MKL's reproducibility branches, and for ATen's vectorised kernels and oneDNN's the next branch below
+#: the CPU's best. A library's default is its CPU's best (AVX512 kernels on an AVX-512 CPU, AVX2 on an
+#: AVX2-only one), so asking an AVX2-only CPU for its AVX2 kernels would measure nothing: there the
+#: branch below is ATen's scalar kernels and oneDNN's SSE4.1 ones.
+CODE_PATHS: tuple[tuple[str, str, str | None, str | None], ...] = (
+    ("MKL_CBWR", "COMPATIBLE", None, None),
+    ("MKL_CBWR", "SSE4_2", "sse4_2", None),
+    ("MKL_CBWR", "AVX2", "avx2", None),
+    ("MKL_CBWR", "AVX512", "avx512f", None),
+    ("ATEN_CPU_CAPABILITY", "avx2", "avx512f", None),
+    ("ATEN_CPU_CAPABILITY", "default", "avx2", "avx512f"),
+    ("ONEDNN_MAX_CPU_ISA", "AVX2", "avx512f", None),
+    ("ONEDNN_MAX_CPU_ISA", "SSE41", "avx2", "avx512f"),
 )
 
 
@@ -60,12 +65,14 @@ def cpu_flags() -> set[str]:
 
 
 def code_paths(flags: set[str] | None = None, machine: str | None = None) -> tuple[dict[str, str], ...]:
-    """The code-path variants this CPU can take: each a ``{variable: value}`` for the child's
-    environment. None off x86-64 (the variables name x86 branches)."""
+    """The code-path variants this CPU can take, each a ``{variable: value}`` for the child's environment,
+    none of them the CPU's own default (:data:`CODE_PATHS`). None off x86-64 (the variables name x86
+    branches)."""
     if (machine or platform.machine()) not in ("x86_64", "AMD64"):
         return ()
     flags = cpu_flags() if flags is None else flags
-    return tuple({var: value} for var, value, need in CODE_PATHS if need is None or need in flags)
+    return tuple({var: value} for var, value, need, unless in CODE_PATHS
+                 if (need is None or need in flags) and (unless is None or unless not in flags))
 
 
 def code_path_name(env: Mapping[str, str]) -> str:
