@@ -468,7 +468,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 EPILOG_BASELINES = """examples:
   # values + recompute tolerances (float64, threads, engines, batch sizes, a repeat, and other machines'
-  # code paths: MKL_CBWR branches, ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, each in a
+  # code paths: MKL_CBWR branches, ATen's and oneDNN's branch below this CPU's own, each in a
   # subprocess) and the Hessian numbers' sampling error over image subsets, written to baselines/ci/
   python -m lossbench baselines --scale ci
   python -m lossbench baselines --scale ci --eig-maps
@@ -511,8 +511,10 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
                    help="with --eig-maps: the recompute variants measured (default all four; each costs a map)")
     p.add_argument("--code-paths", default="all", type=_code_paths, metavar="all|none|VAR=VALUE[,...]",
                    help="other machines' code paths whose deviation the tolerances cover, each measured in a "
-                        "subprocess: all (default: every MKL_CBWR branch, ATEN_CPU_CAPABILITY=avx2 and "
-                        "ONEDNN_MAX_CPU_ISA=AVX2 this CPU can take), none, or a list such as MKL_CBWR=AVX2")
+                        "subprocess: all (default: every MKL_CBWR branch this CPU can take, and ATen's and oneDNN's "
+                        "branch below this CPU's own: ATEN_CPU_CAPABILITY=avx2 and ONEDNN_MAX_CPU_ISA=AVX2 on "
+                        "an AVX-512 CPU, =default and =SSE41 on an AVX2-only one), none, or a list such as "
+                        "MKL_CBWR=AVX2")
     p.add_argument("--eig-maps", action="store_true",
                    help="instead: the eigen-ratio map summaries of each recipe's ResNet-56 pair at batch 128 (eigmap/<id>.json)")
     p.add_argument("--connect", action="store_true",
