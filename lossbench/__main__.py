@@ -505,8 +505,9 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="baselines", help="baselines root (default baselines)")
     p.add_argument("--results-dir", default=None, help="where the surfaces go (default .benchmarks/surfaces/<scale>-baselines)")
     p.add_argument("--only", nargs="+", type=_config_ids, default=None, metavar="CONFIG_ID",
-                   help="config ids to do, space- or comma-separated (default: the whole matrix; with "
-                        "--eig-maps, every ResNet-56 map of the scale: each recipe's pair at batch 128)")
+                   help="config ids to do, space- or comma-separated (default: what the main job checks: the "
+                        "whole matrix; with --eig-maps, each judged recipe's ResNet-56 pair at batch 128); may "
+                        "also name an authors'-recipe net, whose files can be written before its matrix is judged")
     p.add_argument("--eig-variants", nargs="+", default=["dtype=float64", "threads=2", "hessian_batch=half", "repeat"],
                    help="with --eig-maps: the recompute variants measured (default all four; each costs a map)")
     p.add_argument("--code-paths", default="all", type=_code_paths, metavar="all|none|VAR=VALUE[,...]",

@@ -349,8 +349,13 @@ class Scale:
     def eig_map_configs(self) -> tuple[RunConfig, ...]:
         """The nets whose eigen-ratio maps the suite stores (Figure 7): ResNet-56 with and without
         shortcuts at batch 128, of each recipe whose depth matrix is in :attr:`all_configs`."""
-        return tuple(c for c in self.configs + self.authors_configs
-                     if c in self.all_configs and (c.arch, c.depth, c.width, c.batch_size) == ("resnet", 56, 1, 128))
+        return tuple(c for c in self.configs + self.authors_configs if c in self.all_configs and self.has_eig_map(c))
+
+    @staticmethod
+    def has_eig_map(config: RunConfig) -> bool:
+        """Whether ``config`` is one of a recipe's pair whose eigen-ratio maps the suite stores (Figure 7:
+        ResNet-56, with or without shortcuts, at batch 128)."""
+        return (config.arch, config.depth, config.width, config.batch_size) == ("resnet", 56, 1, 128)
 
     @property
     def known_configs(self) -> tuple[RunConfig, ...]:

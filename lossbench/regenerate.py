@@ -168,6 +168,24 @@ def _merge_jitter(*jitters: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def chosen_configs(pool: Iterable[RunConfig], extra: Iterable[RunConfig], only: Iterable[str] | None,
+                   what: str) -> list[RunConfig]:
+    """The configs a writer does: its ``pool`` (what the main job checks), or with ``only`` the ones of
+    ``pool`` and ``extra`` that it names. ``extra`` are the scale's authors'-recipe configs of the same
+    kind, selected by id only: their files can be written while their matrix is not yet judged.
+
+    Raises ValueError naming an id that is neither, with the ids it may name."""
+    pool = list(pool)
+    if not only:
+        return pool
+    known = {c.config_id: c for c in [*pool, *extra]}
+    wanted = set(only)
+    unknown = sorted(wanted - set(known))
+    if unknown:
+        raise ValueError(f"--only {', '.join(unknown)}: not among the {what}; expected some of {', '.join(known)}")
+    return [c for c in known.values() if c.config_id in wanted]
+
+
 def write_recompute_baselines(scale: Scale, *, baselines_dir: str | Path, results_dir: Path, device: torch.device,
                               only: Iterable[str] | None = None, cache_dir: str | Path | None = None,
                               data_dir: str | Path | None = None, say: Callable[[str], None] = _say,
@@ -176,11 +194,8 @@ def write_recompute_baselines(scale: Scale, *, baselines_dir: str | Path, result
     ``only`` these ids); keeps a stored spread. ``code_paths``: the other machines' code paths measured
     in subprocesses (default: every one this CPU can take, :func:`lossbench.codepaths.code_paths`)."""
     code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
-    wanted = set(only) if only else None
     written = []
-    for config in scale.all_configs:
-        if wanted and config.config_id not in wanted:
-            continue
+    for config in chosen_configs(scale.all_configs, scale.authors_configs, only, f"{scale.name} scale's nets"):
         if scale.shipped and config.config_id not in shipped_ids(baselines_dir, scale.name):
             say(f"skip {config.config_id}: not shipped in {baselines_dir}/{scale.name}/nets yet")
             continue
@@ -248,11 +263,8 @@ def write_spread(scale: Scale, *, baselines_dir: str | Path, results_dir: Path, 
     user's CPU would train it: ``spread.code_paths`` holds their values and ``spread.band`` the
     statistics over seeds and code paths that the spread tier compares with."""
     code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
-    wanted = set(only) if only else None
     written = []
-    for config in scale.all_configs:
-        if wanted and config.config_id not in wanted:
-            continue
+    for config in chosen_configs(scale.all_configs, scale.authors_configs, only, f"{scale.name} scale's nets"):
         path = Path(baselines_dir) / scale.name / f"{config.config_id}.json"
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist; write it first with `python -m lossbench baselines "
@@ -401,14 +413,9 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
     (default: every one this CPU can take), or with ``spread_seeds`` every summary at each training seed;
     ``only`` these config ids of them (e.g. the one whose seeds are shipped)."""
     code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
-    wanted = set(only) if only else None
-    pair = scale.eig_map_configs
-    if wanted is not None and not wanted & {c.config_id for c in pair}:
-        raise ValueError(f"--only {sorted(wanted)} names none of the maps: {', '.join(c.config_id for c in pair)}")
+    authors = [c for c in scale.authors_configs if scale.has_eig_map(c)]
     written = []
-    for config in pair:
-        if wanted is not None and config.config_id not in wanted:
-            continue
+    for config in chosen_configs(scale.eig_map_configs, authors, only, "eigen-ratio maps"):
         if scale.shipped and spread_seeds is None and config.config_id not in shipped_ids(baselines_dir, scale.name):
             say(f"skip the eigen-ratio map of {config.config_id}: not shipped yet")
             continue
@@ -554,12 +561,9 @@ def write_spectrum_baselines(scale: Scale, *, baselines_dir: str | Path, results
     With ``spread_seeds``: the summary at each of those training seeds (the shipped seed nets), added
     to the existing files as ``spread`` (the claims' seed-to-seed error)."""
     code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
-    wanted = set(only) if only else None
     names = sorted([*PLAIN_VARIANTS, *map(code_path_name, code_paths)])
     written = []
-    for config in scale.configs:
-        if wanted is not None and config.config_id not in wanted:
-            continue
+    for config in chosen_configs(scale.configs, scale.authors_configs, only, f"{scale.name} scale's spectra"):
         if scale.shipped and config.config_id not in shipped_ids(baselines_dir, scale.name):
             say(f"skip the spectrum of {config.config_id}: not shipped yet")
             continue

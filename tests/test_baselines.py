@@ -376,7 +376,8 @@ def test_eigmap_spread_can_be_written_for_one_map_of_the_pair(tmp_path, monkeypa
     assert measured == [pair[0].replace(seed=1).config_id, pair[0].replace(seed=2).config_id]
     assert load_baseline(written[0])["spread"]["metrics"]["eig_ratio_mean"]["values"] == [0.1, 0.2, 0.2]
     assert "spread" not in load_baseline(tmp_path / "b" / "small" / "eigmap" / f"{pair[1].config_id}.json")
-    with pytest.raises(ValueError, match="names none of the maps: resnet56-bs128-s0, resnet56-noshort"):
+    with pytest.raises(ValueError, match="resnet20-bs128-s0: not among the eigen-ratio maps; expected some of "
+                                         "resnet56-bs128-s0, resnet56-noshort"):
         regen_mod.write_eigmap_baselines(scale, spread_seeds=(0, 1), only=["resnet20-bs128-s0"], **kw)
 
 
@@ -559,3 +560,22 @@ def test_code_path_results_are_kept_so_an_interrupted_regeneration_resumes(tmp_p
     run(weights="w2", kwargs={"a": 2})
     assert len(calls) == 8
     assert first[0] == {"m": 0.01 * len("ATEN_CPU_CAPABILITY=avx2")}
+
+
+def test_a_writer_does_its_part_of_the_main_job_or_the_ids_it_is_given_and_refuses_others():
+    """Without --only a writer does what the main job checks; --only may also name an authors'-recipe
+    net (its files are written before that matrix is judged), and an id that is neither is an error
+    that lists the ids it could be, rather than a run that writes nothing."""
+    from lossbench.config import get_scale
+    from lossbench.regenerate import chosen_configs
+
+    scale = get_scale("small")
+    authors = [c.config_id for c in scale.authors_configs]
+    assert chosen_configs(scale.all_configs, scale.authors_configs, None, "nets") == list(scale.all_configs)
+    assert not set(authors) & {c.config_id for c in scale.all_configs}, "the authors' matrix joined the main job"
+    picked = chosen_configs(scale.all_configs, scale.authors_configs, [authors[0], "resnet20-bs128-s0"], "nets")
+    assert {c.config_id for c in picked} == {authors[0], "resnet20-bs128-s0"}
+    with pytest.raises(ValueError, match=r"--only resnet21-bs128-s0: not among the nets; expected some of resnet20"):
+        chosen_configs(scale.all_configs, scale.authors_configs, ["resnet21-bs128-s0", authors[0]], "nets")
+    maps = [c for c in scale.authors_configs if scale.has_eig_map(c)]
+    assert sorted(c.depth for c in maps) == [56, 56] and {c.shortcut for c in maps} == {True, False}
