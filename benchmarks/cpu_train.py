@@ -1,4 +1,5 @@
-"""Train, ship and (optionally) commit a list of reference nets on this machine's CPU cores.
+"""Train, ship and (optionally) commit a list of reference nets on this machine's CPU cores, then run the
+commands that measure them (baselines writers), committing each one's files as it ends.
 
 One single-threaded process per core (the shipped nets were trained with one thread: their weights
 depend on it), jobs in the file's order, and none started that cannot end before ``--until``: a net
@@ -13,10 +14,19 @@ Usage (repository root)::
     # on a lent GPU, the same nets in one go (benchmarks/gpu_train.sh takes CONFIG_ID:SEED arguments)
     bash benchmarks/gpu_train.sh "$OUT" 420 12 $(python benchmarks/cpu_train.py benchmarks/cpu_jobs-small.txt --pending)
 
-Jobs file: one ``CONFIG_ID:SEED MINUTES`` per line (a seed-0 config id of the scale, the training seed,
-and the expected wall time on a core shared with one other job); ``#`` starts a comment. A job whose
-net is shipped already (its provenance for this config hash and weights of that sha256) is skipped; an
-interrupted one resumes from its checkpoints in ``--cache-dir``.
+Jobs file, one job per line; ``#`` starts a comment:
+
+* ``CONFIG_ID:SEED MINUTES``: train a net (a seed-0 config id of the scale, the training seed) and ship
+  it. It is done when its net is shipped (its provenance for this config hash and weights of that
+  sha256); an interrupted one resumes from its checkpoints in ``--cache-dir``.
+* ``run LABEL MINUTES [after=NAME,...] -- ARGS...``: ``python -m lossbench ARGS...`` (e.g. ``baselines
+  --scale small --spread --only ...``), started once the jobs it names (earlier lines: ``CONFIG_ID:SEED``
+  or a run's label) are done. With ``--commit-each`` what it changed under ``baselines/`` (the nets'
+  folders aside, which the training jobs commit) is committed with ``[queue LABEL]`` in the message,
+  and that commit is what marks it done; it runs with OpenMP's passive waiting, so that a writer's
+  2-thread recompute does not spin against the other core's job.
+
+MINUTES is the expected wall time on a core shared with one other job.
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Job:
+    """Train and ship one net."""
+
     config_id: str  # the seed-0 id, as `train --only` takes it
     seed: int
     minutes: float
@@ -45,21 +57,64 @@ class Job:
     def name(self) -> str:
         return f"{self.config_id}:{self.seed}"
 
+    after: tuple[str, ...] = ()
 
-def parse_jobs(text: str) -> list[Job]:
-    """The jobs of a jobs file, in order; a malformed line is an error that names it."""
-    jobs = []
+
+@dataclass(frozen=True)
+class Run:
+    """Run one lossbench command once the jobs named in ``after`` are done."""
+
+    label: str
+    minutes: float
+    after: tuple[str, ...]
+    args: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    @property
+    def tag(self) -> str:
+        """What its commit's message carries, and what marks it done."""
+        return f"[queue {self.label}]"
+
+
+def _parse_run(line: str) -> Run:
+    head, sep, args = line.partition(" -- ")
+    words = head.split()
+    if not sep or not args.split() or len(words) not in (3, 4) or (len(words) == 4 and not words[3].startswith("after=")):
+        raise ValueError
+    after = tuple(a for a in words[3].removeprefix("after=").split(",") if a) if len(words) == 4 else ()
+    return Run(words[1], float(words[2]), after, tuple(args.split()))
+
+
+def parse_jobs(text: str) -> list[Job | Run]:
+    """The jobs of a jobs file, in order; a malformed line, a repeated name or an ``after`` that names
+    no earlier job is an error that names the line."""
+    jobs: list[Job | Run] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         try:
-            name, minutes = line.split()
-            config_id, seed = name.rsplit(":", 1)
-            jobs.append(Job(config_id, int(seed), float(minutes)))
+            if line.split()[0] == "run":
+                job: Job | Run = _parse_run(line)
+            else:
+                name, minutes = line.split()
+                config_id, seed = name.rsplit(":", 1)
+                job = Job(config_id, int(seed), float(minutes))
         except ValueError:
-            raise ValueError(f"line {number} {raw!r}: expected 'CONFIG_ID:SEED MINUTES', "
-                             "e.g. 'resnet56-bs128-s0:1 100'") from None
+            raise ValueError(f"line {number} {raw!r}: expected 'CONFIG_ID:SEED MINUTES' (e.g. 'resnet56-bs128-s0:1 "
+                             "100') or 'run LABEL MINUTES [after=NAME,...] -- ARGS...' (e.g. 'run spread-r20 40 "
+                             "after=resnet20-bs128-s0:1 -- baselines --scale small --spread --only resnet20-bs128-s0')"
+                             ) from None
+        names = [j.name for j in jobs]
+        if job.name in names:
+            raise ValueError(f"line {number} {raw!r}: {job.name} is named twice")
+        missing = [a for a in job.after if a not in names]
+        if missing:
+            raise ValueError(f"line {number} {raw!r}: after={','.join(missing)} names no earlier job")
+        jobs.append(job)
     return jobs
 
 
@@ -87,29 +142,45 @@ def shipped_files(job: Job, scale: str, baselines: Path) -> list[Path] | None:
     return None
 
 
-def fits(job: Job, now: dt.datetime, until: dt.datetime | None) -> bool:
+def fits(job: Job | Run, now: dt.datetime, until: dt.datetime | None) -> bool:
     """Whether the job, started now, is expected to end before ``until`` (always, without one)."""
     return until is None or now + dt.timedelta(minutes=job.minutes) <= until
 
 
-def first_fitting(pending: list[Job], at: dt.datetime, until: dt.datetime | None) -> Job | None:
-    """The rule of a free process: the first pending job that, started ``at``, ends by ``until``."""
-    return next((job for job in pending if fits(job, at, until)), None)
+def ready(job: Job | Run, at: dt.datetime, ends: dict[str, dt.datetime]) -> bool:
+    """Whether every job it waits for has ended by ``at`` (``ends``: when each job ended or will end)."""
+    return all(name in ends and ends[name] <= at for name in job.after)
 
 
-def plan(jobs: list[Job], procs: int, now: dt.datetime, until: dt.datetime | None) -> list[tuple[Job, dt.datetime | None]]:
-    """When each job would start if every job took its minutes (None: it would not fit): the live loop's
-    rule, played out. Each time a process is free it takes the first pending job that fits."""
+def first_fitting(pending: list, at: dt.datetime, until: dt.datetime | None,
+                  ends: dict[str, dt.datetime] | None = None) -> Job | Run | None:
+    """The rule of a free process: the first pending job that is ready ``at`` and, started then, ends by
+    ``until``."""
+    return next((job for job in pending if fits(job, at, until) and ready(job, at, ends or {})), None)
+
+
+def plan(jobs: list, procs: int, now: dt.datetime, until: dt.datetime | None,
+         done: frozenset[str] = frozenset()) -> list[tuple[Job | Run, dt.datetime | None]]:
+    """When each job would start if every job took its minutes (None: it would not fit, or waits for
+    one that does not): the live loop's rule, played out. Each time a process is free it takes the first
+    pending job that is ready and fits; with none, it waits for the next job to end. ``done``: names of
+    jobs done before ``now``."""
     free = [now] * procs
+    ends = dict.fromkeys(done, now)
     pending, started = list(jobs), {}
     while pending:
         slot = min(range(procs), key=free.__getitem__)
-        job = first_fitting(pending, free[slot], until)
+        job = first_fitting(pending, free[slot], until, ends)
         if job is None:
-            break
+            later = [t for t in ends.values() if t > free[slot]]
+            if not later:
+                break
+            free[slot] = min(later)
+            continue
         pending.remove(job)
         started[job] = free[slot]
         free[slot] += dt.timedelta(minutes=job.minutes)
+        ends[job.name] = free[slot]
     return [(job, started.get(job)) for job in jobs]
 
 
@@ -125,9 +196,11 @@ def _log(message: str) -> None:
     print(f"{dt.datetime.now():%H:%M:%S} {message}", flush=True)
 
 
-def _lossbench(*args: str, log: Path | None = None) -> subprocess.Popen:
+def _lossbench(*args: str, log: Path | None = None, passive: bool = False) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": str(ROOT)}
+    if passive:  # an idle OpenMP thread sleeps instead of spinning on a core another job needs
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     command = [sys.executable, "-m", "lossbench", *args]
     if log is None:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -150,18 +223,46 @@ def ship_and_commit(job: Job, args: argparse.Namespace) -> None:
         rel = [str(p.relative_to(ROOT)) for p in files]
         _, shipped_id, rest = summary[0].split(None, 2)  # "shipped <config id with seed> train acc ..."
         message = f"shipped: {shipped_id}, trained on this CPU by benchmarks/cpu_train.py ({rest.strip()})"
-        error = ""
-        for _ in range(10):  # another git command may hold the index for a moment
-            for command in (["add", "--", *rel], ["commit", "-q", "-m", message, "--", *rel]):
-                run = subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True)
-                error = (run.stderr.strip() or f"git {command[0]} exited {run.returncode}") if run.returncode else ""
-                if error:
-                    break
-            if not error:
-                _log(f"committed {job.name}")
-                return
-            time.sleep(5)
-        _log(f"could not commit {job.name} (its files are shipped; commit them by hand): {error}")
+        if commit(rel, message):
+            _log(f"committed {job.name}")
+        else:
+            _log(f"could not commit {job.name}: its files are shipped; commit them by hand")
+
+
+def commit(paths: list[str], message: str, *, allow_empty: bool = False) -> bool:
+    """Commit ``paths`` (pathspecs; new files included) and nothing else staged, retrying while another
+    git command holds the index; whether it worked (the error is logged)."""
+    error = ""
+    for _ in range(10):  # another git command may hold the index for a moment
+        for command in (["add", "-A", "--", *paths],
+                        ["commit", "-q", *(["--allow-empty"] if allow_empty else []), "-m", message, "--", *paths]):
+            run = subprocess.run(["git", *command], cwd=ROOT, capture_output=True, text=True)
+            error = (run.stderr.strip() or f"git {command[0]} exited {run.returncode}") if run.returncode else ""
+            if error:
+                break
+        if not error:
+            return True
+        time.sleep(5)
+    _log(f"git: {error}")
+    return False
+
+
+def run_committed(run: Run, root: Path = ROOT) -> bool:
+    """Whether a commit in HEAD's history carries the run's tag."""
+    out = subprocess.run(["git", "log", "-1", "--format=%h", "--fixed-strings", f"--grep={run.tag}", "HEAD"],
+                         cwd=root, capture_output=True, text=True)
+    return bool(out.stdout.strip())
+
+
+def run_paths(scale: str) -> list[str]:
+    """What a run commits: baselines/, except the nets' folders (the training jobs commit those)."""
+    return ["baselines", *(f":(exclude)baselines/{scale}/{kind}" for kind in ("nets", "seed-nets", "gpu-nets"))]
+
+
+def is_done(job: Job | Run, scale: str) -> bool:
+    if isinstance(job, Run):
+        return run_committed(job)
+    return shipped_files(job, scale, ROOT / "baselines") is not None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,43 +285,69 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     until = _until(args.until)
     jobs = parse_jobs(args.jobs.read_text())
-    pending = [job for job in jobs if not shipped_files(job, args.scale, ROOT / "baselines")]
+    done = {job.name for job in jobs if is_done(job, args.scale)}
+    pending = [job for job in jobs if job.name not in done]
     if args.pending:
-        print("\n".join(job.name for job in pending))
+        print("\n".join(job.name for job in pending if isinstance(job, Job)))
         return 0
     for job in jobs:
-        if job not in pending:
-            _log(f"skip {job.name}: shipped")
+        if job.name in done:
+            _log(f"skip {job.name}: {'committed' if isinstance(job, Run) else 'shipped'}")
+    now = dt.datetime.now()
     if args.dry_run:
-        for job, start in plan(pending, args.procs, dt.datetime.now(), until):
+        for job, start in plan(pending, args.procs, now, until, frozenset(done)):
             when = f"would start at {start:%H:%M}" if start else f"would not end by {args.until}"
             _log(f"{when}: {job.name} ({job.minutes:g} min)")
         return 0
     args.logs.mkdir(parents=True, exist_ok=True)
-    running: dict[Job, subprocess.Popen] = {}
+    ends = dict.fromkeys(done, now)
+    running: dict[Job | Run, subprocess.Popen] = {}
     while pending or running:
         for job, proc in list(running.items()):
             if proc.poll() is not None:
                 del running[job]
                 _log(f"end {job.name} rc {proc.returncode}")
-                if proc.returncode == 0:
-                    ship_and_commit(job, args)
+                if proc.returncode == 0 and finish(job, args):
+                    ends[job.name] = dt.datetime.now()
         while len(running) < args.procs:
-            job = first_fitting(pending, dt.datetime.now(), until)
+            job = first_fitting(pending, dt.datetime.now(), until, ends)
             if job is None:
                 break
             pending.remove(job)
             _log(f"start {job.name} ({job.minutes:g} min expected)")
-            running[job] = _lossbench("train", "--scale", args.scale, "--all", "--only", job.config_id,
-                                      "--seed", str(job.seed), "--cache-dir", args.cache_dir,
-                                      "--test-every", str(args.test_every),
-                                      log=args.logs / f"train-{job.name}.txt")
+            if isinstance(job, Run):
+                running[job] = _lossbench(*job.args, log=args.logs / f"run-{job.label}.txt", passive=True)
+            else:
+                running[job] = _lossbench("train", "--scale", args.scale, "--all", "--only", job.config_id,
+                                          "--seed", str(job.seed), "--cache-dir", args.cache_dir,
+                                          "--test-every", str(args.test_every),
+                                          log=args.logs / f"train-{job.name}.txt")
         if not running:
             for job in pending:
-                _log(f"not started {job.name}: {job.minutes:g} min would end after {args.until}")
+                waits = [a for a in job.after if a not in ends]
+                why = (f"waits for {', '.join(waits)}" if waits
+                       else f"{job.minutes:g} min would end after {args.until}")
+                _log(f"not started {job.name}: {why}")
             break
         time.sleep(10)
     return 0
+
+
+def finish(job: Job | Run, args: argparse.Namespace) -> bool:
+    """After a job's process ended well: ship (and commit) a net, commit a run's files; whether the job
+    is done, so that what waits for it may start."""
+    if isinstance(job, Job):
+        ship_and_commit(job, args)
+        return shipped_files(job, args.scale, ROOT / "baselines") is not None
+    if not args.commit_each:
+        return True
+    message = (f"{job.label}: python -m lossbench {' '.join(job.args)}, run by benchmarks/cpu_train.py on this "
+               f"CPU {job.tag}")
+    if commit(run_paths(args.scale), message, allow_empty=True):
+        _log(f"committed {job.name}")
+        return True
+    _log(f"could not commit {job.name}: commit its files under baselines/ by hand, with {job.tag} in the message")
+    return False
 
 
 if __name__ == "__main__":

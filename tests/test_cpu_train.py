@@ -18,6 +18,7 @@ cpu_train = importlib.util.module_from_spec(_spec)
 sys.modules["cpu_train"] = cpu_train  # its dataclass looks its module up there
 _spec.loader.exec_module(cpu_train)
 Job = cpu_train.Job
+Run = cpu_train.Run
 
 
 def test_the_jobs_file_reads_in_order_and_a_bad_line_is_named():
@@ -27,10 +28,17 @@ def test_the_jobs_file_reads_in_order_and_a_bad_line_is_named():
         cpu_train.parse_jobs("resnet20-bs128-s0:1 10\nresnet20-bs128-s0 10")
 
 
-def test_the_shipped_jobs_file_names_configs_of_the_small_scale():
+def test_the_shipped_jobs_file_names_configs_of_the_small_scale_and_commands_the_cli_takes():
+    from lossbench.__main__ import build_parser
+
     known = {c.config_id for c in get_scale("small").known_configs}
     jobs = cpu_train.parse_jobs((Path(__file__).parent.parent / "benchmarks" / "cpu_jobs-small.txt").read_text())
-    assert jobs and {j.config_id for j in jobs} <= known and all(j.seed in (0, 1, 2) for j in jobs)
+    nets = [j for j in jobs if isinstance(j, Job)]
+    assert nets and {j.config_id for j in nets} <= known and all(j.seed in (0, 1, 2) for j in nets)
+    for run in (j for j in jobs if isinstance(j, Run)):
+        args = build_parser().parse_args(list(run.args))  # a typo would end the run at once, hours in
+        ids = {i for group in args.only or () for i in group}
+        assert ids and ids <= known, run
 
 
 def test_no_job_is_planned_to_end_after_the_deadline_and_a_free_core_takes_the_first_that_fits():
@@ -68,3 +76,75 @@ def test_a_net_counts_as_shipped_only_with_its_configs_hash_and_intact_weights(t
     assert cpu_train.shipped_files(job, "ci", tmp_path) is None
     with pytest.raises(ValueError, match="unknown config id 'resnet999-bs1-s0'"):
         cpu_train.shipped_files(Job("resnet999-bs1-s0", 0, 1), "ci", tmp_path)
+
+
+
+def test_a_run_line_reads_with_its_prerequisites_and_a_bad_one_is_named():
+    text = ("resnet20-bs128-s0:1 10\n"
+            "run spread-r20 40 after=resnet20-bs128-s0:1 -- baselines --scale small --spread --only resnet20-bs128-s0\n"
+            "run later 5 after=spread-r20,resnet20-bs128-s0:1 -- baselines --scale small\n"
+            "run alone 5 -- spectrum --help\n")
+    jobs = cpu_train.parse_jobs(text)
+    assert jobs[1] == Run("spread-r20", 40.0, ("resnet20-bs128-s0:1",),
+                          ("baselines", "--scale", "small", "--spread", "--only", "resnet20-bs128-s0"))
+    assert jobs[2].after == ("spread-r20", "resnet20-bs128-s0:1") and jobs[3].after == ()
+    assert jobs[1].tag == "[queue spread-r20]"
+    with pytest.raises(ValueError, match="after=resnet20-bs128-s0:2 names no earlier job"):
+        cpu_train.parse_jobs("run a 5 after=resnet20-bs128-s0:2 -- baselines\nresnet20-bs128-s0:2 10")
+    with pytest.raises(ValueError, match="a is named twice"):
+        cpu_train.parse_jobs("run a 5 -- baselines\nrun a 6 -- baselines")
+    for bad in ("run a 5 baselines", "run a 5 -- ", "run a 5 before=x -- baselines", "run a five -- baselines"):
+        with pytest.raises(ValueError, match="expected 'CONFIG_ID:SEED MINUTES'.*or 'run LABEL MINUTES"):
+            cpu_train.parse_jobs(bad)
+
+
+def test_a_run_waits_for_its_prerequisites_and_what_waits_for_a_job_that_does_not_fit_never_starts():
+    t0 = dt.datetime(2026, 1, 1, 12, 0)
+    a, b = Job("a", 1, 30), Job("b", 1, 60)
+    after_a = Run("after-a", 10, ("a:1",), ("x",))
+    after_both = Run("after-both", 10, ("a:1", "b:1"), ("x",))
+    free = Run("free", 10, (), ("x",))
+    planned = dict(cpu_train.plan([a, b, after_both, after_a, free], 2, t0, None))
+    at = lambda minutes: t0 + dt.timedelta(minutes=minutes)  # noqa: E731
+    # a core frees at 12:30: after-both is not ready (b ends 13:00), after-a is; then free at 12:40
+    assert planned == {a: t0, b: t0, after_a: at(30), free: at(40), after_both: at(60)}
+    # its prerequisite done before: ready at once
+    assert dict(cpu_train.plan([after_a], 1, t0, None, frozenset({"a:1"}))) == {after_a: t0}
+    # b cannot end by 12:45, so what waits for it never starts, while the rest goes on
+    planned = dict(cpu_train.plan([a, b, after_both, after_a], 2, t0, at(45)))
+    assert planned == {a: t0, b: None, after_both: None, after_a: at(30)}
+
+
+def _git(root, *args):
+    import subprocess
+
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+def test_a_run_commits_its_baselines_files_and_not_a_nets_and_its_tag_marks_it_done(tmp_path, monkeypatch):
+    """What a run commits is baselines/ less the nets' folders (a training job, running beside it, commits
+    its own net); a run that changed nothing still leaves its tag; only the tag in HEAD's history counts."""
+    root = tmp_path / "repo"
+    (root / "baselines" / "small" / "nets").mkdir(parents=True)
+    _git(root.parent, "init", "-q", str(root))
+    _git(root, "config", "user.email", "t@t"), _git(root, "config", "user.name", "t")
+    (root / "baselines" / "small" / "a.json").write_text("1")
+    (root / "baselines" / "small" / "nets" / "n.pt").write_text("1")
+    _git(root, "add", "-A"), _git(root, "commit", "-qm", "start")
+    monkeypatch.setattr(cpu_train, "ROOT", root)
+    run = Run("spread-a", 1, (), ("baselines",))
+    assert not cpu_train.run_committed(run, root)
+    (root / "baselines" / "small" / "a.json").write_text("2")  # the writer's output
+    (root / "baselines" / "small" / "spectrum").mkdir()
+    (root / "baselines" / "small" / "spectrum" / "b.json").write_text("new")
+    (root / "baselines" / "small" / "nets" / "n.pt").write_text("2")  # a net being shipped beside it
+    (root / "elsewhere.txt").write_text("not the run's")
+    assert cpu_train.commit(cpu_train.run_paths("small"), f"spread {run.tag}", allow_empty=True)
+    assert sorted(_git(root, "show", "--name-only", "--format=", "HEAD").split()) == [
+        "baselines/small/a.json", "baselines/small/spectrum/b.json"]
+    assert sorted(_git(root, "status", "--porcelain").split("\n")[:-1]) == [
+        " M baselines/small/nets/n.pt", "?? elsewhere.txt"]
+    assert cpu_train.run_committed(run, root)
+    assert not cpu_train.run_committed(Run("spread", 1, (), ("baselines",)), root)  # the whole tag, not a prefix
+    assert cpu_train.commit(cpu_train.run_paths("small"), "nothing [queue empty]", allow_empty=True)
+    assert cpu_train.run_committed(Run("empty", 1, (), ("x",)), root)
