@@ -80,6 +80,36 @@ def code_path_name(env: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(env.items()))
 
 
+def same_branch(code_paths: tuple[dict[str, str], ...],
+                run: Callable[..., dict[str, Any]] | None = None) -> dict[str, str]:
+    """Which variants compute bit for bit as the default or as an earlier variant on this CPU, by their
+    :func:`digest` (each taken in a subprocess, about 2 s): ``{variant: "default" or the earlier
+    variant's name}``. Measuring such a twin again would measure nothing (on an AMD EPYC, MKL's SSE4_2,
+    AVX2 and AVX512 branches are one branch); a variant whose digest cannot be taken is its own branch."""
+    run = run or run_code_path
+
+    def digest_of(env: Mapping[str, str]) -> str | None:
+        try:
+            return run(env, "digest", {}).get("digest")
+        except CodePathError:
+            return None
+
+    seen: dict[str, str] = {}
+    default = digest_of({})
+    if default:
+        seen[default] = "default"
+    twins = {}
+    for env in code_paths:
+        name, value = code_path_name(env), digest_of(env)
+        if value is None:
+            continue
+        if value in seen:
+            twins[name] = seen[value]
+        else:
+            seen[value] = name
+    return twins
+
+
 #: name -> task(**kwargs) -> JSON-safe dict. Filled by :func:`task`.
 TASKS: dict[str, Callable[..., dict[str, Any]]] = {}
 
@@ -319,6 +349,38 @@ def train_measure(config: dict, scale: dict, what: str, path: str, cache_dir: st
     else:
         raise ValueError(f"what={what!r}; expected eig_map or trajectory")
     return {"metrics": metrics, "weights_sha256": state_sha256(net.model.state_dict())}
+
+
+@task
+def digest() -> dict[str, Any]:
+    """A fingerprint of this code path's arithmetic: sha256 over the bits of MKL's GEMMs (float32 and
+    float64, several shapes; float64 convolutions go through them too), oneDNN's float32 convolution
+    forward and backward, and ATen's vectorised reductions, normalisation and elementwise kernels, on
+    fixed random data. Each variable selects a branch for the whole library, so two code paths with the
+    same digest took the same branches: one of them measures nothing the other does not."""
+    import hashlib
+
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    outs = []
+    for dtype in (torch.float32, torch.float64):
+        a = torch.randn(257, 263, generator=g, dtype=dtype)
+        b = torch.randn(263, 129, generator=g, dtype=dtype)
+        outs += [a @ b, a @ b[:, 0], a[:64, :64] @ a[:64, :64].T, torch.dot(a[0], a[1])]
+        x = torch.randn(8, 16, 20, 20, generator=g, dtype=dtype, requires_grad=True)
+        w = torch.randn(32, 16, 3, 3, generator=g, dtype=dtype, requires_grad=True)
+        lin = torch.randn(10, 32, generator=g, dtype=dtype, requires_grad=True)
+        y = F.batch_norm(F.conv2d(x, w, padding=1), None, None, training=True).relu()
+        loss = F.cross_entropy(y.mean((2, 3)) @ lin.T, torch.arange(8) % 10)
+        grads = torch.autograd.grad(loss, (x, w, lin), create_graph=True)
+        hvp = torch.autograd.grad(sum((gr * gr).sum() for gr in grads), (w,))
+        outs += [y, loss, *grads, *hvp, torch.softmax(y.flatten(1), 1), y.sum(), (y * y).sum(), y.exp().log1p()]
+    h = hashlib.sha256()
+    for t in outs:
+        h.update(t.detach().contiguous().numpy().tobytes())
+    return {"digest": h.hexdigest()}
 
 
 @task

@@ -19,7 +19,7 @@ from torch import nn
 
 from . import baselines as bl
 from ._io import write_text_atomic
-from .codepaths import code_path_name, run_code_path, scale_job
+from .codepaths import code_path_name, run_code_path, same_branch, scale_job
 from .codepaths import code_paths as available_code_paths
 from .config import RunConfig, Scale, find_config
 from .data import ImageData, load_dataset
@@ -127,13 +127,16 @@ def _code_digest() -> str:
 def code_path_jitter(task: str, kwargs: dict[str, Any], base: dict[str, float], *,
                      code_paths: tuple[dict[str, str], ...], say: Callable[[str], None] = _say,
                      base_terms: list[float] | None = None, done_dir: str | Path | None = None,
-                     weights: str = "") -> tuple[dict[str, float], dict[str, dict[str, float]], float]:
+                     weights: str = "", twins: dict[str, str] | None = None
+                     ) -> tuple[dict[str, float], dict[str, dict[str, float]], float]:
     """Recompute ``task`` (:data:`lossbench.codepaths.TASKS`) on every code path, each in a subprocess:
     (largest |deviation| of each metric of ``base``, variant -> its metrics, the largest mean
     |deviation| of the Hutchinson terms against ``base_terms``). With ``done_dir``, each finished code
     path's result is kept there (``<task>-<code path>.json``, keyed by the task, its arguments and the
     ``weights`` sha256 and lossbench's source) and taken from there by a rerun, so an interrupted
-    regeneration resumes."""
+    regeneration resumes. ``twins`` (:func:`resolve_code_paths`): a code path that computes bit for bit
+    as the default takes ``base`` (deviation 0), one that computes as an earlier code path takes its
+    result, neither run again."""
     import hashlib
     import json
 
@@ -141,8 +144,16 @@ def code_path_jitter(task: str, kwargs: dict[str, Any], base: dict[str, float], 
                                     sort_keys=True, default=str).encode()).hexdigest()
     measured: dict[str, dict[str, float]] = {}
     terms: dict[str, list[float]] = {}
+    twins = twins or {}
     for env in code_paths:
         name = code_path_name(env)
+        twin = twins.get(name)
+        if twin is not None:
+            measured[name] = dict(base) if twin == "default" else measured[twin]
+            if twin != "default" and twin in terms:
+                terms[name] = terms[twin]
+            say(f"  {task} on code path {name}: computes as {twin} on this CPU, not run again")
+            continue
         kept = Path(done_dir) / f"{task}-{name or 'default'}.json" if done_dir else None
         stored = json.loads(kept.read_text()) if kept is not None and kept.exists() else {}
         if stored.get("key") == key:
@@ -158,6 +169,25 @@ def code_path_jitter(task: str, kwargs: dict[str, Any], base: dict[str, float], 
             terms[name] = out["trace_terms"]
         say(f"  {task} on code path {name}: done")
     return _max_deviation(base, measured), measured, terms_deviation(base_terms or [], terms)
+
+
+def resolve_code_paths(code_paths: tuple[dict[str, str], ...] | None, say: Callable[[str], None] = _say
+                       ) -> tuple[tuple[dict[str, str], ...], dict[str, str]]:
+    """A writer's code paths and their twins: as given (each measured), or with None every one this CPU
+    can take, with those that compute bit for bit as the default or as an earlier one
+    (:func:`~lossbench.codepaths.same_branch`), so that each distinct branch is measured once."""
+    if code_paths is not None:
+        return tuple(code_paths), {}
+    paths = available_code_paths()
+    twins = same_branch(paths, run_code_path)
+    for name, twin in twins.items():
+        say(f"code path {name} computes bit for bit as {twin} on this CPU (their digests agree): counted as it")
+    return paths, twins
+
+
+def _twins_entry(twins: dict[str, str] | None) -> dict[str, Any]:
+    """A file's record of the code paths it counted as another (``code_path_twins``), if any."""
+    return {"code_path_twins": dict(sorted(twins.items()))} if twins else {}
 
 
 def _merge_jitter(*jitters: dict[str, float]) -> dict[str, float]:
@@ -193,7 +223,7 @@ def write_recompute_baselines(scale: Scale, *, baselines_dir: str | Path, result
     """Value, recompute tolerance and (Hessian numbers) sampling error of every net of ``scale`` (or
     ``only`` these ids); keeps a stored spread. ``code_paths``: the other machines' code paths measured
     in subprocesses (default: every one this CPU can take, :func:`lossbench.codepaths.code_paths`)."""
-    code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
+    code_paths, twins = resolve_code_paths(code_paths, say)
     written = []
     for config in chosen_configs(scale.all_configs, scale.authors_configs, only, f"{scale.name} scale's nets"):
         if scale.shipped and config.config_id not in shipped_ids(baselines_dir, scale.name):
@@ -212,7 +242,7 @@ def write_recompute_baselines(scale: Scale, *, baselines_dir: str | Path, result
                                              base=base, jitter=jitter)
         kwargs = dict(config=config.to_dict(), scale=scale_job(scale), results_dir=str(results_dir / "codepaths"),
                       baselines_dir=str(baselines_dir), cache_dir=None if cache_dir is None else str(cache_dir))
-        cp_jitter, _, cp_terms = code_path_jitter("study", kwargs, base, code_paths=code_paths, say=say,
+        cp_jitter, _, cp_terms = code_path_jitter("study", kwargs, base, code_paths=code_paths, twins=twins, say=say,
                                                   base_terms=terms.get("base"), weights=weights_sha(net),
                                                   done_dir=results_dir / "codepaths" / config.config_id / "study-done")
         jitter = _merge_jitter(jitter, cp_jitter)
@@ -231,6 +261,7 @@ def write_recompute_baselines(scale: Scale, *, baselines_dir: str | Path, result
                    "converged": converged(net.final), **_kept(old, "spread"),
                    "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()},
                    "jitter_variants": sorted([*RECOMPUTE_VARIANT_NAMES, *map(code_path_name, code_paths)]),
+                   **_twins_entry(twins),
                    **({"conditioning": conditioning} if conditioning else {}),
                    "sampling": _sampling_entries(sampling),
                    "tolerance_method": TOL_METHOD.format(factor=bl.SAFETY_FACTOR, subsets=HESSIAN_SUBSETS)},
@@ -412,7 +443,7 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
     the map's plane: direction seed 0): value and recompute tolerance over ``variants`` and ``code_paths``
     (default: every one this CPU can take), or with ``spread_seeds`` every summary at each training seed;
     ``only`` these config ids of them (e.g. the one whose seeds are shipped)."""
-    code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
+    code_paths, twins = resolve_code_paths(code_paths, say)
     authors = [c for c in scale.authors_configs if scale.has_eig_map(c)]
     written = []
     for config in chosen_configs(scale.eig_map_configs, authors, only, "eigen-ratio maps"):
@@ -451,7 +482,7 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
                       path=str(Path(results_dir) / "codepaths" / config.config_id / "eig-map.h5"),
                       cache_dir=None if cache_dir is None else str(cache_dir), points=points)
         cp_jitter, cp_measured, _ = code_path_jitter(
-            "eig_map", kwargs, summary, code_paths=code_paths, say=say, weights=weights_sha(net),
+            "eig_map", kwargs, summary, code_paths=code_paths, twins=twins, say=say, weights=weights_sha(net),
             done_dir=Path(results_dir) / "codepaths" / config.config_id / "eig-map-done")
         jitter, measured = _merge_jitter(jitter, cp_jitter), {**measured, **cp_measured}
         doc = bl.make_baseline(
@@ -460,7 +491,7 @@ def write_eigmap_baselines(scale: Scale, *, baselines_dir: str | Path, results_d
             tolerances=bl.recompute_tolerances(summary, jitter),
             extra={"config_hash": config.config_hash, **_kept(old, "spread"),
                    "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()}, "jitter_variants": sorted(measured),
-                   "map": scale.eig_map,
+                   **_twins_entry(twins), "map": scale.eig_map,
                    "hessian": {"samples": scale.eig_samples, "batch": scale.eig_samples,
                                "max_iter": scale.eig_max_iter, "tol": CURVATURE["tol"]},
                    "tolerance_method": TOL_METHOD.format(factor=bl.SAFETY_FACTOR, subsets=1)},
@@ -500,7 +531,7 @@ def write_main_job_file_baselines(scale: Scale, *, baselines_dir: str | Path, re
     experiment (loss and accuracy along alpha, BatchNorm statistics interpolated) and the surface on the
     PCA plane of ResNet-20's path (``interpolation/sgd-wd<wd>.json``, ``trajectory/<config_id>.json``);
     their tolerances cover ``code_paths`` too (default: every one this CPU can take)."""
-    code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
+    code_paths, twins = resolve_code_paths(code_paths, say)
     where = dict(scale=scale_job(scale), baselines_dir=str(baselines_dir), cache_dir=None if cache_dir is None else str(cache_dir))
     names = sorted([*PLAIN_VARIANTS, *map(code_path_name, code_paths)])
     written = []
@@ -517,10 +548,10 @@ def write_main_job_file_baselines(scale: Scale, *, baselines_dir: str | Path, re
         values, jitter = _jitter_of(interp, (a.model, b.model), data)
         cp_jitter = code_path_jitter("interpolation", dict(small=small.to_dict(), large=large.to_dict(),
                                                            path=str(folder / "codepaths" / "interp.h5"), **where),
-                                     values, code_paths=code_paths, say=say)[0]
+                                     values, code_paths=code_paths, twins=twins, say=say)[0]
         name = f"interpolation/sgd-wd{wd:g}"
         written.append(_write_plain(scale, name, values, _merge_jitter(jitter, cp_jitter), baselines_dir=baselines_dir,
-                                    device=device, extra={"from": small.config_id, "to": large.config_id,
+                                    device=device, twins=twins, extra={"from": small.config_id, "to": large.config_id,
                                                           "weights_sha256": [weights_sha(a), weights_sha(b)],
                                                           "jitter_variants": names}))
         say(f"wrote {written[-1]}")
@@ -534,9 +565,9 @@ def write_main_job_file_baselines(scale: Scale, *, baselines_dir: str | Path, re
     values, jitter = _jitter_of(plane, (net.model,), data)
     cp_jitter = code_path_jitter("trajectory", dict(config=config.to_dict(), **where,
                                                     path=str(results_dir / "trajectory" / "codepaths" / "plane.h5")),
-                                 values, code_paths=code_paths, say=say)[0]
+                                 values, code_paths=code_paths, twins=twins, say=say)[0]
     written.append(_write_plain(scale, f"trajectory/{config.config_id}", values, _merge_jitter(jitter, cp_jitter),
-                                baselines_dir=baselines_dir, device=device,
+                                baselines_dir=baselines_dir, device=device, twins=twins,
                                 extra={"config_hash": config.config_hash, "weights_sha256": weights_sha(net),
                                        "jitter_variants": names}))
     say(f"wrote {written[-1]}")
@@ -560,7 +591,7 @@ def write_spectrum_baselines(scale: Scale, *, baselines_dir: str | Path, results
 
     With ``spread_seeds``: the summary at each of those training seeds (the shipped seed nets), added
     to the existing files as ``spread`` (the claims' seed-to-seed error)."""
-    code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
+    code_paths, twins = resolve_code_paths(code_paths, say)
     names = sorted([*PLAIN_VARIANTS, *map(code_path_name, code_paths)])
     written = []
     for config in chosen_configs(scale.configs, scale.authors_configs, only, f"{scale.name} scale's spectra"):
@@ -592,9 +623,9 @@ def write_spectrum_baselines(scale: Scale, *, baselines_dir: str | Path, results
         values, jitter = _jitter_of(lambda models, d: spectrum_check_metrics(models[0], d, scale), (net.model,), data)
         kwargs = dict(config=config.to_dict(), scale=scale_job(scale), baselines_dir=str(baselines_dir),
                       cache_dir=None if cache_dir is None else str(cache_dir))
-        cp_jitter = code_path_jitter("spectrum_top", kwargs, values, code_paths=code_paths, say=say)[0]
+        cp_jitter = code_path_jitter("spectrum_top", kwargs, values, code_paths=code_paths, twins=twins, say=say)[0]
         written.append(_write_plain(scale, f"spectrum/{config.config_id}", values, _merge_jitter(jitter, cp_jitter),
-                                    baselines_dir=baselines_dir, device=device,
+                                    baselines_dir=baselines_dir, device=device, twins=twins,
                                     extra={"config_hash": config.config_hash, "weights_sha256": weights_sha(net),
                                            "jitter_variants": names, **_kept(old, "spread"),
                                            "summary": {k: bl.round_sig(v, 8) for k, v in runs[0].items()},
@@ -652,12 +683,14 @@ def _spectrum_spread(path: Path, config: RunConfig, scale: Scale, data: ImageDat
 
 
 def _write_plain(scale: Scale, name: str, values: dict[str, float], jitter: dict[str, float], *,
-                 baselines_dir: str | Path, device: torch.device, extra: dict[str, Any]) -> Path:
+                 baselines_dir: str | Path, device: torch.device, extra: dict[str, Any],
+                 twins: dict[str, str] | None = None) -> Path:
     path = Path(baselines_dir) / scale.name / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = bl.make_baseline(name, scale.name, values, source=bl.provenance(str(device)),
                            tolerances=bl.recompute_tolerances(values, jitter),
-                           extra={**extra, "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()},
+                           extra={**extra, **_twins_entry(twins),
+                                  "jitter": {k: bl.round_sig(v, 3) for k, v in jitter.items()},
                                   "tolerance_method": "tol: {:g} x the largest deviation over a float64 recompute, "
                                                       "2 threads, a repeated run and other machines' code paths "
                                                       "(jitter_variants, each in a subprocess), or the per-kind "
@@ -685,7 +718,7 @@ def write_connect_baselines(scale: Scale, *, baselines_dir: str | Path, results_
     from .reference_nets import ship_control_point
     from .reproduce import CONNECT_PAIRS, connection_curve, curve_check_metrics
 
-    code_paths = available_code_paths() if code_paths is None else tuple(code_paths)
+    code_paths, twins = resolve_code_paths(code_paths, say)
     names = sorted([*PLAIN_VARIANTS, *map(code_path_name, code_paths)])
     common = dict(baselines_dir=baselines_dir, device=device, cache_dir=cache_dir, data_dir=data_dir)
     folder = Path(baselines_dir) / scale.name / "connect"
@@ -726,11 +759,11 @@ def write_connect_baselines(scale: Scale, *, baselines_dir: str | Path, results_
         cp_jitter = code_path_jitter("connection", dict(config=config.to_dict(), **where, seeds=[i, j],
                                                          control_file=str(folder / pairs[0]["control_file"]),
                                                          control_sha256=pairs[0]["control_sha256"]),
-                                     values, code_paths=code_paths, say=say)[0]
+                                     values, code_paths=code_paths, twins=twins, say=say)[0]
         paths = {name: {k: [bl.round_sig(float(v), bl.VALUE_DIGITS) for v in arr] for k, arr in p.items()}
                  for name, p in c["paths"].items()}
         written.append(_write_plain(scale, f"connect/{config.config_id}", values, _merge_jitter(jitter, cp_jitter),
-                                    baselines_dir=baselines_dir, device=device,
+                                    baselines_dir=baselines_dir, device=device, twins=twins,
                                     extra={"config_hash": config.config_hash, "checked_pair": [i, j],
                                            "weights_sha256": pairs[0]["weights_sha256"] + [pairs[0]["control_sha256"]],
                                            "pairs": pairs, "paths": {"t": [float(t) for t in c["t"]], **paths},

@@ -579,3 +579,42 @@ def test_a_writer_does_its_part_of_the_main_job_or_the_ids_it_is_given_and_refus
         chosen_configs(scale.all_configs, scale.authors_configs, ["resnet21-bs128-s0", authors[0]], "nets")
     maps = [c for c in scale.authors_configs if scale.has_eig_map(c)]
     assert sorted(c.depth for c in maps) == [56, 56] and {c.shortcut for c in maps} == {True, False}
+
+
+def test_a_code_path_that_computes_as_another_is_counted_as_it_and_not_run_again(monkeypatch):
+    """`baselines --code-paths all` measures each distinct branch once: a variant whose arithmetic digest
+    equals the default's deviates by 0, one equal to an earlier variant's takes that one's result; the
+    rest run, and the file names the twins (``code_path_twins``)."""
+    import lossbench.regenerate as regen_mod
+    from lossbench.codepaths import CodePathError, code_path_name, same_branch
+
+    digests = {"": "d0", "MKL_CBWR=COMPATIBLE": "d1", "MKL_CBWR=SSE4_2": "d2", "MKL_CBWR=AVX2": "d2",
+               "ATEN_CPU_CAPABILITY=default": "d0", "ONEDNN_MAX_CPU_ISA=SSE41": None}
+    calls = []
+
+    def fake(env, task, kwargs):
+        name = code_path_name(env)
+        calls.append((task, name))
+        if task == "digest":
+            if digests[name] is None:
+                raise CodePathError("no digest")
+            return {"digest": digests[name]}
+        return {"metrics": {"m": 1.0 + 0.01 * len(name)}, "trace_terms": [len(name)]}
+
+    paths = tuple({k: v} for k, v in (n.split("=") for n in list(digests)[1:]))
+    monkeypatch.setattr(regen_mod, "available_code_paths", lambda: paths)
+    monkeypatch.setattr(regen_mod, "run_code_path", fake)
+    assert same_branch(paths, fake) == {"MKL_CBWR=AVX2": "MKL_CBWR=SSE4_2", "ATEN_CPU_CAPABILITY=default": "default"}
+    calls.clear()
+    resolved, twins = regen_mod.resolve_code_paths(None, say=lambda s: None)
+    assert resolved == paths and twins == {"MKL_CBWR=AVX2": "MKL_CBWR=SSE4_2", "ATEN_CPU_CAPABILITY=default": "default"}
+    assert regen_mod.resolve_code_paths(paths[:2], say=lambda s: None) == (paths[:2], {})  # as asked: each runs
+    calls.clear()
+    jitter, measured, _ = regen_mod.code_path_jitter("eig_map", {}, {"m": 1.0}, code_paths=paths, twins=twins,
+                                                     say=lambda s: None)
+    assert [n for _, n in calls] == ["MKL_CBWR=COMPATIBLE", "MKL_CBWR=SSE4_2", "ONEDNN_MAX_CPU_ISA=SSE41"]
+    assert measured["MKL_CBWR=AVX2"] == measured["MKL_CBWR=SSE4_2"] and measured["ATEN_CPU_CAPABILITY=default"] == {"m": 1.0}
+    assert jitter == {"m": pytest.approx(0.01 * len("ONEDNN_MAX_CPU_ISA=SSE41"))}
+    assert regen_mod._twins_entry(twins) == {"code_path_twins": {"ATEN_CPU_CAPABILITY=default": "default",
+                                                                 "MKL_CBWR=AVX2": "MKL_CBWR=SSE4_2"}}
+    assert regen_mod._twins_entry({}) == {}

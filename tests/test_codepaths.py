@@ -107,3 +107,15 @@ def test_a_shipped_nets_hessian_on_another_code_path_passes_its_baseline(variabl
     baseline = load_baseline(root / "small" / f"{config.config_id}.json")
     rows = [r for r in compare(out["metrics"], baseline, tier=TIER_TOL) if r.name in out["metrics"]]
     assert len(rows) == 4 and all(r.ok for r in rows), "\n".join(r.line() for r in rows)
+
+
+@pytest.mark.skipif(not X86, reason="the code-path variables name x86 branches; this machine is not x86-64")
+def test_atens_and_onednns_variants_compute_otherwise_than_this_cpus_default():
+    """The variants CODE_PATHS picks for ATen and oneDNN are the branch below this CPU's own, so their
+    arithmetic digest differs from the default's (MKL's may not: on an Intel CPU with AVX-512 its
+    AVX512 branch is its default, and ``same_branch`` then counts it as the default). The mutant this
+    guards against: AVX2 variants on an AVX2-only CPU, which measured nothing."""
+    from lossbench.codepaths import same_branch
+
+    twins = same_branch(code_paths())
+    assert not [name for name, twin in twins.items() if twin == "default" and not name.startswith("MKL_CBWR")], twins
