@@ -31,11 +31,15 @@ def net_at(lossbench_scale, lossbench_net, lossbench_dataset):
 
 
 def pytest_generate_tests(metafunc):
-    if "eig_map_config" in metafunc.fixturenames:
-        from lossbench.config import get_scale
+    from lossbench.config import get_scale
 
-        configs = get_scale(metafunc.config.getoption("lossbench_scale") or "small").eig_map_configs
+    scale = get_scale(metafunc.config.getoption("lossbench_scale") or "small")
+    if "eig_map_config" in metafunc.fixturenames:
+        configs = scale.eig_map_configs
         metafunc.parametrize("eig_map_config", configs, ids=[c.config_id.removesuffix("-bs128-s0") for c in configs])
+    if "spectrum_config" in metafunc.fixturenames:  # the matrix, of every recipe it holds (Scale.no_spectrum aside)
+        configs = scale.spectrum_configs
+        metafunc.parametrize("spectrum_config", configs, ids=[c.config_id.removesuffix("-s0") for c in configs])
 
 
 def test_eigen_ratio_map(benchmark, eig_map_config, lossbench_net, lossbench_dataset, lossbench_scale,
@@ -86,10 +90,7 @@ def test_trajectory_plane(benchmark, net_at, lossbench_scale, lossbench_results_
                        weights_sha256=float32_sha(net))
 
 
-@pytest.mark.parametrize("batch_size", [128, 2000], ids=["bs128", "bs2000"])
-@pytest.mark.parametrize("depth,shortcut", [(20, True), (20, False), (56, True), (56, False)],
-                         ids=["resnet20", "resnet20-noshort", "resnet56", "resnet56-noshort"])
-def test_spectrum(benchmark, depth, shortcut, batch_size, net_at, lossbench_scale, lossbench_baseline,
+def test_spectrum(benchmark, spectrum_config, lossbench_net, lossbench_dataset, lossbench_scale, lossbench_baseline,
                   lossbench_baseline_doc, lossbench_records, lossbench_progress):
     """The stored spectrum of a shipped net (the expensive SLQ and top-16 run when the baseline was
     written): its top three eigenvalues over the same images recomputed and checked at their recompute
@@ -98,12 +99,12 @@ def test_spectrum(benchmark, depth, shortcut, batch_size, net_at, lossbench_scal
     if not lossbench_scale.shipped:
         pytest.skip(f"the {lossbench_scale.name} scale retrains its nets on each machine: the spectra are stored "
                     "for the shipped nets (--lossbench-scale small)")
-    config = find_config(lossbench_scale.name, depth=depth, shortcut=shortcut, batch_size=batch_size)
+    config = spectrum_config
     doc = lossbench_baseline_doc(f"spectrum/{config.config_id}")
     if not doc:
         pytest.skip(f"baselines/{lossbench_scale.name}/spectrum/{config.config_id}.json is not written yet: "
                     f"python -m lossbench baselines --scale {lossbench_scale.name} --spectrum --only {config.config_id}")
-    net, data = net_at(depth, shortcut, batch_size)
+    net, data = lossbench_net(config), lossbench_dataset(config)
     benchmark.group = f"spectrum:{lossbench_scale.name}"
     metrics = benchmark.pedantic(spectrum_check_metrics, args=(net.model, data, lossbench_scale), rounds=1,
                                  iterations=1, warmup_rounds=0)

@@ -594,7 +594,8 @@ def write_spectrum_baselines(scale: Scale, *, baselines_dir: str | Path, results
     code_paths, twins = resolve_code_paths(code_paths, say)
     names = sorted([*PLAIN_VARIANTS, *map(code_path_name, code_paths)])
     written = []
-    for config in chosen_configs(scale.configs, scale.authors_configs, only, f"{scale.name} scale's spectra"):
+    others = (*scale.authors_configs, *(c for c in scale.configs if c not in scale.spectrum_configs))
+    for config in chosen_configs(scale.spectrum_configs, others, only, f"{scale.name} scale's spectra"):
         if scale.shipped and config.config_id not in shipped_ids(baselines_dir, scale.name):
             say(f"skip the spectrum of {config.config_id}: not shipped yet")
             continue

@@ -137,3 +137,16 @@ def test_the_eigen_ratio_maps_are_of_each_recipes_resnet56_pair_at_batch_128():
     assert [c.config_id for c in both.eig_map_configs] == seed_pair + [
         "resnet56-sgd-wd0.0005-authors-bs128-s0", "resnet56-noshort-sgd-wd0.0005-authors-bs128-s0"]
     assert [c.config_id for c in SCALES["ci"].eig_map_configs] == ["resnet56-bs128-s0", "resnet56-noshort-bs128-s0"]
+
+
+def test_the_spectra_are_of_the_matrix_less_the_nets_named_and_the_authors_join_with_it():
+    import dataclasses
+
+    small = SCALES["small"]
+    ids = {c.config_id for c in small.configs}
+    assert set(small.no_spectrum) <= ids, "a no_spectrum id that names no net of the matrix (a typo skips nothing)"
+    assert [c.config_id for c in small.spectrum_configs] == [
+        "resnet20-bs128-s0", "resnet20-bs2000-s0", "resnet20-noshort-bs128-s0", "resnet20-noshort-bs2000-s0"]
+    both = dataclasses.replace(small, configs=small.configs + small.authors_configs, authors_configs=())
+    assert [c.config_id for c in both.spectrum_configs][4:] == [c.config_id for c in small.authors_configs]
+    assert SCALES["ci"].spectrum_configs == SCALES["ci"].configs
