@@ -424,6 +424,8 @@ def evaluate_claims(records: Sequence[Mapping[str, Any]],
             claims += _skip_claims(nets, bs, group)
     claims += _large_batch_claims(seed, batch_sizes)
     claims += _spectrum_claims(seed, batch_sizes)
+    authors = [r for r in records if recipe_of(r) == "authors"]
+    claims += _spectrum_claims(authors, sorted({r["config"]["batch_size"] for r in authors}), prefix="authors-")
     claims += _filter_normalisation_claims(records)
     # the authors' depth matrix stays out of the correlation until it is judged on its own: one recipe's
     # nets added to another's would move a verdict by the mixing, not by the finding
@@ -637,13 +639,14 @@ def _batch_pairs(records, batch_sizes: list[int]):
                 yield f"resnet{depth}{'' if shortcut else '-noshort'}", (small, large), (a, b)
 
 
-def _spectrum_claims(records, batch_sizes: list[int]) -> list[Claim]:
+def _spectrum_claims(records, batch_sizes: list[int], prefix: str = "") -> list[Claim]:
     """The Hessian's spectrum at the minimum (beyond the paper): large batches give a larger top
     eigenvalue (Keskar et al. 2017; Yao et al. 2018), and without skip connections more of the spectrum
     is negative (the density behind the paper's Figure 7 ratio; Ghorbani et al. 2019's negative mass,
     here as the negative share of the squared spectrum, which does not count a null cluster's rounding:
     :meth:`lossbench.hessian.Spectrum.negative_share`).
-    Judged on the nets whose stored spectrum is merged in (``evaluate_claims(spectra=...)``)."""
+    Judged on the nets whose stored spectrum is merged in (``evaluate_claims(spectra=...)``), one
+    recipe's nets at a time: ``prefix`` starts the keys' groups of any recipe but the seed's."""
     out = []
     with_spectrum = [r for r in records if r.get("spectrum")]
     depths = sorted({r["config"]["depth"] for r in with_spectrum})
@@ -651,7 +654,7 @@ def _spectrum_claims(records, batch_sizes: list[int]) -> list[Claim]:
         out.append(_claim(
             "large-batch-larger-top-eigenvalue",
             f"batch {large} finds a minimum whose Hessian has a larger top eigenvalue lambda_max than "
-            f"batch {small}'s (Lanczos over the spectrum's images, nats per unit^2)", net,
+            f"batch {small}'s (Lanczos over the spectrum's images, nats per unit^2)", f"{prefix}{net}",
             "Keskar et al. 2017; Yao et al. 2018 (beyond this paper)",
             [[difference(f"lambda_max bs{large} - bs{small}", number(b, "spec_lambda_max"),
                          number(a, "spec_lambda_max"), names=(f"bs{large}", f"bs{small}"))]], [a, b]))
@@ -664,7 +667,7 @@ def _spectrum_claims(records, batch_sizes: list[int]) -> list[Claim]:
             out.append(_claim(
                 "more-negative-curvature-without-skips",
                 f"without skip connections a larger share of ResNet-{depth}'s squared Hessian spectrum is negative, "
-                "sum_{lambda<0} lambda^2 / sum lambda^2 by SLQ, than with them", f"resnet{depth}-bs{bs}",
+                "sum_{lambda<0} lambda^2 / sum lambda^2 by SLQ, than with them", f"{prefix}resnet{depth}-bs{bs}",
                 "Figure 7 as a density; Ghorbani et al. 2019 (beyond this paper)",
                 [[difference(f"negative share {depth}-noshort - {depth}", number(n, "spec_negative_share"),
                              number(s, "spec_negative_share"), names=(f"{depth}-noshort", f"{depth}"))]], [s, n]))

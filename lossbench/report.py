@@ -505,10 +505,16 @@ def spectrum_section(page: _Page) -> Section:
              len((doc.get("spread") or {}).get("seeds", [0]))] for r, doc in stored]
     h, m = _table(["config", *SPECTRUM_COLUMNS.values(), "seeds"], rows)
     figs_html, figs_md = "", ""
-    by_batch: dict[int, list] = {}
+    from .claims import recipe_of
+
+    # one figure per recipe and batch size: a recipe's nets are compared with each other, as in the claims
+    by_batch: dict[tuple[str, int], list] = {}
     for r, doc in stored:
-        by_batch.setdefault(r["config"]["batch_size"], []).append((r, doc))
-    for bs, nets in sorted(by_batch.items()):
+        by_batch.setdefault((recipe_of(r), r["config"]["batch_size"]), []).append((r, doc))
+    for (recipe, bs), nets in sorted(by_batch.items(), key=lambda kv: (kv[0][0] != "seed", kv[0])):
+        name, said = (f"spectra-bs{bs}", f"batch {bs}") if recipe == "seed" else (
+            f"spectra-{recipe}-bs{bs}", f"the {recipe}' recipe, batch {bs}" if recipe == "authors"
+            else f"{recipe} nets, batch {bs}")
         spectra = {r["config_id"]: Spectrum(np.array(d["density"]["nodes"], float),
                                             np.array(d["density"]["weights"], float), int(d["density"]["dim"]))
                    for r, d in nets}
@@ -518,10 +524,10 @@ def spectrum_section(page: _Page) -> Section:
         grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, 800)
         top = {r["config_id"]: np.array(d["top"]["values"], float)[np.array(d["top"]["converged"], bool)]
                for r, d in nets}
-        a, b = page.figure(f"spectra-bs{bs}", plot.plot_spectrum(
+        a, b = page.figure(name, plot.plot_spectrum(
             {k: (grid, s.density(grid, sigma)) for k, s in spectra.items()}, top=top,
-            title=f"Hessian eigenvalue densities at batch {bs} (SLQ, width {sigma:.3g})"),
-            f"batch {bs}: the Hessian's eigenvalue density at each minimum (stochastic Lanczos quadrature over "
+            title=f"Hessian eigenvalue densities, {said} (SLQ, width {sigma:.3g})"),
+            f"{said}: the Hessian's eigenvalue density at each minimum (stochastic Lanczos quadrature over "
             f"{nets[0][1]['spectrum']['samples']} training images, {nets[0][1]['spectrum']['probes']} probes x "
             f"{nets[0][1]['spectrum']['steps']} steps; ticks: the top eigenvalues by Lanczos)")
         figs_html, figs_md = figs_html + a, figs_md + b

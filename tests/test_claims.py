@@ -558,3 +558,23 @@ def test_the_spectrum_claims_hold_fail_or_stay_open_by_their_margins():
     other = judge(recs, spectra=spectra_of(recs, seed_ids=(3, 4)))
     c = other["large-batch-larger-top-eigenvalue[resnet20]"]
     assert c.verdict == UNRESOLVED and "lacks its values at the other training seeds" in c.note
+
+
+def test_the_authors_matrix_has_its_own_spectrum_claims():
+    """The authors' nets' spectra are judged among themselves (``authors-resnet<depth>-bs128``), never
+    against the seed recipe's, and can fail; the seed recipe's spectrum claims are as without them."""
+    seed_recs, authors = paperlike(), authors_matrix()
+    spectra = spectra_of(seed_recs)
+    spectra_a = {r["config_id"]: spectrum_doc(5.0, (0.01, 0.08)[not r["config"]["shortcut"]]) for r in authors}
+    claims = judge(seed_recs + authors, eig_maps={}, spectra={**spectra, **spectra_a})
+    mine = {k: c for k, c in claims.items() if "negative-curvature" in k and "[authors-" in k}
+    assert set(mine) == {f"more-negative-curvature-without-skips[authors-resnet{d}-bs128]" for d in (20, 56)}
+    for c in mine.values():
+        assert c.verdict == HOLDS and all("authors" in cid for cid in c.nets), (c.key, c.summary())
+    assert not any("top-eigenvalue" in k and "authors" in k for k in claims)  # one batch size: no such claim
+    alone = judge(seed_recs, eig_maps={}, spectra=spectra)
+    for k, c in alone.items():
+        assert claims[k].verdict == c.verdict and claims[k].summary() == c.summary(), k
+    flipped = {r["config_id"]: spectrum_doc(5.0, (0.08, 0.01)[not r["config"]["shortcut"]]) for r in authors}
+    out = judge(seed_recs + authors, eig_maps={}, spectra={**spectra, **flipped})
+    assert out["more-negative-curvature-without-skips[authors-resnet56-bs128]"].verdict == FAILS

@@ -188,10 +188,18 @@ def test_the_stored_spectra_give_a_section_with_densities_planes_and_claims(tmp_
                 "kind": "spectrum", "config_id": cid, "config": {"depth": depth, "shortcut": shortcut,
                                                                   "batch_size": 128},
                 "spectrum_record": {"summary": summary, "seeds": {}, "uncertainty": {}}}})
+    # an authors'-recipe net: its density is drawn with its own recipe's, not over the seed recipe's
+    cid = "resnet20-sgd-wd0.0005-authors-bs128-s0"
+    (folder / f"{cid}.json").write_text(json.dumps(doc))
+    run["benchmarks"].append({"name": f"test_spectrum[{cid}]", "stats": {"mean": 3.0}, "extra_info": {
+        "kind": "spectrum", "config_id": cid, "config": {"depth": 20, "shortcut": True, "batch_size": 128,
+                                                          "init": "authors", "optimizer": "sgd"},
+        "spectrum_record": {"summary": summary, "seeds": {}, "uncertainty": {}}}})
     run_path.write_text(json.dumps(run))
     out = tmp_path / "report"
     assert main(["--benchmarks", str(bench), "--baselines", str(tmp_path / "baselines"), "-o", str(out)]) == 0
     md = (out / "summary.md").read_text()
     assert "## Hessian spectra" in md and "| resnet20-noshort-bs128-s0 | 5 | 3 |" in md
     assert (out / "spectra-bs128.png").exists() and (out / "eigen-plane-resnet56-noshort-bs128-s0.png").exists()
+    assert (out / "spectra-authors-bs128.png").exists() and "the authors' recipe, batch 128: the Hessian" in md
     assert "more-negative-curvature-without-skips[resnet20-bs128]" in md
