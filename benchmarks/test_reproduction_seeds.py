@@ -1,5 +1,5 @@
 """Every training seed, not only seed 0 (``--lossbench-all-seeds``): seeds 1 and 2 of each net of the
-matrix, loaded from ``baselines/<scale>/seed-nets/`` (verified by sha256), measured as the main job
+matrix (every further seed its spread stores), loaded from ``baselines/<scale>/seed-nets/`` (verified by sha256), measured as the main job
 measures seed 0 (:func:`lossbench.reproduce.study_net`), and compared with the values the claims use
 for them: the seed-0 file's spread (:func:`lossbench.baselines.seed_baseline`). The stored values must
 belong to these weights (the spread records each seed's weights hash), so a spread measured on other
@@ -10,7 +10,7 @@ weights fails here instead of deciding a claim.
 
 import pytest
 
-from lossbench.baselines import compare, seed_baseline
+from lossbench.baselines import compare, further_seeds, seed_baseline
 
 from _timing import float32_sha
 
@@ -19,11 +19,17 @@ SEEDS = (1, 2)
 
 def pytest_generate_tests(metafunc):
     if "seed_config" in metafunc.fixturenames:
+        import json
+
         from lossbench.config import get_scale
+        from lossbench.pytest_plugin import _baselines_dir
 
         scale = get_scale(metafunc.config.getoption("lossbench_scale") or "small")
-        params = [pytest.param(c.replace(seed=s), id=c.replace(seed=s).config_id)
-                  for c in scale.all_configs for s in SEEDS]
+        params = []
+        for c in scale.all_configs:
+            path = _baselines_dir(metafunc.config) / scale.name / f"{c.config_id}.json"
+            doc = json.loads(path.read_text()) if path.exists() else None
+            params += [pytest.param(c.replace(seed=s), id=c.replace(seed=s).config_id) for s in further_seeds(doc, SEEDS)]
         metafunc.parametrize("seed_config", params)
 
 

@@ -187,6 +187,14 @@ def uncertainty_context(doc: Mapping[str, Any], *, session_seed: int = 0) -> dic
             "uncertainty": unc}
 
 
+def further_seeds(doc: Mapping[str, Any] | None, default: tuple[int, ...] = (1, 2)) -> tuple[int, ...]:
+    """The training seeds besides seed 0 whose values a baseline's spread stores, in its order (a
+    config may have more than ``default``: one trained further where a seed did not reach a minimum);
+    ``default`` where it stores none."""
+    stored = [int(s) for s in ((doc or {}).get("spread") or {}).get("seeds", []) if s != 0]
+    return tuple(stored) or default
+
+
 def seed_baseline(doc: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """The baseline of training seed ``seed`` held in seed 0's file: for every metric whose values at
     each seed are stored (``spread.metrics.<name>.values``), the value at ``seed`` with seed 0's

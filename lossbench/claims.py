@@ -31,7 +31,10 @@ seeds and the images: a comparison is decided on its mean margin over the pairs,
 includes the pair-to-pair spread (:func:`combine_pairs`); the per-pair numbers are kept. With
 :data:`K` = 3:
 
-* ``inconclusive``: a net it needs (any training seed) has not reached a minimum;
+* ``inconclusive``: a net it needs has not reached a minimum: seed 0, or so many other training
+  seeds that fewer than :data:`MIN_SEEDS` did. A claim is about minima, so a further seed that did
+  not reach one is left out where seed 0 and at least :data:`MIN_SEEDS` seeds in all did
+  (:func:`at_minima`; the seed and its final accuracy stay named in the claim's nets);
 * ``unresolved``: some |margin| <= K x uncertainty (or a number is missing: NaN, e.g. an eigenvalue
   Lanczos could not resolve), or a net it needs has fewer than :data:`MIN_SEEDS` training seeds (the
   seed-to-seed part of its error is then unknown, not zero): the data cannot decide;
@@ -165,6 +168,32 @@ def number(record: Mapping[str, Any], name: str) -> Estimate:
     return est
 
 
+def at_minima(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The record with its further training seeds that did not reach a minimum left out, where seed 0
+    and at least :data:`MIN_SEEDS` seeds in all did (then ``seeds["left_out"]`` names each with its
+    final numbers); else the record as it is, which then counts as not at a minimum. A training seed's
+    values are dropped from every per-seed list, the eigen-ratio map's and the spectrum's included (merge
+    those first)."""
+    seeds = record.get("seeds") or {}
+    converged = list(seeds.get("converged") or [])
+    ids = list(seeds.get("seeds") or [])
+    if not record["converged"] or all(converged) or len(converged) != len(ids):
+        return record
+    keep = [i for i, c in enumerate(converged) if c]
+    if 1 + len(keep) < MIN_SEEDS:
+        return record
+    finals = list(seeds.get("finals") or [])
+    out = dict(record)
+    out["seeds"] = {**seeds, "seeds": [ids[i] for i in keep],
+                    "metrics": {k: [v[i] for i in keep] for k, v in (seeds.get("metrics") or {}).items()
+                                if len(v) == len(ids)},
+                    "finals": [finals[i] for i in keep] if len(finals) == len(ids) else [],
+                    "converged": [True] * len(keep),
+                    "left_out": [{"seed": ids[i], **(dict(finals[i]) if len(finals) == len(ids) else {})}
+                                 for i in range(len(ids)) if not converged[i]]}
+    return out
+
+
 def all_converged(record: Mapping[str, Any]) -> bool:
     """Every training seed of the config reached a minimum (seed 0's and the stored seeds')."""
     return bool(record["converged"]) and all((record.get("seeds") or {}).get("converged", []))
@@ -213,7 +242,8 @@ class Claim:
         verdict: one of :data:`VERDICTS`.
         nets: config_id -> final train loss/accuracy, test accuracy, converged (all seeds), seeds.
         paper_number: the paper's own number where it gives one.
-        note: why an unresolved verdict is not decided other than by its margins ("" otherwise).
+        note: why an unresolved verdict is not decided other than by its margins, and which training
+            seeds were left out as not at a minimum (:func:`at_minima`); "" otherwise.
     """
 
     name: str
@@ -291,7 +321,9 @@ def _claim(name: str, statement: str, group: str, paper: str, per_pair: Sequence
     (judged whatever the nets reached)."""
     info = {r["config_id"]: {"train_loss": r["final"]["train_loss"], "train_acc": r["final"]["train_acc"],
                              "test_acc": r["final"].get("test_acc", math.nan), "converged": all_converged(r),
-                             "seeds": 1 + len((r.get("seeds") or {}).get("finals", []))}
+                             "seeds": 1 + len((r.get("seeds") or {}).get("finals", [])),
+                             **({"left_out": r["seeds"]["left_out"]} if (r.get("seeds") or {}).get("left_out")
+                                else {})}
             for r in nets}
     per_pair = tuple(tuple(p) for p in per_pair)
     seeds = min((v["seeds"] for v in info.values()), default=0)
@@ -304,6 +336,10 @@ def _claim(name: str, statement: str, group: str, paper: str, per_pair: Sequence
     elif verdict == UNRESOLVED and any(math.isnan(t.uncertainty) for t in combine_pairs(per_pair)):
         note = ("an uncertainty is unknown: a number lacks its values at the other training seeds (measured on "
                 "weights that are not shipped, or not measured there yet) or did not converge")
+    out = [f"{k}: seed {x['seed']} left out, not at a minimum (train acc {x.get('train_acc', math.nan):.3f})"
+           for k, v in sorted(info.items()) for x in v.get("left_out", [])]
+    if out:
+        note = "; ".join(([note] if note else []) + out)
     return Claim(name, statement, group, paper, per_pair, verdict, info, paper_number, note)
 
 
@@ -409,6 +445,7 @@ def evaluate_claims(records: Sequence[Mapping[str, Any]],
         m = (spectra or {}).get(r["config_id"])
         if m:
             _merge_spectrum(r, m)
+    records = [dict(at_minima(r)) for r in records]
     claims: list[Claim] = []
     seed = [r for r in records if recipe_of(r) == "seed"]
     batch_sizes = sorted({r["config"]["batch_size"] for r in seed})
@@ -440,7 +477,10 @@ def _merge_eig_map(record: dict[str, Any], m: Mapping[str, Any]) -> None:
     record["eig_map"] = dict(summary)
     seeds = dict(record.get("seeds") or {})
     metrics = dict(seeds.get("metrics", {}))
-    for name, values in ((m.get("seeds") or {}).get("metrics", {})).items():
+    theirs = m.get("seeds") or {}
+    # values of the same training seeds only (a map's spread of other seeds leaves its seed error unknown)
+    same = list(theirs.get("seeds", [])) == list(seeds.get("seeds", []))
+    for name, values in (theirs.get("metrics", {}) if same else {}).items():
         metrics[f"eigmap_{name}"] = values
     seeds["metrics"] = metrics
     record["seeds"] = seeds

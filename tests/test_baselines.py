@@ -621,3 +621,11 @@ def test_a_code_path_that_computes_as_another_is_counted_as_it_and_not_run_again
     assert regen_mod._twins_entry(twins) == {"code_path_twins": {"ATEN_CPU_CAPABILITY=default": "default",
                                                                  "MKL_CBWR=AVX2": "MKL_CBWR=SSE4_2"}}
     assert regen_mod._twins_entry({}) == {}
+
+
+def test_the_all_seeds_check_takes_every_further_seed_a_spread_stores():
+    from lossbench.baselines import further_seeds
+
+    assert further_seeds({"spread": {"seeds": [0, 1, 2, 3]}}) == (1, 2, 3)
+    assert further_seeds({"spread": {"seeds": [0, 1, 2]}}) == (1, 2)
+    assert further_seeds({"metrics": {}}) == (1, 2) and further_seeds(None, (1,)) == (1,)

@@ -102,9 +102,9 @@ def paperlike(spread=None):
 
 
 EIG = {"resnet56-bs128-s0": {"summary": {"eig_ratio_mean": 0.05},
-                             "seeds": {"metrics": {"eig_ratio_mean": [0.0505, 0.0495]}}},
+                             "seeds": {"seeds": [1, 2], "metrics": {"eig_ratio_mean": [0.0505, 0.0495]}}},
        "resnet56-noshort-bs128-s0": {"summary": {"eig_ratio_mean": 0.4},
-                                     "seeds": {"metrics": {"eig_ratio_mean": [0.404, 0.396]}}}}
+                                     "seeds": {"seeds": [1, 2], "metrics": {"eig_ratio_mean": [0.404, 0.396]}}}}
 PUBLISHED = {"resnet20": 7.37, "resnet20-noshort": 8.18, "resnet56": 5.89, "resnet56-noshort": 13.31}
 
 
@@ -578,3 +578,52 @@ def test_the_authors_matrix_has_its_own_spectrum_claims():
     flipped = {r["config_id"]: spectrum_doc(5.0, (0.08, 0.01)[not r["config"]["shortcut"]]) for r in authors}
     out = judge(seed_recs + authors, eig_maps={}, spectra={**spectra, **flipped})
     assert out["more-negative-curvature-without-skips[authors-resnet56-bs128]"].verdict == FAILS
+
+
+def _with_seed_3(rec, acc2=0.6):
+    """The record with a third further training seed, seed 2 trained to train accuracy ``acc2``."""
+    seeds = rec["seeds"]
+    seeds["seeds"] = [1, 2, 3]
+    seeds["metrics"] = {k: [v[0], v[1] * 7.0, v[0] * 1.001] for k, v in seeds["metrics"].items()}
+    seeds["finals"] = [seeds["finals"][0], {"train_acc": acc2, "test_acc": 0.5}, seeds["finals"][0]]
+    seeds["converged"] = [True, acc2 >= 0.9, True]
+    return rec
+
+
+def test_a_further_seed_that_did_not_reach_a_minimum_is_left_out_and_named_where_three_did():
+    """Claims are about minima: a further training seed that did not reach one is left out of every
+    number (its values, however wild, change nothing) where seed 0 and at least MIN_SEEDS seeds did, and
+    the claim names it; with fewer seeds at a minimum the net counts as not at one (inconclusive)."""
+    from lossbench.claims import at_minima
+
+    base = judge(paperlike() + authors_matrix(), eig_maps={})
+    deep = "resnet56-noshort-sgd-wd0.0005-authors-bs128-s0"
+    recs = paperlike() + authors_matrix()
+    _with_seed_3(next(r for r in recs if r["config_id"] == deep))
+    claims = judge(recs, eig_maps={})
+    c = claims["depth-nonconvex-without-skips[authors-bs128]"]
+    assert c.verdict == base[c.key].verdict == HOLDS and c.summary() != ""
+    assert f"{deep}: seed 2 left out, not at a minimum (train acc 0.600)" in c.note
+    assert c.nets[deep]["seeds"] == 3 and c.nets[deep]["left_out"][0]["seed"] == 2
+    # the values kept are seeds 1 and 3, in their order
+    kept = at_minima(_with_seed_3(record(56, False, 128, nc=0.5, curv=9, ratio=0.4, err=0.12)))
+    assert kept["seeds"]["seeds"] == [1, 3] and kept["seeds"]["converged"] == [True, True]
+    assert all(len(v) == 2 for v in kept["seeds"]["metrics"].values())
+    # seed 0 not at a minimum, or two of four seeds not: the net is not at a minimum
+    assert at_minima(_with_seed_3(record(56, False, 128, nc=0.5, curv=9, ratio=0.4, err=0.12, acc=0.5)))["seeds"][
+        "seeds"] == [1, 2, 3]
+    two_bad = _with_seed_3(record(56, False, 128, nc=0.5, curv=9, ratio=0.4, err=0.12))
+    two_bad["seeds"]["converged"][2] = False
+    assert at_minima(two_bad) is two_bad
+    recs = paperlike() + authors_matrix()
+    rec = _with_seed_3(next(r for r in recs if r["config_id"] == deep))
+    rec["seeds"]["converged"][0] = False
+    assert judge(recs, eig_maps={})["depth-nonconvex-without-skips[authors-bs128]"].verdict == INCONCLUSIVE
+
+
+def test_an_eigen_ratio_map_of_other_training_seeds_than_its_net_adds_no_seed_values():
+    recs = paperlike()
+    eig = {k: {**v, "seeds": {**v["seeds"], "seeds": [1, 3]}} for k, v in EIG.items()}
+    c = judge(recs, eig_maps=eig)["larger-eig-ratio-map-without-skips[bs128]"]
+    assert c.verdict == UNRESOLVED and "lacks its values at the other training seeds" in c.note
+    assert judge(recs, eig_maps=EIG)["larger-eig-ratio-map-without-skips[bs128]"].verdict == HOLDS
