@@ -512,9 +512,8 @@ def spectrum_section(page: _Page) -> Section:
     for r, doc in stored:
         by_batch.setdefault((recipe_of(r), r["config"]["batch_size"]), []).append((r, doc))
     for (recipe, bs), nets in sorted(by_batch.items(), key=lambda kv: (kv[0][0] != "seed", kv[0])):
-        name, said = (f"spectra-bs{bs}", f"batch {bs}") if recipe == "seed" else (
-            f"spectra-{recipe}-bs{bs}", f"the {recipe}' recipe, batch {bs}" if recipe == "authors"
-            else f"{recipe} nets, batch {bs}")
+        whose = {"seed": "", "authors": "the authors' recipe, "}.get(recipe, f"{recipe} nets, ")
+        name, said = f"spectra-{recipe + '-' if whose else ''}bs{bs}", f"{whose}batch {bs}"
         spectra = {r["config_id"]: Spectrum(np.array(d["density"]["nodes"], float),
                                             np.array(d["density"]["weights"], float), int(d["density"]["dim"]))
                    for r, d in nets}
