@@ -379,3 +379,41 @@ def plot_connection(ts: np.ndarray, paths: Mapping[str, Mapping[str, np.ndarray]
     if title:
         fig.suptitle(title)
     return fig
+
+
+def plot_training_runs(panels: Sequence[tuple[str, Sequence[tuple[str, np.ndarray, np.ndarray, float, bool]]]], *,
+                       threshold: float, title: str = "", ncols: int = 4) -> Figure:
+    """Train accuracy against epoch, one panel per net and one line per training seed.
+
+    Args:
+        panels: (title, runs) per net; a run is (label, epochs, the running train accuracy of each
+            epoch in [0, 1], the final train accuracy (eval mode, a dot after the last epoch), whether
+            it reached a minimum). A run that did not is dashed.
+        threshold: the final train accuracy of a minimum, drawn dotted.
+    """
+    n_cols = max(1, min(ncols, len(panels)))
+    n_rows = max(1, -(-len(panels) // n_cols))
+    fig = Figure(figsize=(3.1 * n_cols, 2.6 * n_rows + 0.4), dpi=130, layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharey=True)
+    for k, ax in enumerate(axes.ravel()):
+        if k >= len(panels):
+            ax.set_axis_off()
+            continue
+        name, runs = panels[k]
+        for label, epochs, acc, final, reached in runs:
+            (line,) = ax.plot(epochs, acc, lw=1.0, ls="-" if reached else "--", label=label)
+            if len(epochs):
+                ax.plot([epochs[-1]], [final], "o", ms=3.5, color=line.get_color())
+        ax.axhline(threshold, color="0.4", lw=0.8, ls=":")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, frameon=False, loc="lower right")
+        if k % n_cols == 0:
+            ax.set_ylabel("train accuracy", fontsize=8)
+        if k // n_cols == n_rows - 1 or k + n_cols >= len(panels):
+            ax.set_xlabel("epoch", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,6 +317,26 @@ def shipped_ids(baselines_dir: str | Path, scale: str, kind: str = "nets") -> li
     """Config ids of the nets shipped for ``scale`` (sorted)."""
     folder = nets_dir(baselines_dir, scale, kind)
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def training_runs(config_id: str, baselines_dir: str | Path, scale: str) -> list[dict[str, Any]]:
+    """The provenance of every shipped training seed of seed-0 net ``config_id``, in seed order: seed 0
+    from ``nets/``, the others from ``seed-nets/`` (ids ``<stem>-s<seed>``, where ``config_id`` is
+    ``<stem>-s0``); [] when none is shipped. Reads the JSON only: what a report of the training runs
+    needs (``final``, ``converged``, ``history``, ``platform``, ``wall_seconds``), without the weights."""
+    if not config_id.endswith("-s0"):
+        raise ValueError(f"{config_id!r} is not a seed-0 id (<stem>-s0): its other seeds cannot be named")
+    stem = config_id[:-3]
+    runs = []
+    first = nets_dir(baselines_dir, scale) / f"{config_id}.json"
+    if first.is_file():
+        runs.append((0, json.loads(first.read_text())))
+    folder = nets_dir(baselines_dir, scale, "seed-nets")
+    for path in folder.glob(f"{stem}-s*.json") if folder.is_dir() else ():
+        seed = re.fullmatch(rf"{re.escape(stem)}-s(\d+)", path.stem)
+        if seed and int(seed.group(1)) > 0:
+            runs.append((int(seed.group(1)), json.loads(path.read_text())))
+    return [{**prov, "seed": seed} for seed, prov in sorted(runs, key=lambda r: r[0])]
 
 
 def load_reference(config_id: str, baselines_dir: str | Path, scale: str, *,

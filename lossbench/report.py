@@ -317,6 +317,65 @@ def nets_section(page: _Page) -> Section:
     return "Nets", f"{h}<p>{note}</p>", f"{m}\n{note}\n"
 
 
+#: How the training-runs section names each recipe (:func:`lossbench.claims.recipe_of`).
+RECIPE_NAMES = {"seed": "the seed recipe", "authors": "the authors' recipe",
+                "other": "the SGD nets of the filter-normalisation experiment"}
+
+
+def training_section(page: _Page) -> Section:
+    """Every shipped training seed of the run's nets: its train accuracy per epoch and where it ended
+    (one figure per recipe, a table of every run), so that a net judged not at a minimum is shown with
+    the runs that show it."""
+    from . import plot
+    from .claims import MIN_SEEDS, recipe_of
+    from .reference_nets import training_runs
+    from .reproduce import CONVERGED_TRAIN_ACC
+
+    groups: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
+    rows = []
+    for r in page.records:
+        seed_zero = r["config_id"].endswith("-s0")  # a variant (e.g. channels-last) has no seeds of its own
+        runs = training_runs(r["config_id"], page.baselines_dir, page.scale) if seed_zero else []
+        if not runs:
+            continue
+        groups.setdefault(recipe_of(r), []).append((r["config_id"], runs))
+        for run in runs:
+            final = run.get("final") or {}
+            rows.append([r["config_id"], run["seed"], len(run.get("history") or ()), final.get("train_acc"),
+                         final.get("test_acc"), "yes" if run.get("converged") else "NO",
+                         (run.get("platform") or {}).get("cpu_capability", run.get("device_name", "?")),
+                         round(float(run.get("wall_seconds", 0.0)) / 60, 1)])
+    if not rows:
+        return None
+    h, m = "", ""
+    for recipe, nets in groups.items():
+        panels = []
+        for config_id, runs in nets:
+            lines = []
+            for run in runs:
+                history = run.get("history") or []
+                final = run.get("final") or {}
+                lines.append((f"seed {run['seed']}: {final.get('train_acc', np.nan):.3f} / {final.get('test_acc', np.nan):.3f}",
+                              np.array([e["epoch"] for e in history]), np.array([e["train_acc"] for e in history]),
+                              float(final.get("train_acc", np.nan)), bool(run.get("converged"))))
+            panels.append((config_id, lines))
+        name = RECIPE_NAMES.get(recipe, recipe)
+        fig = plot.plot_training_runs(panels, threshold=CONVERGED_TRAIN_ACC,
+                                      title=f"training runs of {name}: running train accuracy per epoch (train mode); "
+                                            "dot and legend: final train / test accuracy (eval mode)")
+        a, b = page.figure(f"training-{recipe}", fig, f"Training runs of {name}, every shipped seed "
+                           f"(dashed: did not reach a minimum; dotted: train accuracy {CONVERGED_TRAIN_ACC:g})")
+        h, m = h + a, m + b
+    table_h, table_m = _table(["net", "training seed", "epochs", "train acc", "test acc", "reached a minimum",
+                               "trained on", "wall (min)"], rows)
+    note = (f"A run reached a minimum when its final train accuracy (eval mode, the whole training set) is at least "
+            f"{CONVERGED_TRAIN_ACC:g}. A claim on a net whose seed 0 did not is inconclusive; a further seed that "
+            f"did not is left out of the claim and named in its note, where seed 0 and at least {MIN_SEEDS} seeds in all "
+            "did.")
+    return ("Training runs", f"<p>{html.escape(note)}</p>{h}<details><summary>every run ({len(rows)})</summary>"
+            f"{table_h}</details>", f"{note}\n\n{m}\n{table_m}")
+
+
 def metrics_section(page: _Page) -> Section:
     """Every metric of every net against its baseline (folded: long)."""
     rows = []
@@ -672,7 +731,8 @@ def build_report(run_path: Path, *, bench_dir: Path, baselines_dir: Path, out_di
     page = _Page(run=run, run_path=run_path, records=records, surfaces=surfaces,
                  eig_records=kind_records(run, "eig-map"), scale=records[0].get("scale", "ci"),
                  bench_dir=bench_dir, baselines_dir=baselines_dir, out_dir=out_dir)
-    sections = [contributions_section(page), verdicts_section(page), landscape_grid_section(page), nets_section(page), metrics_section(page),
+    sections = [contributions_section(page), verdicts_section(page), landscape_grid_section(page), nets_section(page), training_section(page),
+                metrics_section(page),
                 views_section(page), curves_section(page), filter_normalisation_section(page),
                 curvature_section(page), spectrum_section(page), connectivity_section(page), timings_section(page, history, run_path if speed_run is None else speed_run),
                 paper_section(page), environment_section(page)]

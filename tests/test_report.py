@@ -203,3 +203,42 @@ def test_the_stored_spectra_give_a_section_with_densities_planes_and_claims(tmp_
     assert (out / "spectra-bs128.png").exists() and (out / "eigen-plane-resnet56-noshort-bs128-s0.png").exists()
     assert (out / "spectra-authors-bs128.png").exists() and "the authors' recipe, batch 128: the Hessian" in md
     assert "more-negative-curvature-without-skips[resnet20-bs128]" in md
+
+
+def _provenance(seed, final_acc, curve):
+    return {"format": "lossbench-reference-net/1", "seed": seed, "converged": final_acc >= 0.9,
+            "final": {"train_acc": final_acc, "test_acc": final_acc - 0.05, "train_loss": 0.1},
+            "history": [{"epoch": e + 1, "train_acc": a} for e, a in enumerate(curve)],
+            "platform": {"cpu_capability": "AVX2"}, "wall_seconds": 600.0}
+
+
+def test_the_training_runs_of_every_shipped_seed_are_drawn_and_tabled(tmp_path):
+    """A net's seed 0 (nets/) and its further seeds (seed-nets/, not a similarly named net's): a figure per
+    recipe and a row per run, the run that did not reach a minimum marked."""
+    bench = fake_run(tmp_path)
+    nets = tmp_path / "baselines" / "ci" / "nets"
+    seeds = tmp_path / "baselines" / "ci" / "seed-nets"
+    nets.mkdir()
+    seeds.mkdir()
+    (nets / "resnet56-noshort-bs128-s0.json").write_text(json.dumps(_provenance(0, 0.97, [0.1, 0.5, 0.9])))
+    (seeds / "resnet56-noshort-bs128-s1.json").write_text(json.dumps(_provenance(1, 1.0, [0.1, 0.6, 0.99])))
+    (seeds / "resnet56-noshort-bs128-s2.json").write_text(json.dumps(_provenance(2, 0.61, [0.1, 0.46, 0.13])))
+    # another net whose id starts alike (channels-last, seed 1): not a seed of the one above
+    (seeds / "resnet56-noshort-bs128-s1-cl.json").write_text(json.dumps(_provenance(1, 0.2, [0.1])))
+    out = tmp_path / "report"
+    assert main(["--benchmarks", str(bench), "--baselines", str(tmp_path / "baselines"), "-o", str(out)]) == 0
+    md = (out / "summary.md").read_text()
+    section = md[md.index("## Training runs"):md.index("## Metrics against baselines")]
+    assert "| resnet56-noshort-bs128-s0 | 2 | 3 | 0.61 | 0.56 | NO | AVX2 | 10 |" in section
+    assert "| resnet56-noshort-bs128-s0 | 1 | 3 | 1 | 0.95 | yes |" in section
+    assert "| resnet56-noshort-bs128-s0 | 0 | 3 | 0.97 |" in section
+    assert section.count("| resnet56-noshort-bs128-s0 |") == 3  # not the -cl net
+    assert "resnet20-bs128-s0 |" not in section  # nothing shipped for it: no row
+    assert (out / "training-seed.png").exists() and "training-seed.png" in section
+
+
+def test_the_training_runs_section_is_absent_when_no_net_is_shipped(tmp_path):
+    bench = fake_run(tmp_path)
+    out = tmp_path / "report"
+    assert main(["--benchmarks", str(bench), "--baselines", str(tmp_path / "baselines"), "-o", str(out)]) == 0
+    assert "## Training runs" not in (out / "summary.md").read_text()
