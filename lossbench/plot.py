@@ -409,7 +409,7 @@ def plot_training_runs(panels: Sequence[tuple[str, Sequence[tuple[str, np.ndarra
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, frameon=False, loc="lower right")
+        ax.legend(fontsize=6, frameon=False, loc="best")  # a run that ends low must not hide under it
         if k % n_cols == 0:
             ax.set_ylabel("train accuracy", fontsize=8)
         if k // n_cols == n_rows - 1 or k + n_cols >= len(panels):
