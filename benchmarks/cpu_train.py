@@ -26,7 +26,8 @@ Jobs file, one job per line; ``#`` starts a comment:
   and that commit is what marks it done; it runs with OpenMP's passive waiting, so that a writer's
   2-thread recompute does not spin against the other core's job.
 
-MINUTES is the expected wall time on a core shared with one other job.
+MINUTES is the expected wall time on a core shared with one other job. The queue reads the jobs file
+again when it changes: new lines and a new order count from then on, a job it started runs on.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +142,23 @@ def shipped_files(job: Job, scale: str, baselines: Path) -> list[Path] | None:
         extra = [meta.with_name(prov["pca_file"])] if prov.get("pca_file") else []
         return [meta, weights, *extra]
     return None
+
+
+def pending_after_edit(jobs: list[Job | Run], ends: dict[str, dt.datetime], started: set[str],
+                       done: Callable[[Job | Run], bool], now: dt.datetime) -> list[Job | Run]:
+    """The jobs of a jobs file edited while the queue runs that are still to start, in the file's new
+    order: not started by this queue (running or ended, whatever its new line says) and not done. A job
+    found done (shipped or committed meanwhile, e.g. by hand) is entered in ``ends`` at ``now``, so that
+    what waits for it may start."""
+    pending = []
+    for job in jobs:
+        if job.name in ends or job.name in started:
+            continue
+        if done(job):
+            ends[job.name] = now
+        else:
+            pending.append(job)
+    return pending
 
 
 def fits(job: Job | Run, now: dt.datetime, until: dt.datetime | None) -> bool:
@@ -302,7 +321,17 @@ def main(argv: list[str] | None = None) -> int:
     args.logs.mkdir(parents=True, exist_ok=True)
     ends = dict.fromkeys(done, now)
     running: dict[Job | Run, subprocess.Popen] = {}
+    started: set[str] = set()
+    edited = args.jobs.stat().st_mtime
     while pending or running:
+        if args.jobs.stat().st_mtime != edited:  # an edit (a seed added, a new order) counts from now on
+            edited = args.jobs.stat().st_mtime
+            try:
+                jobs = parse_jobs(args.jobs.read_text())
+                pending = pending_after_edit(jobs, ends, started, lambda j: is_done(j, args.scale), dt.datetime.now())
+                _log(f"read {args.jobs} again: {len(pending)} job(s) to start")
+            except ValueError as exc:  # a half-saved or wrong edit: keep the list as it was
+                _log(f"did not read {args.jobs} again: {exc}")
         for job, proc in list(running.items()):
             if proc.poll() is not None:
                 del running[job]
@@ -314,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             if job is None:
                 break
             pending.remove(job)
+            started.add(job.name)
             _log(f"start {job.name} ({job.minutes:g} min expected)")
             if isinstance(job, Run):
                 running[job] = _lossbench(*job.args, log=args.logs / f"run-{job.label}.txt", passive=True)
