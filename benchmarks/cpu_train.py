@@ -28,6 +28,12 @@ Jobs file, one job per line; ``#`` starts a comment:
 
 MINUTES is the expected wall time on a core shared with one other job. The queue reads the jobs file
 again when it changes: new lines and a new order count from then on, a job it started runs on.
+
+Linux's autogroup scheduler (``/proc/sys/kernel/sched_autogroup_enabled``) shares the cores between
+sessions, not processes: a test run or a writer started from another terminal (or ``setsid``) gets as
+much CPU as all of the queue's jobs together. On 2 cores a third process of another session left the
+two training jobs one core between them (a ResNet-56 epoch 36 s instead of 14). Give such work the
+lowest share first, ``echo 19 > /proc/$$/autogroup`` in its shell, or stop the queue for it.
 """
 
 from __future__ import annotations
