@@ -39,6 +39,8 @@ def epoch_stats(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
     """The measures above for ``model`` (its weights as loaded) on images ``x`` (N, 3, H, W), labels
     ``y`` (N,); BatchNorm in train mode (the batch's own statistics), no gradient, nothing changed
     but the BatchNorm running statistics."""
+    if len(x) < 2:
+        raise ValueError(f"{len(x)} image(s): the feature cosine is between two images; give at least 2")
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     if not norms:
         raise ValueError("the model has no BatchNorm2d layer: this diagnosis reads BatchNorm outputs")
@@ -54,7 +56,9 @@ def epoch_stats(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
     dead = torch.stack([(o <= 0).all(dim=0).all(dim=(1, 2)).float().mean() for o in outs])
     pooled = nn.functional.normalize(outs[-1].clamp(min=0).mean(dim=(2, 3)), dim=1)
     n = len(x)
-    cos = ((pooled @ pooled.T).sum() - n) / (n * (n - 1))  # off the diagonal
+    gram = pooled @ pooled.T
+    # off the diagonal; the trace, not n: an image whose features are all 0 has a 0 there, not 1
+    cos = (gram.sum() - gram.diagonal().sum()) / (n * (n - 1))
     with torch.no_grad():
         convs = torch.stack([m.weight.norm() for m in model.modules() if isinstance(m, nn.Conv2d)])
         gamma = torch.stack([m.weight.abs().mean() for m in norms]).mean()

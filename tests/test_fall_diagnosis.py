@@ -70,6 +70,19 @@ def test_an_input_dependent_net_has_logit_spread_and_distinct_features():
     assert fall_diagnosis.epoch_stats(net, x[:2], y[:2])["feature_cos"] == pytest.approx(c, abs=1e-5)
 
 
+def test_an_image_whose_features_are_all_zero_counts_as_cosine_zero_with_the_others():
+    torch.manual_seed(2)
+    x, y = torch.randn(2, 3, 5, 5), torch.zeros(2, dtype=torch.long)
+    net = _Tiny(gain=1.0)
+    with torch.no_grad():
+        net.bn.bias.fill_(-100.0)  # every channel dead on every image: all features 0
+    s = fall_diagnosis.epoch_stats(net, x, y)
+    assert s["feature_cos"] == 0.0
+    assert s["dead_mean"] == 1.0
+    with pytest.raises(ValueError, match="at least 2"):
+        fall_diagnosis.epoch_stats(net, x[:1], y[:1])
+
+
 def test_a_net_without_batchnorm_is_refused():
     with pytest.raises(ValueError, match="no BatchNorm2d"):
         fall_diagnosis.epoch_stats(nn.Sequential(nn.Flatten(), nn.Linear(75, 3)), torch.randn(2, 3, 5, 5),
