@@ -32,7 +32,7 @@ from torch import Tensor
 
 from lossbench.config import RunConfig
 from lossbench.data import load_dataset
-from lossbench.train import make_model
+from lossbench.train import checkpoint_path, make_model
 
 
 def epoch_stats(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not (args.folder / "config.json").is_file():
         parser.error(f"{args.folder} has no config.json: give a folder of `lossbench train`'s cache")
-    missing = [e for e in args.epochs if not (args.folder / f"epoch-{e:04d}.pt").is_file()]
+    missing = [e for e in args.epochs if not checkpoint_path(args.folder, e).is_file()]
     if missing:
         parser.error(f"no checkpoint for epoch(s) {missing} in {args.folder} (the cache keeps epoch-NNNN.pt per epoch)")
     torch.set_num_threads(1)
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{config.config_id} seed {config.seed}, {len(x)} training images, BatchNorm in train mode")
     print("epoch   loss    acc  logit sd  feature cos  dead mean/max  |gamma|  |W|")
     for epoch in args.epochs:
-        state = torch.load(args.folder / f"epoch-{epoch:04d}.pt", map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint_path(args.folder, epoch), map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         s = epoch_stats(model, x, y)
         print(f"{epoch:5d}  {s['loss']:5.3f}  {s['acc']:5.3f}  {s['logit_sd']:8.3f}  {s['feature_cos']:11.3f}  "

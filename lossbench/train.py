@@ -52,6 +52,11 @@ EVAL_BATCH = 500  # images per forward pass when evaluating; does not change the
 TRAIN_THREADS = 1
 
 
+def checkpoint_path(folder: Path, epoch: int) -> Path:
+    """The weight file of `epoch` (0 = the initialisation) in a training cache entry `folder`."""
+    return folder / f"epoch-{epoch:04d}.pt"
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """A trained network and how it got there.
@@ -74,7 +79,7 @@ class TrainResult:
     from_cache: bool
 
     def checkpoint(self, epoch: int) -> Path:
-        return self.path / f"epoch-{epoch:04d}.pt"
+        return checkpoint_path(self.path, epoch)
 
     @property
     def checkpoints(self) -> list[Path]:
@@ -374,7 +379,7 @@ def load_trained(config: RunConfig, *, cache_dir: str | Path | None = None,
 
 def _load_finished(config: RunConfig, folder: Path, device: torch.device | str) -> TrainResult:
     final = json.loads((folder / "final.json").read_text())
-    last = folder / f"epoch-{config.epochs:04d}.pt"
+    last = checkpoint_path(folder, config.epochs)
     if not last.is_file():
         raise CheckpointError(f"the cache entry {folder} of {config.config_id} is marked finished but lacks {last.name}: "
                               f"{_fix_for(last)}")
@@ -499,4 +504,4 @@ def _train_locked(
 def _save_epoch(config: RunConfig, model: nn.Module, folder: Path, epoch: int) -> None:
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     torch_save_atomic({"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": epoch, "model": state},
-                      folder / f"epoch-{epoch:04d}.pt")
+                      checkpoint_path(folder, epoch))
