@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -95,12 +95,15 @@ class Estimate:
         u: standard uncertainty, sqrt(seeds^2 + sampling^2 + numeric^2) of :attr:`parts`.
         values: the per-seed values.
         parts: the three components of ``u`` (seeds: sd / sqrt(n); 0 with one seed).
+        no_value: the training seeds whose value is NaN (an iterative method that did not converge
+            there, or a metric not measured there), which leave the mean and ``u`` unknown.
     """
 
     value: float
     u: float
     values: tuple[float, ...] = ()
     parts: dict[str, float] = field(default_factory=dict)
+    no_value: tuple[int, ...] = ()
 
     def __sub__(self, other: "Estimate") -> "Estimate":
         return Estimate(self.value - other.value, math.hypot(self.u, other.u))
@@ -161,10 +164,13 @@ def number(record: Mapping[str, Any], name: str) -> Estimate:
             f = float(np.nanmean(values))
             sampling = max(sampling, math.sqrt(max(f * (1 - f), 0.25 / points) / points))
     est = estimate(values, sampling=sampling, numeric=float(unc.get("numeric", 0.0)))
+    ids = [int(record["config"].get("seed", 0)), *(seeds.get("seeds") or [])]
+    if len(ids) == len(values) and not all(math.isfinite(v) for v in values):
+        est = replace(est, no_value=tuple(i for i, v in zip(ids, values) if not math.isfinite(v)))
     if len(values) < 1 + stored:
         # the net has other seeds, but not this metric's values at them (a metric added or redefined since
         # they were measured): its seed-to-seed error is unknown, not zero, so nothing is decided on it
-        return Estimate(est.value, math.nan, est.values, {**est.parts, "seeds": math.nan})
+        return Estimate(est.value, math.nan, est.values, {**est.parts, "seeds": math.nan}, est.no_value)
     return est
 
 
@@ -223,9 +229,10 @@ class Test:
 def difference(what: str, a: Estimate, b: Estimate, *, names: tuple[str, str], scale: float = 1.0) -> Test:
     """``a - b`` as a test (times ``scale``, e.g. 100 for percentage points), with both numbers shown."""
     d = a - b
+    missing = {f"{name} no value at seeds": list(e.no_value) for name, e in zip(names, (a, b)) if e.no_value}
     return Test(what, scale * d.value, scale * d.u,
                 {f"{names[0]}": scale * a.value, f"{names[0]} u": scale * a.u,
-                 f"{names[1]}": scale * b.value, f"{names[1]} u": scale * b.u})
+                 f"{names[1]}": scale * b.value, f"{names[1]} u": scale * b.u, **missing})
 
 
 @dataclass(frozen=True)
@@ -336,6 +343,11 @@ def _claim(name: str, statement: str, group: str, paper: str, per_pair: Sequence
     elif verdict == UNRESOLVED and any(math.isnan(t.uncertainty) for t in combine_pairs(per_pair)):
         note = ("an uncertainty is unknown: a number lacks its values at the other training seeds (measured on "
                 "weights that are not shipped, or not measured there yet) or did not converge")
+        missing = sorted({f"{t.what}: {key.removesuffix(' no value at seeds')} has none at seed "
+                          f"{', '.join(map(str, at))}" for tests in per_pair for t in tests
+                          for key, at in t.numbers.items() if key.endswith(" no value at seeds")})
+        if missing:
+            note += " (" + "; ".join(missing) + ")"
     out = [f"{k}: seed {x['seed']} left out, not at a minimum (train acc {x.get('train_acc', math.nan):.3f})"
            for k, v in sorted(info.items()) for x in v.get("left_out", [])]
     if out:

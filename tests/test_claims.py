@@ -236,6 +236,20 @@ def test_an_unresolved_eigenvalue_makes_its_claims_unresolved():
     assert claims["depth-nonconvex-without-skips[bs128]"].verdict == HOLDS  # the others are untouched
 
 
+def test_a_seed_whose_eigenvalue_did_not_converge_is_named_in_the_note():
+    """A further training seed's lambda_min that did not converge (NaN in the stored spread) leaves the
+    claim unresolved, and the note says which net, which comparison and which seed, not only that some
+    number somewhere lacks a value."""
+    recs = paperlike()
+    r = find(recs, "resnet56-noshort-bs128-s0")
+    r["seeds"]["metrics"]["eig_ratio_center"][1] = math.nan  # seed 2
+    c = judge(recs)["depth-eig-ratio-without-skips[bs128]"]
+    assert c.verdict == UNRESOLVED
+    assert "56-noshort has none at seed 2" in c.note, c.note
+    assert c.per_pair[0][0].numbers["56-noshort no value at seeds"] == [2]
+    assert "no value" not in judge(paperlike())["depth-eig-ratio-without-skips[bs128]"].note
+
+
 def test_unconverged_nets_make_a_claim_inconclusive_also_through_a_seed():
     recs = paperlike()
     r = find(recs, "resnet56-noshort-bs2000-s0")
