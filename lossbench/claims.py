@@ -226,10 +226,14 @@ class Test:
                 "decided": self.decided, **self.numbers}
 
 
+#: Suffix of a test's number that lists a net's training seeds with no value (``"<net> no value at seeds"``).
+NO_VALUE = " no value at seeds"
+
+
 def difference(what: str, a: Estimate, b: Estimate, *, names: tuple[str, str], scale: float = 1.0) -> Test:
     """``a - b`` as a test (times ``scale``, e.g. 100 for percentage points), with both numbers shown."""
     d = a - b
-    missing = {f"{name} no value at seeds": list(e.no_value) for name, e in zip(names, (a, b)) if e.no_value}
+    missing = {f"{name}{NO_VALUE}": list(e.no_value) for name, e in zip(names, (a, b)) if e.no_value}
     return Test(what, scale * d.value, scale * d.u,
                 {f"{names[0]}": scale * a.value, f"{names[0]} u": scale * a.u,
                  f"{names[1]}": scale * b.value, f"{names[1]} u": scale * b.u, **missing})
@@ -343,9 +347,9 @@ def _claim(name: str, statement: str, group: str, paper: str, per_pair: Sequence
     elif verdict == UNRESOLVED and any(math.isnan(t.uncertainty) for t in combine_pairs(per_pair)):
         note = ("an uncertainty is unknown: a number lacks its values at the other training seeds (measured on "
                 "weights that are not shipped, or not measured there yet) or did not converge")
-        missing = sorted({f"{t.what}: {key.removesuffix(' no value at seeds')} has none at seed "
-                          f"{', '.join(map(str, at))}" for tests in per_pair for t in tests
-                          for key, at in t.numbers.items() if key.endswith(" no value at seeds")})
+        missing = sorted({f"{t.what}: {key.removesuffix(NO_VALUE)} has none at seed {', '.join(map(str, at))}"
+                          for tests in per_pair for t in tests for key, at in t.numbers.items()
+                          if key.endswith(NO_VALUE)})
         if missing:
             note += " (" + "; ".join(missing) + ")"
     out = [f"{k}: seed {x['seed']} left out, not at a minimum (train acc {x.get('train_acc', math.nan):.3f})"
