@@ -19,6 +19,7 @@ from lossbench.reference_nets import (
     shipped_ids,
     ships_pca_directions,
     state_sha256,
+    training_runs,
 )
 from lossbench.reproduce import converged
 from lossbench.train import TRAIN_THREADS, _intra_op_threads, train
@@ -239,3 +240,114 @@ def test_the_cli_loads_a_shipped_seed_net_instead_of_training_it(monkeypatch):
     subject = cli_inputs.load_subject(args, torch.device("cpu"))
     assert subject.config.config_id == "resnet20-bs128-s1"
     assert subject.source["reference_net"].endswith("seed-nets/resnet20-bs128-s1.json")
+
+
+def _measured_seeds(scale_dir: Path) -> list[tuple[str, str, int, str]]:
+    """(baseline file, seed-0 config id, training seed, state sha256 it was measured on) for every
+    training seed a stored baseline names: the seed spreads (``spread.seeds``/``weights_sha256``) and the
+    mode-connecting curves' pairs (``pairs[i].seeds``/``weights_sha256``)."""
+    named = []
+    for path in sorted(scale_dir.rglob("*.json")):
+        if path.parent.name in ("nets", "seed-nets", "gpu-nets") or path.name == "claims.json":
+            continue
+        doc = json.loads(path.read_text())
+        config_id = path.stem  # eigmap/, spectrum/ and connect/ files are named after their seed-0 net too
+        groups = [doc["spread"]] if isinstance(doc.get("spread"), dict) else []
+        groups += [p for p in doc.get("pairs") or () if isinstance(p, dict) and "seeds" in p]
+        for group in groups:
+            named += [(str(path.relative_to(scale_dir)), config_id, int(seed), sha)
+                      for seed, sha in zip(group["seeds"], group["weights_sha256"], strict=True)]
+    return named
+
+
+def _tracked(root: Path, paths: list[Path]) -> set[Path]:
+    """The ``paths`` git tracks in ``root`` (all of them where ``root`` is no git checkout)."""
+    import subprocess
+
+    if not (root / ".git").exists():
+        return set(paths)
+    out = subprocess.run(["git", "ls-files", "-z", "--", *map(str, paths)], cwd=root, capture_output=True,
+                         check=True).stdout.decode()
+    return {root / p for p in out.split("\0") if p}
+
+
+def _weight_problems(baselines_dir: Path, scale: str, root: Path) -> list[str]:
+    """Every way a stored baseline's training seed cannot be recomputed by someone with this checkout:
+    its provenance or weights file is missing, the weights file is not in git, its sha256 is not the
+    provenance's, or the provenance's weights are not those the baseline was measured on."""
+    problems, hashes = [], {}
+    named = _measured_seeds(baselines_dir / scale)
+    for where, config_id, seed, sha in named:
+        runs = {r["seed"]: r for r in training_runs(config_id, baselines_dir, scale)}
+        folder = baselines_dir / scale / ("nets" if seed == 0 else "seed-nets")
+        if seed not in runs:
+            problems.append(f"{where}: training seed {seed} of {config_id} has no provenance in {folder}")
+            continue
+        prov = runs[seed]
+        weights = folder / prov["weights_file"]
+        if not weights.is_file():
+            problems.append(f"{where}: {weights} is missing (python -m lossbench train --scale {scale} --all --only "
+                            f"{config_id} --seed {seed}, then python -m lossbench ship --scale {scale} --only "
+                            f"{config_id} --seeds {seed})")
+            continue
+        if weights not in hashes:
+            hashes[weights] = sha256_of(weights)
+        if hashes[weights] != prov["weights_sha256"]:
+            problems.append(f"{where}: {weights}'s sha256 is not its provenance's")
+        if prov["state_sha256"] != sha:
+            problems.append(f"{where}: training seed {seed} of {config_id} was measured on other weights than "
+                            f"those shipped; measure it again on them (python -m lossbench baselines --help)")
+    untracked = sorted(set(hashes) - _tracked(root, sorted(hashes)))
+    problems += [f"{w} is not in git (git add it: a baseline was measured on it)" for w in untracked]
+    return problems
+
+
+def test_every_training_seed_a_baseline_names_is_in_git_with_the_weights_it_was_measured_on():
+    """Every .pt a stored spread (or mode-connecting pair) relies on is in git, its sha256
+    is its provenance's, and the provenance's weights are those the baseline was measured on; so
+    ``pytest benchmarks --lossbench-all-seeds`` can recompute every seed's numbers on a fresh clone."""
+    named = _measured_seeds(BASELINES / "small")
+    assert len({(c, s) for _, c, s, _ in named}) >= 30, "the small scale's spreads name its nets' seeds"
+    problems = _weight_problems(BASELINES, "small", BASELINES.parent)
+    assert not problems, "\n".join(problems)
+
+
+def test_a_baseline_whose_seed_weights_are_missing_changed_untracked_or_other_is_named(tmp_path):
+    """The check above on a copy of one config's spread and its three nets: clean, then each way it can
+    break (each must be named, or the check above could pass on a checkout that cannot recompute)."""
+    import shutil
+    import subprocess
+
+    source, scale_dir = BASELINES / "small", tmp_path / "small"
+    names = ["resnet20-bs128-s0.json", "nets/resnet20-bs128-s0.json", "nets/resnet20-bs128-s0.pt"]
+    names += [f"seed-nets/resnet20-bs128-s{s}.{ext}" for s in (1, 2) for ext in ("json", "pt")]
+    for name in names:
+        (scale_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / name, scale_dir / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+    assert _weight_problems(tmp_path, "small", tmp_path) == []
+
+    subprocess.run([*git, "rm", "-q", "--cached", "small/seed-nets/resnet20-bs128-s2.pt"], cwd=tmp_path, check=True)
+    assert _weight_problems(tmp_path, "small", tmp_path) == [
+        f"{scale_dir}/seed-nets/resnet20-bs128-s2.pt is not in git (git add it: a baseline was measured on it)"]
+    (scale_dir / "seed-nets/resnet20-bs128-s2.pt").unlink()
+    assert [p.split(" (")[0] for p in _weight_problems(tmp_path, "small", tmp_path)] == [
+        f"resnet20-bs128-s0.json: {scale_dir}/seed-nets/resnet20-bs128-s2.pt is missing"]
+    shutil.copyfile(source / "seed-nets/resnet20-bs128-s2.pt", scale_dir / "seed-nets/resnet20-bs128-s2.pt")
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+
+    weights = scale_dir / "seed-nets/resnet20-bs128-s1.pt"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 1
+    weights.write_bytes(bytes(data))
+    assert _weight_problems(tmp_path, "small", tmp_path) == [
+        f"resnet20-bs128-s0.json: {weights}'s sha256 is not its provenance's"]
+    shutil.copyfile(source / "seed-nets/resnet20-bs128-s1.pt", weights)
+
+    doc = json.loads((scale_dir / "resnet20-bs128-s0.json").read_text())
+    doc["spread"]["weights_sha256"][0] = "0" * 64
+    (scale_dir / "resnet20-bs128-s0.json").write_text(json.dumps(doc))
+    assert [p.split(";")[0] for p in _weight_problems(tmp_path, "small", tmp_path)] == [
+        "resnet20-bs128-s0.json: training seed 0 of resnet20-bs128-s0 was measured on other weights than those shipped"]
