@@ -196,8 +196,8 @@ def _reason(c) -> str:
         return "not at a minimum at every training seed: " + ", ".join(stuck)
     tests = c.tests
     margins = "; ".join(f"{t.margin:+.3g} ± {t.uncertainty:.2g}" for t in tests)
-    if c.verdict == UNRESOLVED:
-        return c.note or f"margin {margins}: within {K:g} uncertainties"
+    if c.verdict == UNRESOLVED:  # the margin first: a note on left-out seeds is no reason by itself
+        return f"margin {margins}: within {K:g} uncertainties" + (f"; {c.note}" if c.note else "")
     return f"margin {margins}"
 
 

@@ -157,6 +157,7 @@ def test_the_authors_matrix_gets_its_own_contours_and_verdict_count(tmp_path):
     assert "skips-prevent-nonconvexity[authors-bs128]" in top
     # one training seed per net here: unresolved, and the reason names the seeds it waits for
     assert "training seeds, the seed-to-seed error unknown" in top
+    assert "| unresolved | margin " in top  # its margin first, the note after it
 
 
 def test_the_stored_spectra_give_a_section_with_densities_planes_and_claims(tmp_path):
