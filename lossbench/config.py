@@ -295,9 +295,10 @@ class Scale:
         gpu_configs: nets trained only where a GPU is at hand (hours on the CPU): the paper's deepest
             nets and its wider ones (Figure 6). Selected by id (``train --all --only``, ``ship``); not
             part of :attr:`all_configs`, so nothing on the CPU path trains them unasked.
-        authors_configs: the depth matrix under the authors' recipe (ResNet-20 and -56, with and without
-            shortcuts), being trained: selected by id like :attr:`gpu_configs` until every seed of it is
-            shipped and the claims judge it.
+        authors_configs: a matrix under the authors' recipe while it is being trained: selected by id like
+            :attr:`gpu_configs` until every seed of it is shipped and the claims judge it, then moved into
+            ``configs`` with the regeneration of the claims (as the small scale's was on 2026-12-07; empty
+            in every scale now).
         connect_configs: configs of the matrix whose training seeds are joined by mode-connecting curves
             (Garipov et al. 2018): one curve per seed pair, trained when the baselines are written.
         connect_points: points of t in [0, 1] (both ends included) along each stored path.
