@@ -19,7 +19,7 @@ import torch
 
 from lossbench.baselines import uncertainty_context
 from lossbench.parallel import unit_key
-from lossbench.reproduce import compute_config_surface, pair_suffix, stored_pairs, study_net, study_rest
+from lossbench.reproduce import compute_config_surface, not_recomputed, stored_pairs, study_net, study_rest
 
 from _timing import float32_sha, mean_seconds
 
@@ -78,5 +78,4 @@ def test_reproduction(benchmark, run_config, trained, lossbench_data, lossbench_
     lossbench_baseline(run_config.config_id, metrics, config_hash=run_config.config_hash,
                        weights_sha256=float32_sha(trained),
                        extra={"final": dict(trained.final), "converged": record["converged"]},
-                       not_recomputed=[f"{name}{pair_suffix(k)}" for k in record["stored_pairs"]
-                                       for name in record["pairs"][k]])
+                       not_recomputed=not_recomputed(record))

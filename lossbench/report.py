@@ -378,8 +378,10 @@ def training_section(page: _Page) -> Section:
 
 def metrics_section(page: _Page) -> Section:
     """Every metric of every net against its baseline (folded: long)."""
+    from .reproduce import not_recomputed
+
     rows = []
-    n_pass = n_fail = 0
+    n_pass = n_fail = n_stored = 0
     for r in page.records:
         base_path = page.baselines_dir / page.scale / f"{r['config_id']}.json"
         try:
@@ -388,13 +390,20 @@ def metrics_section(page: _Page) -> Section:
             rows.append([r["config_id"], "(file)", None, None, None, f"INVALID: {exc}"])
             n_fail += 1
             continue
-        for row in compare(r["metrics"], base):
+        # the direction pairs the run took from the baseline (the scale's pair_check) are shown, not compared
+        stored = not_recomputed(r.get("record") or r) if "pairs" in (r.get("record") or r) else []
+        for row in compare(r["metrics"], base, not_recomputed=stored):
             rows.append([r["config_id"], row.name, row.obtained, row.expected, row.tol, "pass" if row.ok else "FAIL"])
             n_pass += row.ok
             n_fail += not row.ok
+        for name in stored:
+            value = (base.get("metrics") or {}).get(name, {}).get("value")
+            rows.append([r["config_id"], name, None, value, None, "stored, not recomputed"])
+        n_stored += len(stored)
     h, m = _table(["config", "metric", "obtained", "baseline", "± tol", "check"], rows)
     doc = html.escape(metrics_module.__doc__ or "")
-    return (f"Metrics against baselines ({n_pass} pass, {n_fail} fail)",
+    return (f"Metrics against baselines ({n_pass} pass, {n_fail} fail, {n_stored} stored from the baseline "
+            "and not recomputed: --lossbench-all-pairs recomputes them)",
             f"<details><summary>definitions</summary><pre>{doc}</pre></details>"
             f"<details><summary>every metric of every net ({len(rows)} rows)</summary>{h}</details>", m)
 

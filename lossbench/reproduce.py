@@ -293,6 +293,13 @@ def pair_suffix(k: int) -> str:
     return "" if k == 0 else f"/p{k}"
 
 
+def not_recomputed(record: Mapping[str, Any]) -> list[str]:
+    """The flat metric names (``curv_max/p1``, ...) of the direction pairs a net's study took from its
+    baseline instead of recomputing them (``record["stored_pairs"]``, see :func:`stored_pairs`): what a
+    check against that baseline leaves out rather than calling missing."""
+    return [f"{name}{pair_suffix(k)}" for k in record.get("stored_pairs", ()) for name in record["pairs"][k]]
+
+
 def raw_alpha_scale(model: nn.Module, delta: dict[str, torch.Tensor]) -> float:
     """||theta|| / ||delta|| over the tensors ``delta`` moves: the step along an unnormalised direction
     that perturbs the weights as much, relative to their size, as a unit step along a filter-normalised

@@ -243,3 +243,27 @@ def test_the_training_runs_section_is_absent_when_no_net_is_shipped(tmp_path):
     out = tmp_path / "report"
     assert main(["--benchmarks", str(bench), "--baselines", str(tmp_path / "baselines"), "-o", str(out)]) == 0
     assert "## Training runs" not in (out / "summary.md").read_text()
+
+
+def test_direction_pairs_taken_from_the_baseline_are_shown_as_stored_not_failed(tmp_path):
+    """The main job recomputes only the scale's pair_check pairs and takes the others from the baseline
+    (``record["stored_pairs"]``): the metrics table shows them as stored, it does not count them as
+    failed for having no obtained value (it called 416 of a real run's rows FAIL)."""
+    bench = fake_run(tmp_path)
+    path = next((bench / "Linux-CPython-3.11-64bit").glob("*.json"))
+    run = json.loads(path.read_text())
+    info = run["benchmarks"][0]["extra_info"]
+    assert info["config_id"] == "resnet20-bs128-s0"
+    info["pairs"] = [dict(info["metrics"]), {"curv_max": 3.0}]
+    info["stored_pairs"] = [1]
+    path.write_text(json.dumps(run))
+    (tmp_path / "baselines" / "ci" / "resnet20-bs128-s0.json").write_text(json.dumps({
+        "format": "lossbench-baseline/3", "source": {"commit": "x", "torch": "2.x", "device": "cpu", "date": "d"},
+        "metrics": {"curv_max": {"value": 2.0, "tol": 0.1}, "curv_max/p1": {"value": 3.0, "tol": 0.1}}}))
+    out = tmp_path / "report"
+    assert main(["--benchmarks", str(bench), "--baselines", str(tmp_path / "baselines"), "-o", str(out)]) == 0
+    md = (out / "summary.md").read_text()
+    assert "| resnet20-bs128-s0 | curv_max/p1 |  | 3 |  | stored, not recomputed |" in md
+    assert "| resnet20-bs128-s0 | curv_max | 2 | 2 | 0.1 | pass |" in md
+    assert "1 stored from the baseline and not recomputed" in md
+    assert not [line for line in md.splitlines() if "curv_max/p1" in line and "FAIL" in line]
