@@ -391,7 +391,7 @@ def metrics_section(page: _Page) -> Section:
             n_fail += 1
             continue
         # the direction pairs the run took from the baseline (the scale's pair_check) are shown, not compared
-        stored = not_recomputed(r.get("record") or r) if "pairs" in (r.get("record") or r) else []
+        stored = not_recomputed(r.get("record") or r)
         for row in compare(r["metrics"], base, not_recomputed=stored):
             rows.append([r["config_id"], row.name, row.obtained, row.expected, row.tol, "pass" if row.ok else "FAIL"])
             n_pass += row.ok

@@ -275,10 +275,12 @@ def _weight_problems(baselines_dir: Path, scale: str, root: Path) -> list[str]:
     """Every way a stored baseline's training seed cannot be recomputed by someone with this checkout:
     its provenance or weights file is missing, the weights file is not in git, its sha256 is not the
     provenance's, or the provenance's weights are not those the baseline was measured on."""
-    problems, hashes = [], {}
+    problems, hashes, runs_of = [], {}, {}
     named = _measured_seeds(baselines_dir / scale)
     for where, config_id, seed, sha in named:
-        runs = {r["seed"]: r for r in training_runs(config_id, baselines_dir, scale)}
+        if config_id not in runs_of:  # each net's provenance read once, not once per file naming its seeds
+            runs_of[config_id] = {r["seed"]: r for r in training_runs(config_id, baselines_dir, scale)}
+        runs = runs_of[config_id]
         folder = baselines_dir / scale / ("nets" if seed == 0 else "seed-nets")
         if seed not in runs:
             problems.append(f"{where}: training seed {seed} of {config_id} has no provenance in {folder}")
