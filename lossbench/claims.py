@@ -352,11 +352,17 @@ def _claim(name: str, statement: str, group: str, paper: str, per_pair: Sequence
                           if key.endswith(NO_VALUE)})
         if missing:
             note += " (" + "; ".join(missing) + ")"
-    out = [f"{k}: seed {x['seed']} left out, not at a minimum (train acc {x.get('train_acc', math.nan):.3f})"
-           for k, v in sorted(info.items()) for x in v.get("left_out", [])]
+    out = [_left_out(k, v["left_out"]) for k, v in sorted(info.items()) if v.get("left_out")]
     if out:
         note = "; ".join(([note] if note else []) + out)
     return Claim(name, statement, group, paper, per_pair, verdict, info, paper_number, note)
+
+
+def _left_out(config_id: str, left_out: list[dict]) -> str:
+    """One net's seeds left out as not at a minimum, in one phrase (the id once, however many seeds)."""
+    seeds = ", ".join(str(x["seed"]) for x in left_out)
+    accs = ", ".join(f"{x.get('train_acc', math.nan):.3f}" for x in left_out)
+    return f"{config_id}: seed{'s' if len(left_out) > 1 else ''} {seeds} left out, not at a minimum (train acc {accs})"
 
 
 def missing_nets(expected: Iterable[str], recorded: Iterable[str], selected: Iterable[str]) -> tuple[str, str] | None:

@@ -635,6 +635,22 @@ def test_a_further_seed_that_did_not_reach_a_minimum_is_left_out_and_named_where
     assert judge(recs, eig_maps={})["depth-nonconvex-without-skips[authors-bs128]"].verdict == INCONCLUSIVE
 
 
+def test_several_seeds_left_out_of_one_net_are_named_in_one_phrase():
+    """The note names a net once with all its seeds left out and their train accuracies, in seed order
+    (the report's table showed the 56-character id once per seed)."""
+    deep = "resnet56-noshort-sgd-wd0.0005-authors-bs128-s0"
+    recs = paperlike() + authors_matrix()
+    seeds = _with_seed_3(next(r for r in recs if r["config_id"] == deep))["seeds"]
+    seeds["seeds"] += [4, 5]
+    seeds["metrics"] = {k: v + [v[0] * 50.0, v[0] * 0.999] for k, v in seeds["metrics"].items()}
+    seeds["finals"] += [{"train_acc": 0.1124, "test_acc": 0.1}, seeds["finals"][0]]
+    seeds["converged"] += [False, True]
+    c = judge(recs, eig_maps={})["depth-nonconvex-without-skips[authors-bs128]"]
+    assert c.verdict == HOLDS and c.nets[deep]["seeds"] == 4
+    assert f"{deep}: seeds 2, 4 left out, not at a minimum (train acc 0.600, 0.112)" in c.note
+    assert c.note.count(deep) == 1, c.note
+
+
 def test_an_eigen_ratio_map_of_other_training_seeds_than_its_net_adds_no_seed_values():
     recs = paperlike()
     eig = {k: {**v, "seeds": {**v["seeds"], "seeds": [1, 3]}} for k, v in EIG.items()}
