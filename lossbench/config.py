@@ -152,6 +152,12 @@ class RunConfig:
         return name
 
     @property
+    def usual_lr(self) -> float:
+        """The peak learning rate of this optimizer's recipe (Adam 0.01 as the seed's, SGD 0.1 as the
+        authors'). Another shows up in :attr:`config_id` (``-lr0.05``)."""
+        return 0.1 if self.optimizer == "sgd" else 0.01
+
+    @property
     def usual_init(self) -> str:
         """The seed recipe's init for this net (``he_normal``; ``normal`` for a ResNet without shortcuts).
         Another init shows up in :attr:`config_id` (``-authors``)."""
@@ -163,12 +169,16 @@ class RunConfig:
 
         An SGD recipe and a weight decay show up (``resnet20-sgd-wd0.0005-bs128-s0``), so the seed
         and the filter-normalisation experiment's nets of one scale never share an id; so does an init
-        other than :attr:`usual_init` (``resnet56-noshort-sgd-wd0.0005-authors-bs128-s0``). Not unique
-        across data sizes; :attr:`config_hash` is the cache key.
+        other than :attr:`usual_init` (``resnet56-noshort-sgd-wd0.0005-authors-bs128-s0``) and a peak lr
+        other than :attr:`usual_lr` (``resnet56-noshort-sgd-wd0.0005-lr0.05-authors-bs128-s0``: two nets
+        of one recipe at two learning rates would otherwise share their files). Not unique across data
+        sizes; :attr:`config_hash` is the cache key.
         """
         recipe = "-sgd" if self.optimizer == "sgd" else ""
         if self.weight_decay:
             recipe += f"-wd{self.weight_decay:g}"
+        if self.lr != self.usual_lr:
+            recipe += f"-lr{self.lr:g}"
         if self.init != self.usual_init:
             recipe += f"-{self.init}"
         layout = "-cl" if self.channels_last else ""

@@ -78,6 +78,17 @@ def test_an_init_other_than_the_usual_one_shows_in_the_id():
     assert seed_recipe(depth=20, init="default").config_id == "resnet20-default-bs128-s0"
 
 
+def test_a_peak_lr_other_than_the_recipes_shows_in_the_id():
+    """Two nets of one recipe at two learning rates must not share a file stem (the authors' matrix at
+    lr 0.05 beside the one at 0.1, benchmarks/RESULTS.md); the recipes' own lr adds nothing."""
+    authors = paper_recipe(depth=56, shortcut=False)
+    assert authors.replace(lr=0.05).config_id == "resnet56-noshort-sgd-wd0.0005-lr0.05-authors-bs128-s0"
+    assert seed_recipe(depth=20).replace(lr=0.001).config_id == "resnet20-lr0.001-bs128-s0"
+    assert authors.replace(lr=0.05).config_id != authors.config_id
+    every = [c for s in SCALES.values() for c in s.known_configs + s.normalization_configs + s.connect_configs]
+    assert all("-lr" not in c.config_id for c in every)  # no shipped net's files change name
+
+
 def test_milestones_fall_at_epochs_150_225_275_of_300():
     cfg = seed_recipe()
     spe = 391  # CIFAR-10 at batch 128 with the last partial batch kept
