@@ -52,6 +52,10 @@ CANDIDATES: dict[str, RunConfig] = {
     # decay. Half the peak lr halves lr x wd, the rate at which weight decay shrinks the BatchNorm-scaled
     # convolutions and so raises their effective step: the candidate for a recipe that trains every seed
     "noshort56-e300-w20-lr0.05": candidate(epochs=300, warmup=0.2, lr=0.05),
+    # at lr 0.05 seed 0 still fell four times (epochs 50, 86, 119, 144), each after its gradient norm had
+    # doubled (fall_diagnosis.py: median 1.5-1.6 per 128-image batch in the stable stretches, largest 2.5;
+    # 3.6 and 1.8 / 3.9 in the epoch before a fall): a bound at 2.5 caps those steps and hardly any other
+    "noshort56-e300-w20-clip2.5": candidate(epochs=300, warmup=0.2, clip_grad_norm=2.5),
 }
 
 

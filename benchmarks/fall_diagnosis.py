@@ -15,7 +15,10 @@ images with BatchNorm in train mode (as the running train accuracy is measured):
 - ``dead``: the share of BatchNorm channels whose output is <= 0 on every image and every pixel (dead
   after the ReLU that follows), mean and worst over the layers;
 - ``|gamma|``: the mean BatchNorm scale, and ``|W|``: the mean Frobenius norm of the convolutions
-  (weight decay shrinks both).
+  (weight decay shrinks both);
+- ``grad med/max``: the global L2 norm of the loss gradient (weight decay's term not included) on
+  consecutive batches of ``--batch`` images, median and largest: the scale a gradient-clipping bound
+  (``RunConfig.clip_grad_norm``) is set against.
 
     python benchmarks/fall_diagnosis.py /work/cache-train/a06cfbc5... 0 10 58 59 60 70
 """
@@ -74,12 +77,31 @@ def epoch_stats(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
     }
 
 
+def grad_norms(model: nn.Module, x: Tensor, y: Tensor, batch: int) -> Tensor:
+    """The loss gradient's global L2 norm on each whole batch of ``batch`` consecutive images of ``x``
+    (N, 3, H, W), BatchNorm in train mode as in training; shape (N // batch,). Changes only the BatchNorm
+    running statistics and the parameters' ``.grad``."""
+    if len(x) < batch:
+        raise ValueError(f"{len(x)} image(s) make no batch of {batch}: give --images >= --batch")
+    model.train()
+    out = []
+    for k in range(len(x) // batch):
+        model.zero_grad(set_to_none=True)
+        xb, yb = x[k * batch:(k + 1) * batch], y[k * batch:(k + 1) * batch]
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        out.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).norm())
+    model.zero_grad(set_to_none=True)
+    return torch.stack(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="Example: python benchmarks/fall_diagnosis.py CACHE/<hash> 0 58 60 70")
     parser.add_argument("folder", type=Path, help="a training cache folder: config.json and epoch-NNNN.pt files")
     parser.add_argument("epochs", type=int, nargs="+", help="epochs whose checkpoints to measure")
     parser.add_argument("--images", type=int, default=1000, help="training images measured (default 1000)")
+    parser.add_argument("--batch", type=int, default=128,
+                        help="images per batch of the gradient norms (default 128, the matrix's batch size)")
     args = parser.parse_args(argv)
     if not (args.folder / "config.json").is_file():
         parser.error(f"{args.folder} has no config.json: give a folder of `lossbench train`'s cache")
@@ -92,13 +114,15 @@ def main(argv: list[str] | None = None) -> None:
     data = load_dataset(config)
     x, y = data.x_train[: args.images], data.y_train[: args.images]
     print(f"{config.config_id} seed {config.seed}, {len(x)} training images, BatchNorm in train mode")
-    print("epoch   loss    acc  logit sd  feature cos  dead mean/max  |gamma|  |W|")
+    print("epoch   loss    acc  logit sd  feature cos  dead mean/max  |gamma|  |W|    grad med/max")
     for epoch in args.epochs:
         state = torch.load(checkpoint_path(args.folder, epoch), map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         s = epoch_stats(model, x, y)
+        g = grad_norms(model, x, y, args.batch)
         print(f"{epoch:5d}  {s['loss']:5.3f}  {s['acc']:5.3f}  {s['logit_sd']:8.3f}  {s['feature_cos']:11.3f}  "
-              f"{s['dead_mean']:.3f}/{s['dead_max']:.3f}    {s['gamma']:5.3f}  {s['conv_norm']:5.2f}", flush=True)
+              f"{s['dead_mean']:.3f}/{s['dead_max']:.3f}    {s['gamma']:5.3f}  {s['conv_norm']:5.2f}  "
+              f"{float(g.median()):6.2f}/{float(g.max()):.2f}", flush=True)
 
 
 if __name__ == "__main__":

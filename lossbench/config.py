@@ -93,6 +93,10 @@ class RunConfig:
             benchmarks/RESULTS.md): other convolution kernels, so other weights than the default
             layout's; a separate config (``-cl`` in its id, its own hash). Left out of
             :meth:`to_dict` when off, so the existing configs keep their hashes.
+        clip_grad_norm: rescale each step's loss gradient (weight decay is added after, inside the
+            optimiser) to at most this global L2 norm; 0 = none, as in both recipes. A calibration
+            candidate against the falls back to chance of the plain ResNet-56 at the top lr
+            (benchmarks/RESULTS.md); ``-clip<value>`` in the id, left out of :meth:`to_dict` when 0.
     """
 
     arch: str = "resnet"
@@ -120,6 +124,7 @@ class RunConfig:
     n_test: int = 10_000
     data_seed: int = 0
     channels_last: bool = False
+    clip_grad_norm: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("arch", self.arch, ARCHS)
@@ -140,6 +145,8 @@ class RunConfig:
             raise ValueError(f"milestones={self.milestones} must be increasing fractions in (0, 1]")
         if self.lr <= 0:
             raise ValueError(f"lr={self.lr} must be positive")
+        if not self.clip_grad_norm >= 0:
+            raise ValueError(f"clip_grad_norm={self.clip_grad_norm} must be >= 0 (0: no clipping)")
 
     @property
     def model_name(self) -> str:
@@ -181,6 +188,8 @@ class RunConfig:
             recipe += f"-lr{self.lr:g}"
         if self.init != self.usual_init:
             recipe += f"-{self.init}"
+        if self.clip_grad_norm:
+            recipe += f"-clip{self.clip_grad_norm:g}"
         layout = "-cl" if self.channels_last else ""
         return f"{self.model_name}{recipe}-bs{self.batch_size}-s{self.seed}{layout}"
 
@@ -190,12 +199,14 @@ class RunConfig:
         return dict(SYNTHETIC_DATASETS.get(self.dataset, {}))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict (tuples become lists); ``channels_last`` only when on and ``data_params`` only
-        for a synthetic data set other than ``synthetic`` (hashes of the configs made before either
-        existed stay valid)."""
+        """JSON-safe dict (tuples become lists); ``channels_last`` and ``clip_grad_norm`` only when on and
+        ``data_params`` only for a synthetic data set other than ``synthetic`` (hashes of the configs made
+        before any of them existed stay valid)."""
         out = json.loads(json.dumps(dataclasses.asdict(self)))
         if not out["channels_last"]:
             del out["channels_last"]
+        if not out["clip_grad_norm"]:
+            del out["clip_grad_norm"]
         if self.data_params:
             out["data_params"] = self.data_params
         return out

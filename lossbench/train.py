@@ -65,7 +65,9 @@ class TrainResult:
         config: what was trained.
         model: the network after the last epoch, in eval mode, on the training device.
         history: one dict per epoch: epoch, lr (at its last step), train_loss and train_acc (running
-            means over the epoch's training batches, train mode), test_loss, test_acc (eval mode), seconds.
+            means over the epoch's training batches, train mode), test_loss, test_acc (eval mode), seconds;
+            with ``config.clip_grad_norm`` also ``clipped`` (share of the epoch's steps whose gradient
+            norm exceeded it) and ``grad_norm_max`` (the largest, before clipping).
         final: eval-mode train_loss, train_acc, test_loss, test_acc after training (nats, fraction).
         path: the cache folder holding the checkpoints.
         from_cache: True when nothing was trained in this call.
@@ -440,6 +442,8 @@ def _train_locked(
             # running sums stay on the device: reading them each step would wait for the GPU every step
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
+            clipped = torch.zeros((), dtype=torch.int64, device=device)
+            norm_max = torch.zeros((), dtype=torch.float32, device=device)
             seen = 0
             lr = config.lr
             for k in range(steps_per_epoch):
@@ -457,6 +461,10 @@ def _train_locked(
                 loss = F.cross_entropy(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if config.clip_grad_norm:
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+                    clipped += norm > config.clip_grad_norm
+                    norm_max = torch.maximum(norm_max, norm.detach().float())
                 optimizer.step()
                 loss_sum += loss.detach().double() * len(yb)
                 correct += (logits.argmax(1) == yb).sum()
@@ -470,6 +478,10 @@ def _train_locked(
             row = dict(epoch=epoch + 1, lr=lr, train_loss=train_loss, train_acc=train_acc,
                        test_loss=test.loss if test else None, test_acc=test.acc if test else None,
                        seconds=time.perf_counter() - t_epoch)
+            if config.clip_grad_norm:
+                # how often the clip bound (a rare cap on a fall's steps, or a lower lr in disguise) and
+                # the largest gradient norm it saw
+                row.update(clipped=int(clipped) / steps_per_epoch, grad_norm_max=float(norm_max))
             history.append(row)
             _save_epoch(config, model, folder, epoch + 1)
             torch_save_atomic(

@@ -48,6 +48,25 @@ def test_augmented_sgd_recipe_is_deterministic_too(tmp_path):
     assert states_equal(a.model.state_dict(), b.model.state_dict())
 
 
+def test_gradient_clipping_that_never_binds_changes_nothing_and_one_that_always_does_is_reported(tmp_path):
+    """clip_grad_norm caps each step's loss gradient: a bound above every norm leaves the weights bit
+    identical to no clipping, a bound below every norm clips every step (and trains other weights); the
+    history says which, with the largest norm seen."""
+    cfg = TINY.replace(optimizer="sgd", lr=0.05, weight_decay=5e-4, epochs=1)
+    plain = train(cfg, cache_dir=tmp_path / "plain")
+    loose = train(cfg.replace(clip_grad_norm=1e9), cache_dir=tmp_path / "loose")
+    tight = train(cfg.replace(clip_grad_norm=1e-3), cache_dir=tmp_path / "tight")
+    assert states_equal(plain.model.state_dict(), loose.model.state_dict())
+    assert loose.history[0]["clipped"] == 0.0 and tight.history[0]["clipped"] == 1.0
+    assert 1e-3 < tight.history[0]["grad_norm_max"] == pytest.approx(loose.history[0]["grad_norm_max"], rel=0.5)
+    assert "clipped" not in plain.history[0]
+    assert not states_equal(plain.model.state_dict(), tight.model.state_dict())  # clipping every step trains others
+    assert cfg.replace(clip_grad_norm=1.0).config_id.endswith("-clip1-bs32-s0")
+    assert "clip_grad_norm" not in cfg.to_dict() and cfg.replace(clip_grad_norm=1.0).config_hash != cfg.config_hash
+    with pytest.raises(ValueError, match="clip_grad_norm=-1.*>= 0"):
+        cfg.replace(clip_grad_norm=-1.0)
+
+
 def test_checkpoint_per_epoch_and_weights_only(tmp_path):
     result = train(TINY, cache_dir=tmp_path)
     assert [p.name for p in result.checkpoints] == ["epoch-0000.pt", "epoch-0001.pt", "epoch-0002.pt"]
