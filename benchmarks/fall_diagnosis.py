@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=128,
                         help="images per batch of the gradient norms (default 128, the matrix's batch size)")
     args = parser.parse_args(argv)
+    if args.images < args.batch:
+        parser.error(f"--images {args.images} makes no batch of --batch {args.batch} for the gradient norm: "
+                     f"give --images >= --batch, or a smaller --batch")
     if not (args.folder / "config.json").is_file():
         parser.error(f"{args.folder} has no config.json: give a folder of `lossbench train`'s cache")
     missing = [e for e in args.epochs if not checkpoint_path(args.folder, e).is_file()]

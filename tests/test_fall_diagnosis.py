@@ -83,6 +83,23 @@ def test_an_image_whose_features_are_all_zero_counts_as_cosine_zero_with_the_oth
         fall_diagnosis.epoch_stats(net, x[:1], y[:1])
 
 
+def test_the_gradient_norm_is_the_loss_gradients_global_norm_per_batch():
+    """Each batch's number is the L2 norm of the mean cross-entropy's gradient over every parameter, with
+    BatchNorm in train mode (the batch's own statistics), checked against autograd batch by batch."""
+    torch.manual_seed(0)
+    model, x, y = _Tiny(gain=1.0), torch.randn(12, 3, 6, 6), torch.randint(0, 3, (12,))
+    got = fall_diagnosis.grad_norms(model, x, y, batch=4)
+    assert got.shape == (3,)
+    for k in range(3):
+        model.train()
+        loss = nn.functional.cross_entropy(model(x[4 * k:4 * k + 4]), y[4 * k:4 * k + 4])
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+        assert float(got[k]) == pytest.approx(float(torch.cat([g.flatten() for g in grads]).norm()), rel=1e-6)
+    assert all(p.grad is None for p in model.parameters())  # nothing left behind
+    with pytest.raises(ValueError, match="12 image.*no batch of 16"):
+        fall_diagnosis.grad_norms(model, x, y, batch=16)
+
+
 def test_a_net_without_batchnorm_is_refused():
     with pytest.raises(ValueError, match="no BatchNorm2d"):
         fall_diagnosis.epoch_stats(nn.Sequential(nn.Flatten(), nn.Linear(75, 3)), torch.randn(2, 3, 5, 5),
@@ -96,10 +113,16 @@ def test_the_command_reads_a_training_cache_and_names_a_missing_epoch(tmp_path, 
     (folder / "config.json").write_text(json.dumps(config.to_dict()))
     torch.save({"format": 1, "config": config.to_dict(), "epoch": 1, "model": make_model(config).state_dict()},
                folder / "epoch-0001.pt")
-    fall_diagnosis.main([str(folder), "1", "--images", "32"])
+    fall_diagnosis.main([str(folder), "1", "--images", "32", "--batch", "16"])
     out = capsys.readouterr().out
     assert f"{config.config_id} seed {config.seed}, 32 training images" in out
-    assert out.strip().splitlines()[-1].split()[0] == "1"
+    last = out.strip().splitlines()[-1].split()
+    assert last[0] == "1"
+    median, largest = map(float, last[-1].split("/"))  # the gradient norm over the two batches of 16
+    assert 0 < median <= largest
+    with pytest.raises(SystemExit):
+        fall_diagnosis.main([str(folder), "1", "--images", "32"])  # no batch of the default 128
+    assert "--images 32 makes no batch of --batch 128" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         fall_diagnosis.main([str(folder), "1", "2"])
     assert "no checkpoint for epoch(s) [2]" in capsys.readouterr().err
