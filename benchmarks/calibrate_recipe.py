@@ -56,8 +56,9 @@ CANDIDATES: dict[str, RunConfig] = {
     # doubled (fall_diagnosis.py: median 1.5-1.6 per 128-image batch in the stable stretches, largest 2.5;
     # 3.6 and 1.8 / 3.9 in the epoch before a fall): a bound at 2.5 caps those steps and hardly any other
     "noshort56-e300-w20-clip2.5": candidate(epochs=300, warmup=0.2, clip_grad_norm=2.5),
-    # clip2.5 clipped 13-77 % of a learning net's steps at lr 0.1 (norms 3-9 per epoch's largest): a lower
-    # lr in disguise; a bound above a learning net's norms, still below a fall's
+    # clip2.5 clipped 13-77 % of a learning net's steps at lr 0.1 (each epoch's largest norm 3-9): a lower
+    # lr in disguise. 5 binds less; whether it still caps a fall's steps at lr 0.1 (at 0.05 they reached
+    # 3.9-4.9) the history's grad_norm_max and clipped will say
     "noshort56-e300-w20-clip5": candidate(epochs=300, warmup=0.2, clip_grad_norm=5.0),
 }
 
