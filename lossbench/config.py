@@ -59,6 +59,11 @@ NORMAL_INIT_STD = 0.05
 AUTHORS_LINEAR_STD = 1e-3
 
 
+#: Each optimizer's peak learning rate in its recipe: Adam's in the seed's (:func:`seed_recipe`), SGD's in the
+#: authors' (:func:`paper_recipe`); a config at another shows it in its id.
+RECIPE_LR: dict[str, float] = {"adam": 0.01, "sgd": 0.1}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines one training run.
@@ -162,7 +167,7 @@ class RunConfig:
     def usual_lr(self) -> float:
         """The peak learning rate of this optimizer's recipe (Adam 0.01 as the seed's, SGD 0.1 as the
         authors'). Another shows up in :attr:`config_id` (``-lr0.05``)."""
-        return 0.1 if self.optimizer == "sgd" else 0.01
+        return RECIPE_LR[self.optimizer]
 
     @property
     def usual_init(self) -> str:
@@ -249,7 +254,7 @@ def seed_recipe(
     """
     init = "he_normal" if shortcut or arch != "resnet" else "normal"
     base = dict(
-        arch=arch, depth=depth, shortcut=shortcut, batch_size=batch_size, optimizer="adam", lr=0.01,
+        arch=arch, depth=depth, shortcut=shortcut, batch_size=batch_size, optimizer="adam", lr=RECIPE_LR["adam"],
         betas=(0.9, 0.999), eps=1e-7, weight_decay=0.0, epochs=300, milestones=PAPER_MILESTONES,
         init=init, augment=False,
     )
@@ -265,7 +270,7 @@ def paper_recipe(
     Kaiming-normal fan-in for every convolution, with or without shortcuts; N(0, 1e-3^2) for the linear
     layer; BatchNorm weight 1, bias 0)."""
     base = dict(
-        arch=arch, depth=depth, shortcut=shortcut, batch_size=batch_size, optimizer="sgd", lr=0.1,
+        arch=arch, depth=depth, shortcut=shortcut, batch_size=batch_size, optimizer="sgd", lr=RECIPE_LR["sgd"],
         momentum=0.9, nesterov=True, weight_decay=5e-4, epochs=300, milestones=PAPER_MILESTONES,
         init="authors", augment=True, dataset="cifar10", image_size=32,
         n_train=50_000, n_test=10_000,
