@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from lossbench.config import SCALES, RunConfig, paper_recipe
-from lossbench.train import TRAIN_THREADS, train
+from lossbench.train import TRAIN_THREADS, falls, train
 
 _SMALL = SCALES["small"]
 _DATA = dict(dataset="synthetic-hard", image_size=16, n_train=4000, n_test=5000)
@@ -91,9 +91,12 @@ def run(name: str, out: Path, cache: Path, stop_after: int | None, seed: int = 0
 
 def table(rows: list[dict]) -> str:
     """One line per candidate: epochs done, the first epoch with train acc > 0.2 (off the plateau), train
-    acc (train mode, the epoch's batches) at a few epochs, and the final eval-mode errors when done."""
+    acc (train mode, the epoch's batches) at a few epochs, the falls (:func:`lossbench.train.falls`: first
+    epoch of each), the share of steps clipped after the warm-up (with ``clip_grad_norm``; mean / largest
+    over its epochs), and the final eval-mode errors when done."""
     out = ["| candidate | epochs run | left chance at epoch | train acc at 20 / 40 / 80 / 150 / 225 / 300 "
-           "| final train / test acc (eval mode) | s / epoch |", "|---|---|---|---|---|---|"]
+           "| falls at epoch | clipped after warm-up | final train / test acc (eval mode) | s / epoch |",
+           "|---|---|---|---|---|---|---|---|---|"]
     names = list(dict.fromkeys(r["candidate"] for r in rows))
     for name in sorted(names, key=lambda n: (list(CANDIDATES).index(n.split("@")[0]), n)):
         hist = {r["epoch"]: r for r in rows if r.get("candidate") == name and "epoch" in r}
@@ -104,7 +107,12 @@ def table(rows: list[dict]) -> str:
         accs = " / ".join(f"{hist[e]['train_acc']:.2f}" if e in hist else "-" for e in (20, 40, 80, 150, 225, 300))
         fin = f"{final['train_acc']:.3f} / {final['test_acc']:.3f}" if final else "-"
         secs = sum(r["seconds"] for r in hist.values()) / len(hist)
-        out.append(f"| {name} | {max(hist)} | {left or '-'} | {accs} | {fin} | {secs:.1f} |")
+        fell = ", ".join(str(first) for first, _ in falls(list(hist.values()))) or "none"
+        config = CANDIDATES[name.split("@")[0]]
+        warm = config.warmup * config.epochs
+        shares = [r["clipped"] for e, r in hist.items() if "clipped" in r and e > warm]
+        clip = f"{sum(shares) / len(shares):.3f} / {max(shares):.2f}" if shares else "-"
+        out.append(f"| {name} | {max(hist)} | {left or '-'} | {accs} | {fell} | {clip} | {fin} | {secs:.1f} |")
     return "\n".join(out)
 
 

@@ -330,6 +330,7 @@ def training_section(page: _Page) -> Section:
     from .claims import MIN_SEEDS, recipe_of
     from .reference_nets import training_runs
     from .reproduce import CONVERGED_TRAIN_ACC
+    from .train import FALL_FROM, FALL_RATIO, FALL_WINDOW, falls
 
     groups: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
     rows = []
@@ -341,8 +342,9 @@ def training_section(page: _Page) -> Section:
         groups.setdefault(recipe_of(r), []).append((r["config_id"], runs))
         for run in runs:
             final = run.get("final") or {}
+            fell = ", ".join(str(first) for first, _ in falls(run.get("history") or ())) or "none"
             rows.append([r["config_id"], run["seed"], len(run.get("history") or ()), final.get("train_acc"),
-                         final.get("test_acc"), "yes" if run.get("converged") else "NO",
+                         final.get("test_acc"), "yes" if run.get("converged") else "NO", fell,
                          (run.get("platform") or {}).get("cpu_capability", run.get("device_name", "?")),
                          round(float(run.get("wall_seconds", 0.0)) / 60, 1)])
     if not rows:
@@ -367,11 +369,12 @@ def training_section(page: _Page) -> Section:
                            f"(dashed: did not reach a minimum; dotted: train accuracy {CONVERGED_TRAIN_ACC:g})")
         h, m = h + a, m + b
     table_h, table_m = _table(["net", "training seed", "epochs", "train acc", "test acc", "reached a minimum",
-                               "trained on", "wall (min)"], rows)
+                               "fell at epoch", "trained on", "wall (min)"], rows)
     note = (f"A run reached a minimum when its final train accuracy (eval mode, the whole training set) is at least "
             f"{CONVERGED_TRAIN_ACC:g}. A claim on a net whose seed 0 did not is inconclusive; a further seed that "
             f"did not is left out of the claim and named in its note, where seed 0 and at least {MIN_SEEDS} seeds in all "
-            "did.")
+            f"did. A run fell where its running train accuracy dropped to {FALL_RATIO:g} of its best of the "
+            f"{FALL_WINDOW} epochs before or lower, from at least {FALL_FROM:g} (lossbench.train.falls): the first epoch of each.")
     return ("Training runs", f"<p>{html.escape(note)}</p>{h}<details><summary>every run ({len(rows)})</summary>"
             f"{table_h}</details>", f"{note}\n\n{m}\n{table_m}")
 

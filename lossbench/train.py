@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,39 @@ def platform_id() -> dict[str, str]:
     isa = "avx512" if " avx512f" in flags else "avx2" if " avx2" in flags else platform.machine()
     return {"machine": platform.machine(), "system": platform.system(), "cpu_isa": isa,
             "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+#: A fall (:func:`falls`): an epoch's running train accuracy at most this share of the best of the
+#: :data:`FALL_WINDOW` epochs before it, that best being at least :data:`FALL_FROM`.
+FALL_RATIO = 0.55
+FALL_FROM = 0.4
+FALL_WINDOW = 8
+
+
+def falls(history: Sequence[Mapping[str, float]], *, ratio: float = FALL_RATIO, from_acc: float = FALL_FROM,
+          window: int = FALL_WINDOW) -> list[tuple[int, int]]:
+    """The stretches of a training history where the net fell back towards chance, as (first, last) epoch.
+
+    ``history``: one mapping per epoch with ``epoch`` and ``train_acc`` (the running accuracy of the
+    epoch's batches, train mode; :attr:`TrainResult.history`). An epoch is in a fall when its accuracy is
+    at most ``ratio`` times the best of the ``window`` epochs before it and that best is at least
+    ``from_acc``: a net that had learnt something and lost most of it within a few epochs (the plain
+    ResNet-56 under the authors' recipe: 0.70 to 0.10 in one epoch, benchmarks/RESULTS.md). The usual
+    wobble of a learning net (0.9 to 0.65 and back) is not one; nor is a slow slide over more than
+    ``window`` epochs. Consecutive epochs in a fall are one stretch.
+    """
+    if not 0 < ratio < 1 or window < 1:
+        raise ValueError(f"falls: ratio={ratio} must be in (0, 1) and window={window} at least 1")
+    acc = {int(e["epoch"]): float(e["train_acc"]) for e in history}
+    out: list[tuple[int, int]] = []
+    for epoch in sorted(acc):
+        before = [acc[p] for p in range(epoch - window, epoch) if p in acc]
+        if before and max(before) >= from_acc and acc[epoch] <= ratio * max(before):
+            if out and out[-1][1] == epoch - 1:
+                out[-1] = (out[-1][0], epoch)
+            else:
+                out.append((epoch, epoch))
+    return out
 
 
 def default_cache_dir() -> Path:

@@ -290,3 +290,42 @@ def test_an_unknown_init_is_refused_naming_the_choices():
 
     with pytest.raises(ValueError, match="he_normal, normal, authors, default"):
         init_weights_(make_model(TINY), "he-normal", generator=torch.Generator())
+
+
+def _history(accs, first=1):
+    return [{"epoch": first + i, "train_acc": a} for i, a in enumerate(accs)]
+
+
+def test_a_fall_is_a_net_losing_most_of_what_it_learnt_within_a_few_epochs():
+    from lossbench.train import falls
+
+    # learns, falls to chance in one epoch, is below 0.55 of its best for four, climbs back, falls again
+    accs = [0.1, 0.3, 0.5, 0.7, 0.72, 0.12, 0.10, 0.11, 0.3, 0.6, 0.7, 0.71, 0.2]
+    assert falls(_history(accs)) == [(6, 9), (13, 13)]
+    # the usual wobble of a learning net (0.9 to 0.65 and back), a slow slide over more than the window,
+    # and a net that never learnt (0.35 to 0.1) are not falls
+    assert falls(_history([0.5, 0.8, 0.9, 0.65, 0.85, 0.9])) == []
+    assert falls(_history([0.8 - 0.03 * i for i in range(16)])) == []  # 0.80 to 0.35 in 15 epochs
+    assert falls(_history([0.1, 0.2, 0.35, 0.1, 0.1])) == []
+    # the bound: at most 0.55 of the best before it
+    assert falls(_history([0.8, 0.43])) == [(2, 2)]
+    assert falls(_history([0.8, 0.45])) == []
+    with pytest.raises(ValueError, match="ratio"):
+        falls(_history(accs), ratio=1.5)
+
+
+def test_the_shipped_plain_resnet56_runs_show_the_falls_benchmarks_results_describes():
+    """RESULTS.md: seed 5 of the authors'-recipe plain ResNet-56 fell once, in epoch 60 as the warm-up
+    ended, and never came back; seed 4 fell in epoch 85; the ResNet-56 with shortcuts never fell."""
+    from pathlib import Path
+
+    from lossbench.train import falls
+
+    nets = Path(__file__).resolve().parents[1] / "baselines" / "small" / "seed-nets"
+
+    def history(config_id):
+        return json.loads((nets / f"{config_id}.json").read_text())["history"]
+
+    assert [f[0] for f in falls(history("resnet56-noshort-sgd-wd0.0005-authors-bs128-s5"))] == [60]
+    assert 86 in [f[0] for f in falls(history("resnet56-noshort-sgd-wd0.0005-authors-bs128-s4"))]
+    assert falls(history("resnet56-sgd-wd0.0005-authors-bs128-s1")) == []
