@@ -28,11 +28,12 @@ def test_the_jobs_file_reads_in_order_and_a_bad_line_is_named():
         cpu_train.parse_jobs("resnet20-bs128-s0:1 10\nresnet20-bs128-s0 10")
 
 
-def test_the_shipped_jobs_file_names_configs_of_the_small_scale_and_commands_the_cli_takes():
+@pytest.mark.parametrize("name", ["cpu_jobs-small.txt", "cpu_jobs-clip5.txt"])
+def test_the_shipped_jobs_file_names_configs_of_the_small_scale_and_commands_the_cli_takes(name):
     from lossbench.__main__ import build_parser
 
     known = {c.config_id for c in get_scale("small").known_configs}
-    jobs = cpu_train.parse_jobs((Path(__file__).parent.parent / "benchmarks" / "cpu_jobs-small.txt").read_text())
+    jobs = cpu_train.parse_jobs((Path(__file__).parent.parent / "benchmarks" / name).read_text())
     nets = [j for j in jobs if isinstance(j, Job)]
     assert nets and {j.config_id for j in nets} <= known and all(0 <= j.seed < 10 for j in nets)
     for run in (j for j in jobs if isinstance(j, Run)):
@@ -168,3 +169,22 @@ def test_an_edited_jobs_file_counts_in_its_new_order_without_starting_a_job_twic
     assert [j.name for j in pending] == ["resnet56-noshort-bs128-s0:5", "spread"]
     assert ends["resnet56-noshort-bs128-s0:4"] == now
     assert cpu_train.first_fitting(pending[1:], now, None, ends).name == "spread"  # what waited may start
+
+
+def test_a_net_trained_in_the_cache_already_is_planned_at_its_shipping_time(tmp_path):
+    """A calibration run of the same config hash is only shipped: planned at its training time it would
+    wait for a deadline it does not need (the plain ResNet-56's seeds 0-2 on 2026-12-07 did)."""
+    configs = get_scale("ci").configs
+    done, todo = Job(configs[0].config_id, 1, 75), Job(configs[1].config_id, 0, 75)
+    final = tmp_path / configs[0].replace(seed=1).config_hash / "final.json"
+    final.parent.mkdir()
+    final.write_text("{}")
+    run = Run("tol", 30, (), ("baselines",))
+    assert cpu_train.with_cached_minutes([done, todo, run], "ci", tmp_path) == [
+        Job(done.config_id, 1, cpu_train.SHIP_MINUTES), todo, run]
+    # seed 0 of the same config is another hash: not trained
+    assert not cpu_train.trained_in_cache(Job(configs[0].config_id, 0, 75), "ci", tmp_path)
+    t0 = dt.datetime(2026, 1, 1, 12, 0)
+    planned = dict(cpu_train.plan(cpu_train.with_cached_minutes([done], "ci", tmp_path), 1, t0,
+                                  t0 + dt.timedelta(minutes=30)))
+    assert planned[Job(done.config_id, 1, cpu_train.SHIP_MINUTES)] == t0
