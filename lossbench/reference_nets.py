@@ -175,6 +175,13 @@ def final_on_cpu(config: RunConfig, model: nn.Module) -> dict[str, float]:
     return final
 
 
+#: What a shipped net's provenance keeps of each epoch of its training history.
+HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+#: Kept too where the run recorded them (a config with ``clip_grad_norm``): the share of the epoch's steps
+#: clipped and the largest gradient norm, the evidence of how much the clip acted.
+CLIP_HISTORY_KEYS = ("clipped", "grad_norm_max")
+
+
 def ship(result, baselines_dir: str | Path, scale: str, *, recipe: str, commit: str,
          converged: Callable[[dict[str, float]], bool], kind: str = "nets") -> Path:
     """Write a finished :class:`~lossbench.train.TrainResult` to ``baselines/<scale>/<kind>/``.
@@ -216,7 +223,7 @@ def ship(result, baselines_dir: str | Path, scale: str, *, recipe: str, commit: 
         "checkpoint_sha256": {str(e): sha256_of(p) for e, p in zip(epochs, ckpts)},
     }, pca_path)
 
-    history = [{k: row[k] for k in ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")}
+    history = [{k: row[k] for k in (*HISTORY_KEYS, *CLIP_HISTORY_KEYS) if k in HISTORY_KEYS or k in row}
                for row in meta["history"]]
     # A net trained on a GPU is scored again on the CPU: that is where the suite checks it.
     trained_on_cpu = str(meta.get("device", "cpu")).startswith("cpu")

@@ -570,18 +570,20 @@ def test_a_writer_does_its_part_of_the_main_job_or_the_ids_it_is_given_and_refus
     from lossbench.regenerate import chosen_configs
 
     scale = get_scale("small")
-    # the split as it stands while the authors' matrix is trained (it holds whether or not it joined since)
+    # the split as it stands while an authors' matrix is trained (it holds whether or not one joined since):
+    # four nets per matrix (the 20 %-warm-up one and the clipped one, told apart by their clip)
     extra = tuple(c for c in scale.known_configs if "-authors-" in c.config_id)
     pool = tuple(c for c in scale.all_configs if c not in extra)
     authors = [c.config_id for c in extra]
-    assert len(authors) == 4
+    matrices = len({c.clip_grad_norm for c in extra})
+    assert len(authors) == 4 * matrices and len(set(authors)) == len(authors)
     assert chosen_configs(pool, extra, None, "nets") == list(pool)
     picked = chosen_configs(pool, extra, [authors[0], "resnet20-bs128-s0"], "nets")
     assert {c.config_id for c in picked} == {authors[0], "resnet20-bs128-s0"}
     with pytest.raises(ValueError, match=r"--only resnet21-bs128-s0: not among the nets; expected some of resnet20"):
         chosen_configs(pool, extra, ["resnet21-bs128-s0", authors[0]], "nets")
     maps = [c for c in extra if scale.has_eig_map(c)]
-    assert sorted(c.depth for c in maps) == [56, 56] and {c.shortcut for c in maps} == {True, False}
+    assert sorted(c.depth for c in maps) == [56, 56] * matrices and {c.shortcut for c in maps} == {True, False}
 
 
 def test_a_code_path_that_computes_as_another_is_counted_as_it_and_not_run_again(monkeypatch):

@@ -12,6 +12,8 @@ from lossbench.data import load_dataset
 from lossbench.errors import CheckpointError
 from lossbench.evaluate import cross_entropy, evaluate, make_batches
 from lossbench.reference_nets import (
+    CLIP_HISTORY_KEYS,
+    HISTORY_KEYS,
     evenly_spaced_epochs,
     load_reference,
     sha256_of,
@@ -135,6 +137,17 @@ def _evaluate_on_two_cores(model, x, y) -> tuple[float, float]:
     n = sum(p.n for p in parts)
     correct = sum(round(p.acc * p.n) for p in parts)
     return correct / n, sum(p.loss * p.n for p in parts) / n
+
+
+def test_a_clipped_runs_history_keeps_how_much_the_clip_acted(tmp_path):
+    """The share of steps clipped per epoch is the evidence that a clip is a rare cap and not a lower lr
+    (benchmarks/RESULTS.md): the shipped provenance keeps it, and a run without a clip has no such keys."""
+    config = SCALES["ci"].configs[0].replace(epochs=2, n_train=256, n_test=64, clip_grad_norm=1e-3)
+    result = train(config, cache_dir=tmp_path / "cache")
+    ship(result, tmp_path, "ci", recipe="seed", commit="test", converged=lambda final: False)
+    history = json.loads((tmp_path / "ci" / "nets" / f"{config.config_id}.json").read_text())["history"]
+    assert [e["clipped"] for e in history] == [1.0, 1.0] and all(e["grad_norm_max"] > 1e-3 for e in history)
+    assert history == [{k: v for k, v in e.items() if k in HISTORY_KEYS + CLIP_HISTORY_KEYS} for e in result.history]
 
 
 def test_only_the_drawn_net_ships_pca_directions(tmp_path):
