@@ -127,15 +127,20 @@ def parse_jobs(text: str) -> list[Job | Run]:
     return jobs
 
 
-def shipped_files(job: Job, scale: str, baselines: Path) -> list[Path] | None:
-    """The shipped files of the job's net if they are there and are this config's (provenance for its
-    hash, weights of the recorded sha256), else None."""
+def job_config(job: Job, scale: str):
+    """The job's config (its id's in ``scale``, at its seed); an unknown id is an error naming it."""
     from lossbench.config import get_scale
 
     by_id = {c.config_id: c for c in get_scale(scale).known_configs}
     if job.config_id not in by_id:
         raise ValueError(f"unknown config id {job.config_id!r} in scale {scale!r}")
-    config = by_id[job.config_id].replace(seed=job.seed)
+    return by_id[job.config_id].replace(seed=job.seed)
+
+
+def shipped_files(job: Job, scale: str, baselines: Path) -> list[Path] | None:
+    """The shipped files of the job's net if they are there and are this config's (provenance for its
+    hash, weights of the recorded sha256), else None."""
+    config = job_config(job, scale)
     for kind in ("nets", "seed-nets", "gpu-nets"):
         meta = baselines / scale / kind / f"{config.config_id}.json"
         if not meta.exists():
@@ -158,13 +163,10 @@ SHIP_MINUTES = 5.0
 
 
 def trained_in_cache(job: Job, scale: str, cache_dir: Path) -> bool:
-    """Whether the job's net has finished training in ``cache_dir`` (its ``final.json`` is there)."""
-    from lossbench.config import get_scale
+    """Whether the job's net has finished training in ``cache_dir`` (:func:`lossbench.train.is_trained`)."""
+    from lossbench.train import is_trained
 
-    by_id = {c.config_id: c for c in get_scale(scale).known_configs}
-    if job.config_id not in by_id:
-        raise ValueError(f"unknown config id {job.config_id!r} in scale {scale!r}")
-    return (Path(cache_dir) / by_id[job.config_id].replace(seed=job.seed).config_hash / "final.json").exists()
+    return is_trained(job_config(job, scale), cache_dir)
 
 
 def with_cached_minutes(jobs: list[Job | Run], scale: str, cache_dir: Path) -> list[Job | Run]:

@@ -372,6 +372,12 @@ def _train_in_worker(args: tuple[dict[str, Any], str, str, str | None, int]) -> 
     return result.config.config_id
 
 
+def is_trained(config: RunConfig, cache_dir: str | Path) -> bool:
+    """Whether ``config`` has finished training in the cache ``cache_dir`` (its ``final.json`` is written
+    last, after every checkpoint)."""
+    return (Path(cache_dir) / config.config_hash / "final.json").exists()
+
+
 def train_many(configs: list[RunConfig], *, cache_dir: str | Path | None = None, device: str = "cpu",
                data_dir: str | Path | None = None, workers: int | None = None, test_every: int = 1) -> list[str]:
     """Train every config that is not cached yet, ``workers`` processes at a time (default: one per
@@ -384,7 +390,7 @@ def train_many(configs: list[RunConfig], *, cache_dir: str | Path | None = None,
     import multiprocessing
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    todo = [c for c in configs if not (root / c.config_hash / "final.json").exists()]
+    todo = [c for c in configs if not is_trained(c, root)]
     todo.sort(key=lambda c: -c.depth * c.epochs)  # the longest first, so the workers finish together
     workers = min(workers or os.cpu_count() or 1, len(todo))
     if workers <= 1 or torch.device(device).type != "cpu":

@@ -63,6 +63,7 @@ def test_ship_then_load_round_trips(shipped):
     prov = json.loads(ref.path.read_text())
     assert prov["threads"] == 1 and prov["platform"]["cpu_isa"] and prov["config_hash"] == config.config_hash
     assert prov["weights_sha256"] == sha256_of(ref.path.with_name(prov["weights_file"]))
+    assert all(set(e) == set(HISTORY_KEYS) for e in prov["history"])  # no clip: no clip keys
 
 
 def test_shipped_pca_matches_the_checkpoints(shipped):
