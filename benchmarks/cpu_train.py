@@ -26,6 +26,9 @@ Jobs file, one job per line; ``#`` starts a comment:
   and that commit is what marks it done; it runs with OpenMP's passive waiting, so that a writer's
   2-thread recompute does not spin against the other core's job.
 
+Stop it with SIGTERM (``kill PID``) or Ctrl-C: it tells its running jobs to save what they finished and
+end, waits for them (a ship or a commit under way completes first), and the same command resumes.
+
 MINUTES is the expected wall time on a core shared with one other job. The queue reads the jobs file
 again when it changes: new lines and a new order count from then on, a job it started runs on.
 
@@ -44,6 +47,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -353,9 +357,44 @@ def main(argv: list[str] | None = None) -> int:
     args.logs.mkdir(parents=True, exist_ok=True)
     ends = dict.fromkeys(done, now)
     running: dict[Job | Run, subprocess.Popen] = {}
+    stop: list[int] = []  # the signal that asked the queue to stop, once one did
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+    try:
+        _serve(args, jobs, pending, running, ends, until, stop)
+    except KeyboardInterrupt:
+        stop.append(signal.SIGINT)
+    if stop:
+        _log(f"stopped by {signal.Signals(stop[0]).name}: {len(running)} running job(s) told to save what they "
+             "finished and end; run the same command again to resume")
+        stop_all(running.values())
+        return 128 + stop[0]
+    return 0
+
+
+def stop_all(procs, grace_s: float = 120.0) -> None:
+    """End the queue's child processes the way a SIGTERM ends a training run or a writer (each saves what it
+    finished and exits), so that none outlives the queue: one left running would train beside the same
+    job started again by the next queue, on the same cache. A child still running after ``grace_s`` is
+    killed."""
+    procs = [p for p in procs if p.poll() is None]
+    for proc in procs:
+        proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _serve(args: argparse.Namespace, jobs: list, pending: list, running: dict, ends: dict,
+           until: dt.datetime | None, stop: list[int]) -> None:
+    """The queue's loop: start what fits on a free core, ship or commit what ended, until nothing is left
+    or ``stop`` holds a signal (checked between steps, so that a ship or a commit under way completes)."""
     started: set[str] = set()
     edited = args.jobs.stat().st_mtime
-    while pending or running:
+    while (pending or running) and not stop:
         if args.jobs.stat().st_mtime != edited:  # an edit (a seed added, a new order) counts from now on
             edited = args.jobs.stat().st_mtime
             try:
@@ -392,7 +431,6 @@ def main(argv: list[str] | None = None) -> int:
                 _log(f"not started {job.name}: {why}")
             break
         time.sleep(10)
-    return 0
 
 
 def finish(job: Job | Run, args: argparse.Namespace) -> bool:

@@ -188,3 +188,55 @@ def test_a_net_trained_in_the_cache_already_is_planned_at_its_shipping_time(tmp_
     planned = dict(cpu_train.plan(cpu_train.with_cached_minutes([done], "ci", tmp_path), 1, t0,
                                   t0 + dt.timedelta(minutes=30)))
     assert planned[Job(done.config_id, 1, cpu_train.SHIP_MINUTES)] == t0
+
+
+_QUEUE_WITH_A_SLEEPING_JOB = """
+import importlib.util, os, subprocess, sys
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("cpu_train", {script!r})
+cpu_train = importlib.util.module_from_spec(spec)
+sys.modules["cpu_train"] = cpu_train
+spec.loader.exec_module(cpu_train)
+child = "import os, pathlib, time; pathlib.Path({pid_file!r}).write_text(str(os.getpid())); time.sleep(300)"
+cpu_train._lossbench = lambda *args, log=None, passive=False: subprocess.Popen(
+    [sys.executable, "-c", child], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+cpu_train.is_done = lambda job, scale: False
+sys.exit(cpu_train.main([{jobs!r}, "--procs", "1", "--logs", {logs!r}]))
+"""
+
+
+def test_a_stopped_queue_stops_its_jobs_too_and_leaves_none_running(tmp_path):
+    """SIGTERM to the queue ends the jobs it started (each saves its state on SIGTERM) before the queue
+    exits: a training job left running would train beside the same job started again by the next queue,
+    on the same cache (the queue of 2026-12-07 left two)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("run sleepy 5 -- baselines --scale small\n")
+    pid_file = tmp_path / "child.pid"
+    script = _QUEUE_WITH_A_SLEEPING_JOB.format(script=str(Path(cpu_train.__file__)), pid_file=str(pid_file),
+                                               jobs=str(jobs), logs=str(tmp_path / "logs"))
+    queue = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.exists() and pid_file.read_text()) and queue.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pid_file.exists(), f"the queue started no job: {queue.communicate(timeout=30)[0]}"
+        child = int(pid_file.read_text())
+        queue.send_signal(signal.SIGTERM)
+        out, _ = queue.communicate(timeout=120)
+    finally:
+        queue.kill()
+    alive = True
+    try:
+        os.kill(child, 0)
+    except ProcessLookupError:
+        alive = False
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive, f"the queue's job outlived it:\n{out}"
+    assert queue.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM: 1 running job(s)" in out, out
