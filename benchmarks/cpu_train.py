@@ -51,7 +51,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     stop: list[int] = []  # the signal that asked the queue to stop, once one did
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
     try:
-        _serve(args, jobs, pending, running, ends, until, stop)
+        _serve(args, pending, running, ends, until, stop)
     except KeyboardInterrupt:
         stop.append(signal.SIGINT)
     if stop:
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def stop_all(procs, grace_s: float = 120.0) -> None:
+def stop_all(procs: Iterable[subprocess.Popen], grace_s: float = 120.0) -> None:
     """End the queue's child processes the way a SIGTERM ends a training run or a writer (each saves what it
     finished and exits), so that none outlives the queue: one left running would train beside the same
     job started again by the next queue, on the same cache. A child still running after ``grace_s`` is
@@ -388,8 +388,8 @@ def stop_all(procs, grace_s: float = 120.0) -> None:
             proc.wait()
 
 
-def _serve(args: argparse.Namespace, jobs: list, pending: list, running: dict, ends: dict,
-           until: dt.datetime | None, stop: list[int]) -> None:
+def _serve(args: argparse.Namespace, pending: list, running: dict, ends: dict, until: dt.datetime | None,
+           stop: list[int]) -> None:
     """The queue's loop: start what fits on a free core, ship or commit what ended, until nothing is left
     or ``stop`` holds a signal (checked between steps, so that a ship or a commit under way completes)."""
     started: set[str] = set()

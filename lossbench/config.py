@@ -509,10 +509,11 @@ SCALES: dict[str, Scale] = {
         connect_lr=0.03,
         connect_configs=tuple(seed_recipe(depth=20, shortcut=s, batch_size=128, epochs=_SMALL_EPOCHS, warmup=0.05,
                                           **_SMALL_DATA) for s in (True, False)),
-        # the paper's most chaotic case (ResNet-110 without shortcuts, Figure 5) and its wider nets
-        # (Figure 6: ResNet-56 at widths 2 and 4 is flatter and more convex), seed recipe, batch 128
+        # the clipped authors' matrix, staged until its baselines are written (_AUTHORS_CLIP)
         authors_configs=tuple(paper_recipe(depth=d, shortcut=s, batch_size=128, clip_grad_norm=_AUTHORS_CLIP,
                                            **_AUTHORS_SMALL, **_SMALL_DATA) for d in (20, 56) for s in (True, False)),
+        # the paper's most chaotic case (ResNet-110 without shortcuts, Figure 5) and its wider nets
+        # (Figure 6: ResNet-56 at widths 2 and 4 is flatter and more convex), seed recipe, batch 128
         gpu_configs=(
             *(seed_recipe(depth=110, shortcut=s, batch_size=128, epochs=_SMALL_EPOCHS, warmup=0.05, **_SMALL_DATA)
               for s in (True, False)),
