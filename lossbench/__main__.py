@@ -483,6 +483,9 @@ EPILOG_BASELINES = """examples:
   python -m lossbench baselines --scale small
   # the curves between seeds 0-1, 0-2, 1-2 of ResNet-20 with and without shortcuts (the connectivity claim)
   python -m lossbench baselines --scale small --connect
+  # each training seed's Hessian numbers recomputed in float64 and on every other code path: the
+  # all-seeds check's tolerance for them (part of --spread at the small scale; this adds it alone)
+  python -m lossbench baselines --scale small --seed-jitter --seeds 1 2 --only resnet56-bs2000-s0
   # the Hessian spectra of the matrix: outliers, bulk edge, negative mass on two image subsets, the
   # density's nodes and the plane of the top two eigenvectors; then the summary at training seeds 1-2
   python -m lossbench baselines --scale small --spectrum --only resnet20-bs128-s0
@@ -530,6 +533,10 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
                         "numbers on two image subsets, the top eigenvalues with recompute tolerances, the SLQ "
                         "nodes and the eigenvector plane the report draws; with --spread, the summary at each "
                         "training seed")
+    p.add_argument("--seed-jitter", action="store_true",
+                   help="instead: add to a stored spread each training seed's (--seeds) recompute jitter of its "
+                        "Hessian numbers at the minimum (float64 and every other code path, against the stored "
+                        "values; spread.jitter), the all-seeds check's tolerance for them; the values stay")
     p.set_defaults(func=cmd_baselines)
 
 
@@ -560,6 +567,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
         write_eigmap_baselines,
         write_main_job_file_baselines,
         write_recompute_baselines,
+        write_seed_jitter,
         write_spectrum_baselines,
         write_spread,
         write_trajectory_spread,
@@ -581,6 +589,8 @@ def cmd_baselines(args: argparse.Namespace) -> int:
             write_eigmap_baselines(scale, variants=tuple(args.eig_variants),
                                    spread_seeds=tuple(args.seeds) if args.spread else None, only=only, **common,
                                    **paths)
+        elif args.seed_jitter:
+            write_seed_jitter(scale, seeds=tuple(args.seeds), only=only, **common, **paths)
         elif args.spectrum:
             write_spectrum_baselines(scale, only=only, spread_seeds=tuple(args.seeds) if args.spread else None,
                                      **common, **paths)

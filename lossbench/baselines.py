@@ -199,11 +199,15 @@ def seed_baseline(doc: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """The baseline of training seed ``seed`` held in seed 0's file: for every metric whose values at
     each seed are stored (``spread.metrics.<name>.values``), the value at ``seed`` with seed 0's
     ``tol`` scaled by |value / seed 0's value| where that is above 1 (a tolerance is an absolute
-    deviation measured on seed 0's net; a larger number deviates proportionally more) and never below
-    the kind's floor; and the hash of the weights they were measured on (``weights_sha256``, None when
-    the file does not record it). A baseline document :func:`compare` takes."""
+    deviation measured on seed 0's net; a larger number deviates proportionally more), at least
+    :data:`SAFETY_FACTOR` times the seed's own recompute jitter where the spread stores it
+    (``spread.jitter.<name>``, one entry per seed: the Hessian numbers, whose sensitivity to a code path
+    is the net's own, not seed 0's scaled; :func:`lossbench.regenerate.write_seed_jitter`), and never
+    below the kind's floor; and the hash of the weights they were measured on (``weights_sha256``, None
+    when the file does not record it). A baseline document :func:`compare` takes."""
     spread = doc.get("spread") or {}
     seeds = list(spread.get("seeds", []))
+    own_jitter = spread.get("jitter") or {}
     if seed not in seeds:
         raise KeyError(f"{doc.get('config_id')}: no values at training seed {seed} are stored (spread seeds "
                        f"{seeds}); write them with `python -m lossbench baselines --spread --seeds 0 1 2`")
@@ -216,7 +220,12 @@ def seed_baseline(doc: Mapping[str, Any], seed: int) -> dict[str, Any]:
             continue
         value, value0, tol0 = float(values[i]), float(base["value"]), float(base["tol"])
         grow = abs(value / value0) if math.isfinite(value) and math.isfinite(value0) and value0 != 0 else 1.0
-        metrics[name] = {"value": value, "tol": max(tol0 * max(1.0, grow), floor_tolerance(name, value))}
+        per_seed = own_jitter.get(name) or []
+        own = float(per_seed[i]) if len(per_seed) == len(seeds) and per_seed[i] is not None else 0.0
+        # an infinite jitter (an end resolved on some code paths only) would pass any value: not a tolerance
+        own = own if math.isfinite(own) else 0.0
+        metrics[name] = {"value": value,
+                         "tol": max(tol0 * max(1.0, grow), SAFETY_FACTOR * own, floor_tolerance(name, value))}
     shas = spread.get("weights_sha256") or []
     return {"config_id": doc.get("config_id"), "seed": seed, "metrics": metrics,
             "weights_sha256": shas[i] if len(shas) == len(seeds) else None}

@@ -232,14 +232,16 @@ def study(config: dict, scale: dict, results_dir: str, baselines_dir: str | None
 
 
 @task
-def curvature(config: dict, scale: dict, baselines_dir: str | None = None) -> dict[str, Any]:
-    """The Hessian numbers at a shipped net's minimum as the suite computes them (the scale's image
-    subset 0): the part of a net's baseline that a math library's code path moves the most (a
-    Hutchinson trace cancels heavily), in a minute instead of the whole study."""
+def curvature(config: dict, scale: dict, baselines_dir: str | None = None, cache_dir: str | None = None
+              ) -> dict[str, Any]:
+    """The Hessian numbers at a net's minimum as the suite computes them (the scale's image subset 0;
+    a shipped net, or a retrained one from ``cache_dir``): the part of a net's baseline that a math
+    library's code path moves the most (a Hutchinson trace cancels heavily), in a minute instead of the
+    whole study."""
     from .data import load_dataset
     from .reproduce import scale_curvature
 
-    cfg, sc, net = _net(config, scale, baselines_dir, None)
+    cfg, sc, net = _net(config, scale, baselines_dir, cache_dir)
     metrics, details = scale_curvature(net.model, load_dataset(cfg), sc)
     return {"metrics": metrics, "trace_terms": details["trace_terms"]}
 

@@ -258,23 +258,18 @@ def test_claim_verdicts_are_recorded_then_compared(tmp_path):
     assert json.loads(path.read_text())["verdicts"]["large-batch-sharper[resnet20]"] == "fails"
 
 
-def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_needs_it(tmp_path, monkeypatch):
-    """`python -m lossbench baselines` on a tiny retrained scale: the file validates, names its tier
-    inputs, and the same computation passes the check at tol; --spread without the file says what to run."""
+def _tiny_writer_scale(tmp_path, monkeypatch):
+    """(config, scale, writer keyword arguments) of a one-net retrained scale small enough for the
+    baseline writers to run in seconds."""
     import dataclasses
 
     import torch
 
     import lossbench.reproduce as reproduce_mod
-    from lossbench.baselines import check, load_baseline, uncertainty_context
     from lossbench.config import SCALES
-    from lossbench.data import load_dataset
-    from lossbench.regenerate import write_recompute_baselines, write_spread
-    from lossbench.reproduce import recompute_jitter
-    from lossbench.train import train
 
-    # the command's plumbing is under test, not the curvature's precision: a shorter Lanczos and
-    # fewer probes (still converged on this net) keep the test to seconds
+    # the commands' plumbing is under test, not the curvature's precision: a shorter Lanczos and
+    # fewer probes (still converged on this net) keep the tests to seconds
     for key, value in (("max_iter", 30), ("probes", 4)):
         monkeypatch.setitem(reproduce_mod.CURVATURE, key, value)
     ci = SCALES["ci"]
@@ -284,6 +279,22 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
                                eval_batch=48, hessian_samples=16, hessian_batch=12)
     kw = dict(baselines_dir=tmp_path / "b", results_dir=tmp_path / "r", device=torch.device("cpu"),
               cache_dir=tmp_path / "cache", say=lambda line: None)
+    return config, tiny, kw
+
+
+def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_needs_it(tmp_path, monkeypatch):
+    """`python -m lossbench baselines` on a tiny retrained scale: the file validates, names its tier
+    inputs, and the same computation passes the check at tol; --spread without the file says what to run."""
+    import torch
+
+    import lossbench.reproduce as reproduce_mod
+    from lossbench.baselines import check, load_baseline, uncertainty_context
+    from lossbench.data import load_dataset
+    from lossbench.regenerate import write_recompute_baselines, write_spread
+    from lossbench.reproduce import recompute_jitter
+    from lossbench.train import train
+
+    config, tiny, kw = _tiny_writer_scale(tmp_path, monkeypatch)
     [path] = write_recompute_baselines(tiny, code_paths=({"MKL_CBWR": "AVX2"},), **kw)
     doc = load_baseline(path)
     assert doc["config_hash"] == config.config_hash and doc["source"]["weights_sha256"]
@@ -324,6 +335,43 @@ def test_baselines_command_writes_a_file_that_passes_its_own_check_and_spread_ne
     path.unlink()
     with pytest.raises(FileNotFoundError, match="write it first with `python -m lossbench baselines --scale ci`"):
         write_spread(tiny, seeds=(0,), **kw)
+
+
+def test_the_seed_jitter_writer_measures_each_seeds_hessian_numbers_against_the_stored_ones(tmp_path, monkeypatch):
+    """`baselines --seed-jitter` on a tiny retrained scale: each seed's Hessian numbers get a jitter
+    entry (seed 0's is the file's own), over float64 and a code path in a subprocess, the spread's values
+    unchanged; a stored value another CPU computed 1e-3 away is counted, since the deviation is taken
+    from the stored values; a seed outside the spread names the command that measures it."""
+
+
+    import lossbench.reproduce as reproduce_mod
+    from lossbench.baselines import load_baseline, seed_baseline, write_baseline
+    from lossbench.regenerate import SEED_JITTER_METRICS, write_recompute_baselines, write_seed_jitter, write_spread
+
+    _, tiny, kw = _tiny_writer_scale(tmp_path, monkeypatch)
+    monkeypatch.setattr(reproduce_mod, "RECOMPUTE_VARIANTS", ())  # the spread's values are what is under test
+    [path] = write_recompute_baselines(tiny, code_paths=(), **kw)
+    write_spread(tiny, seeds=(0, 1), code_paths=(), **kw)
+    before = load_baseline(path)["spread"]
+    assert "jitter" not in before  # a retrained scale's spread is compared by its band, not per seed
+    write_seed_jitter(tiny, seeds=(0, 1), code_paths=({"MKL_CBWR": "AVX2"},), **kw)
+    doc = load_baseline(path)
+    spread = doc["spread"]
+    assert spread["metrics"] == before["metrics"]
+    assert set(spread["jitter"]) == set(SEED_JITTER_METRICS)
+    assert spread["jitter_variants"] == ["MKL_CBWR=AVX2", "dtype=float64", "this CPU"]
+    for name, (zero, one) in spread["jitter"].items():
+        assert zero == doc["jitter"][name] and 0 <= one < 1e-3 * abs(spread["metrics"][name]["values"][1]) + 1e-6, name
+    # the stored seed-1 lambda_max as another CPU might have computed it: that CPU's deviation is counted
+    stored = spread["metrics"]["eig_max"]["values"][1]
+    spread["metrics"]["eig_max"]["values"][1] = stored * (1 + 1e-3)
+    write_baseline(path, doc)
+    write_seed_jitter(tiny, seeds=(1,), code_paths=(), **kw)
+    again = load_baseline(path)["spread"]["jitter"]
+    assert again["eig_max"][1] >= 0.99e-3 * abs(stored) and again["eig_max"][0] == doc["jitter"]["eig_max"]
+    assert seed_baseline(load_baseline(path), 1)["metrics"]["eig_max"]["tol"] >= 10 * 0.99e-3 * abs(stored)
+    with pytest.raises(ValueError, match="--spread --seeds 0 1 3"):
+        write_seed_jitter(tiny, seeds=(3,), code_paths=(), **kw)
 
 
 def test_a_baseline_file_of_another_net_is_named_as_such(tmp_path):
@@ -421,6 +469,29 @@ def test_a_retrained_scales_eigmap_band_spans_seeds_and_code_path_nets(tmp_path,
     assert spread["metrics"]["eig_ratio_mean"]["values"] == [0.1, 0.2, 0.2]
     assert spread["code_paths"]["variants"] == ["MKL_CBWR=AVX2", "ATEN_CPU_CAPABILITY=avx2"]
     assert spread["band"]["eig_ratio_mean"]["n"] == 5 and spread["band"]["eig_ratio_mean"]["max"] == 0.5
+
+
+def test_a_training_seeds_own_hessian_jitter_widens_its_tolerance_where_seed_zeros_does_not_cover_it():
+    """seed_baseline with ``spread.jitter``: the tol of a seed's Hessian number is at least SAFETY_FACTOR
+    times that seed's own jitter (the seed recipe's ResNet-56 at batch 2000, seed 2: oneDNN's AVX2 and
+    AVX-512 kernels 1e-4 of lambda_max apart, where seed 0's scaled tol allowed 1e-5), and the seed-0
+    scaled tol still where the seed's jitter is smaller; an infinite jitter is not a tolerance."""
+    from lossbench.baselines import SAFETY_FACTOR, compare, seed_baseline
+
+    doc = {"config_id": "net-s0", "metrics": {"eig_max": {"value": 279.6, "tol": 0.0028},
+                                              "trace": {"value": 944.4, "tol": 0.0153}},
+           "spread": {"seeds": [0, 1, 2], "weights_sha256": ["a", "b", "c"],
+                      "metrics": {"eig_max": {"values": [279.6, 5.2, 1571.93]}, "trace": {"values": [944.4, 3.6, 3721.72]}},
+                      "jitter": {"eig_max": [0.000275, 1e-7, 0.142], "trace": [0.00153, float("inf"), None]}}}
+    two, one = seed_baseline(doc, 2), seed_baseline(doc, 1)
+    assert two["metrics"]["eig_max"]["tol"] == pytest.approx(SAFETY_FACTOR * 0.142)
+    assert one["metrics"]["eig_max"]["tol"] == 0.0028  # seed 0's, where the seed's own jitter is smaller
+    assert one["metrics"]["trace"]["tol"] == 0.0153 and two["metrics"]["trace"]["tol"] == pytest.approx(0.0153 * 3721.72 / 944.4)
+    # this CPU's values of seed 2 (oneDNN's AVX-512 kernels) against the EPYC's stored ones (its AVX2 kernels)
+    rows = {r.name: r.ok for r in compare({"eig_max": 1571.789, "trace": 3721.33}, two)}
+    assert rows == {"eig_max": True, "trace": False}
+    no_jitter = {**doc, "spread": {k: v for k, v in doc["spread"].items() if k != "jitter"}}
+    assert not next(r for r in compare({"eig_max": 1571.789}, seed_baseline(no_jitter, 2)) if r.name == "eig_max").ok
 
 
 def test_a_training_seeds_baseline_comes_from_the_spread_with_seed_zeros_tolerance_scaled():
