@@ -23,7 +23,8 @@ Layout: ``baselines/<scale>/<config_id>.json``, sorted keys, indent 2, final new
      "jitter": {"curv_max": 1.1e-06, ...},
      "sampling": {"eig_max": {"sd": ..., "subsets": 3, "images": 128}, ...},
      "spread": {"seeds": [0, 1, 2], "metrics": {"curv_max": {"values": [...], "sd", "n", "min", "max"}},
-                "finals": [...], "converged": [...], "weights_sha256": [...]},
+                "finals": [...], "converged": [...], "weights_sha256": [...],
+                "jitter": {"eig_max": [per seed], ...}, "jitter_variants": [...]},  # shipped scale
      "final": {...}, "converged": ..., "tolerance_method": "..."}
 
 The check compares at ``tol`` ("tier: tol"). A net retrained from scratch whose weights are not

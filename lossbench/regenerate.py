@@ -396,15 +396,16 @@ def _seed_jitter_entry(config: RunConfig, scale: Scale, doc: dict[str, Any], see
             for m in names:
                 table[m][i] = (doc.get("jitter") or {}).get(m)
             continue
-        net = net_of(config.replace(seed=seed), scale, baselines_dir=baselines_dir, device=device,
-                     cache_dir=cache_dir, data_dir=data_dir)
-        shas = spread.get("weights_sha256") or []
-        if len(shas) == len(stored_seeds) and shas[i] != weights_sha(net):
+        seed_config = config.replace(seed=seed)
+        net = net_of(seed_config, scale, baselines_dir=baselines_dir, device=device, cache_dir=cache_dir,
+                     data_dir=data_dir)
+        shas, sha = spread.get("weights_sha256") or [], weights_sha(net)
+        if len(shas) == len(stored_seeds) and shas[i] != sha:
             raise ValueError(f"{config.config_id}: the spread's values at seed {seed} were measured on other weights "
-                             f"({str(shas[i])[:12]}, these {weights_sha(net)[:12]}); measure them again with `python -m "
+                             f"({str(shas[i])[:12]}, these {sha[:12]}); measure them again with `python -m "
                              f"lossbench baselines --scale {scale.name} --spread --only {config.config_id}`")
         stored = {m: float(spread["metrics"][m]["values"][i]) for m in names}
-        deviation = seed_jitter(config.replace(seed=seed), scale, net=net, data=data, stored=stored,
+        deviation = seed_jitter(seed_config, scale, net=net, data=data, stored=stored,
                                 baselines_dir=baselines_dir, results_dir=results_dir, code_paths=code_paths,
                                 twins=twins, cache_dir=cache_dir, say=say)
         for m in names:
