@@ -372,6 +372,11 @@ def test_the_seed_jitter_writer_measures_each_seeds_hessian_numbers_against_the_
     assert seed_baseline(load_baseline(path), 1)["metrics"]["eig_max"]["tol"] >= 10 * 0.99e-3 * abs(stored)
     with pytest.raises(ValueError, match="--spread --seeds 0 1 3"):
         write_seed_jitter(tiny, seeds=(3,), code_paths=(), **kw)
+    tampered = load_baseline(path)
+    tampered["spread"]["weights_sha256"][1] = "0" * 64  # a spread measured on other weights is not measured against
+    write_baseline(path, tampered)
+    with pytest.raises(ValueError, match="measured on other weights"):
+        write_seed_jitter(tiny, seeds=(1,), code_paths=(), **kw)
 
 
 def test_a_baseline_file_of_another_net_is_named_as_such(tmp_path):
