@@ -143,7 +143,7 @@ def test_the_eigen_ratio_maps_are_of_each_recipes_resnet56_pair_at_batch_128():
 
     small = SCALES["small"]
     seed_pair = ["resnet56-bs128-s0", "resnet56-noshort-bs128-s0"]
-    authors_pair = ["resnet56-sgd-wd0.0005-authors-bs128-s0", "resnet56-noshort-sgd-wd0.0005-authors-bs128-s0"]
+    authors_pair = ["resnet56-sgd-wd0.0005-authors-clip5-bs128-s0", "resnet56-noshort-sgd-wd0.0005-authors-clip5-bs128-s0"]
     assert [c.config_id for c in small.eig_map_configs] == seed_pair + authors_pair
     # a matrix still being trained (authors_configs) has no maps in the suite until it joins configs
     moved = dataclasses.replace(small, configs=small.configs[:8], authors_configs=small.configs[8:])
@@ -157,7 +157,8 @@ def test_the_spectra_are_of_the_matrix_less_the_nets_named_and_the_authors_join_
     small = SCALES["small"]
     ids = {c.config_id for c in small.configs}
     assert set(small.no_spectrum) <= ids, "a no_spectrum id that names no net of the matrix (a typo skips nothing)"
-    authors = [f"resnet{d}{'' if s else '-noshort'}-sgd-wd0.0005-authors-bs128-s0" for d in (20, 56) for s in (True, False)]
+    authors = [f"resnet{d}{'' if s else '-noshort'}-sgd-wd0.0005-authors-clip5-bs128-s0" for d in (20, 56)
+               for s in (True, False)]
     assert [c.config_id for c in small.spectrum_configs] == [
         "resnet20-bs128-s0", "resnet20-bs2000-s0", "resnet20-noshort-bs128-s0", "resnet20-noshort-bs2000-s0",
         *authors]

@@ -321,7 +321,7 @@ def test_the_shipped_plain_resnet56_runs_show_the_falls_benchmarks_results_descr
 
     from lossbench.train import falls
 
-    nets = Path(__file__).resolve().parents[1] / "baselines" / "small" / "seed-nets"
+    nets = Path(__file__).resolve().parents[1] / "baselines" / "small" / "retired" / "seed-nets"
 
     def history(config_id):
         return json.loads((nets / f"{config_id}.json").read_text())["history"]
