@@ -519,21 +519,23 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
                         "branch below this CPU's own: ATEN_CPU_CAPABILITY=avx2 and ONEDNN_MAX_CPU_ISA=AVX2 on "
                         "an AVX-512 CPU, =default and =SSE41 on an AVX2-only one), none, or a list such as "
                         "MKL_CBWR=AVX2")
-    p.add_argument("--eig-maps", action="store_true",
+    # each of these writes another kind of file; two at once used to run only the first in cmd_baselines
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--eig-maps", action="store_true",
                    help="instead: the eigen-ratio map summaries of each recipe's ResNet-56 pair at batch 128 (eigmap/<id>.json)")
-    p.add_argument("--connect", action="store_true",
+    mode.add_argument("--connect", action="store_true",
                    help="instead: train the mode-connecting curves between the training seeds 0-1, 0-2, 1-2 of the "
                         "scale's connect configs (connect/<id>.json and the control points beside it; seeds 1-2 "
                         "from seed-nets/)")
-    p.add_argument("--main-job-files", action="store_true",
+    mode.add_argument("--main-job-files", action="store_true",
                    help="instead: the interpolations (interpolation/sgd-wd<wd>.json) and the PCA-plane surface "
                         "(trajectory/<config_id>.json)")
-    p.add_argument("--spectrum", action="store_true",
+    mode.add_argument("--spectrum", action="store_true",
                    help="instead: the Hessian spectra of the matrix (spectrum/<config_id>.json): the summary "
                         "numbers on two image subsets, the top eigenvalues with recompute tolerances, the SLQ "
                         "nodes and the eigenvector plane the report draws; with --spread, the summary at each "
                         "training seed")
-    p.add_argument("--seed-jitter", action="store_true",
+    mode.add_argument("--seed-jitter", action="store_true",
                    help="instead: add to a stored spread each training seed's (--seeds) recompute jitter of its "
                         "Hessian numbers at the minimum (float64 and every other code path, against the stored "
                         "values; spread.jitter), the all-seeds check's tolerance for them; the values stay")
@@ -579,6 +581,10 @@ def cmd_baselines(args: argparse.Namespace) -> int:
                   results_dir=Path(args.results_dir or Path(".benchmarks") / "surfaces" / f"{scale.name}-baselines"))
     only = _flat_ids(args.only)
     paths = dict(code_paths=args.code_paths)
+    if args.spread and (args.connect or args.seed_jitter):
+        raise ValueError(f"--spread does not apply to {'--connect' if args.connect else '--seed-jitter'}, which "
+                         "measures training seeds 0-1, 0-2, 1-2 (--connect) or --seeds (--seed-jitter) by itself; "
+                         "drop --spread")
     try:
         if args.connect:
             if not scale.connect_configs:

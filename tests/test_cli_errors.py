@@ -22,10 +22,15 @@ CASES = [
     (["hessian", *SHIPPED, "--eval-samples", "-3"], "--eval-samples -3: expected 1 to 4000"),
     (["surface", *SHIPPED, "--x", "-1:1:3", "--device", "nonsense"],
      "unknown device 'nonsense'; expected cpu, cuda or cuda:N"),
+    # two kinds of baseline file at once: cmd_baselines ran only the first and ignored the other
+    (["baselines", "--scale", "ci", "--eig-maps", "--seed-jitter", "--only", "no-such-net"],  # no run if let through
+     "argument --seed-jitter: not allowed with argument --eig-maps"),
+    (["baselines", "--scale", "ci", "--seed-jitter", "--spread", "--only", "no-such-net"],
+     "--spread does not apply to --seed-jitter"),
 ]
 
 
-@pytest.mark.parametrize("argv, words", CASES, ids=[" ".join(c[0][:1] + c[0][5:]) for c in CASES])
+@pytest.mark.parametrize("argv, words", CASES, ids=[" ".join(c[0][:1] + c[0][3 if c[0][0] == "baselines" else 5:]) for c in CASES])
 def test_bad_input_is_one_clear_line(argv, words, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(Path(__file__).parent.parent)  # the CLI finds the shipped nets under ./baselines
     out = tmp_path / "out.h5"
