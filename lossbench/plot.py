@@ -3,6 +3,7 @@ it (:func:`save_figure` writes PNG and PDF). 2D arrays are indexed [i_alpha, j_b
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 STYLE = {"figsize": (5.0, 4.2), "dpi": 150}
 SPLIT_COLORS = {"train": "tab:blue", "test": "tab:red"}
+#: Characters per line of a panel title in a grid of 3-inch panels at 8 pt.
+TITLE_CHARS = 40
 
 
 def save_figure(fig: Figure, stem: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
@@ -226,7 +229,9 @@ def plot_contour_grid(panels: list[list[dict | None]], *, row_labels: list[str],
             ax.plot([0], [0], "w+", ms=6)
             ax.set_aspect("equal")
             ax.tick_params(labelsize=7)
-            ax.set_title(panel.get("title", ""), fontsize=8)
+            # a config id is up to ~55 characters, wider than a 3-inch panel at 8 pt: wrapped at its hyphens
+            # so that neighbouring panels' titles do not run into each other
+            ax.set_title(textwrap.fill(panel.get("title", ""), TITLE_CHARS), fontsize=8)
             if j == 0:
                 ax.set_ylabel(row_labels[i], fontsize=9)
             if i == n_rows - 1:

@@ -78,3 +78,27 @@ def test_a_partial_file_is_marked_and_the_3d_view_says_it_is_clipped(tmp_path, m
     fig3d = plot.plot_surface_3d(a, b, z, zmax=1.0)
     assert any("clipped at 1" in t.get_text() for t in fig3d.axes[0].texts)
     assert not any("clipped" in t.get_text() for t in plot.plot_surface_3d(a, b, z, zmax=100.0).axes[0].texts)
+
+
+def test_the_contour_grids_panel_titles_do_not_run_into_each_other():
+    """The Figure-5 grid titles each panel with its config id; the authors' ids (53 characters) overran
+    their 3-inch panel at 8 pt and printed over the neighbour's title."""
+    from lossbench.plot import plot_contour_grid
+
+    axis = np.linspace(-1, 1, 5)
+    z = np.add.outer(axis**2, axis**2)
+    ids = [["resnet20-sgd-wd0.0005-authors-clip5-bs128-s0", "resnet56-sgd-wd0.0005-authors-clip5-bs128-s0"],
+           ["resnet20-noshort-sgd-wd0.0005-authors-clip5-bs128-s0",
+            "resnet56-noshort-sgd-wd0.0005-authors-clip5-bs128-s0"]]
+    panels = [[{"alphas": axis, "betas": axis, "z": z, "title": t} for t in row] for row in ids]
+    fig = plot_contour_grid(panels, row_labels=["with", "without"], col_labels=["ResNet-20", "ResNet-56"])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # lays the figure out (constrained layout) so that the titles have their places
+    renderer = canvas.get_renderer()
+    axes = fig.axes[:4]  # the panels; the colour bar's axes come after them
+    for row in (axes[:2], axes[2:]):
+        left, right = (ax.title.get_window_extent(renderer) for ax in row)
+        assert left.x1 < right.x0, f"{row[0].get_title()!r} runs into {row[1].get_title()!r}"
+    assert "".join(axes[3].get_title().split()) == ids[1][1]  # wrapped, not cut
