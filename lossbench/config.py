@@ -425,8 +425,9 @@ _AUTHORS_SMALL = dict(epochs=300, warmup=0.2, augment=False)
 # And each step's loss gradient clipped to a global norm of 5 (issue 32). Under the 20 % warm-up alone
 # every shipped seed of the plain ResNet-56 fell back towards chance at lr 0.1 at least once by epoch 72
 # (lossbench.train.falls; 8 of 8 on the EPYC) and 4 of 8 ended short of a minimum; with the clip no seed of
-# three fell to chance while it bound on 1-2 % of the steps after the warm-up (benchmarks/RESULTS.md; the
-# unclipped matrix's provenance is kept in baselines/small/retired/).
+# three fell by epoch 80 (one fell once, at epoch 121, and came back) and all three reached a minimum,
+# while it bound on about 1 % of the steps after the warm-up (benchmarks/RESULTS.md; the unclipped
+# matrix's provenance is kept in baselines/small/retired/).
 _AUTHORS_CLIP = 5.0
 
 SCALES: dict[str, Scale] = {
