@@ -215,9 +215,10 @@ def contributions_section(page: _Page) -> Section:
             these = [c for c in claims if c.name in names and _recipe_label(c.group) == recipe]
             for c in these:
                 rows.append([title, paper, recipe, c.key, c.verdict, _reason(c)])
+                title = paper = ""  # the contribution once, its recipes and claims below it
             if not these:  # e.g. the authors' matrix before its nets are shipped
                 rows.append([title, paper, recipe, "—", "not measured in this run", ""])
-            title = paper = ""  # the contribution once, its recipes and claims below it
+                title = paper = ""
     h, m = _table(["contribution", "paper", "recipe", "claim", "verdict", "why"], rows)
     note = ("The seed recipe is Adam as this project was asked for; the authors' recipe is theirs (SGD with "
             "Nesterov momentum, weight decay 5e-4, their initialisation) with two departures, a 20 % warm-up and "

@@ -152,6 +152,8 @@ def test_the_authors_matrix_gets_its_own_contours_and_verdict_count(tmp_path):
     assert md.index("## The paper's three contributions") < md.index("## Verdicts")
     top = md[md.index("## The paper's three contributions"):md.index("## Verdicts")]
     assert "| authors' recipe | depth-nonconvex-without-skips[authors-bs128] |" in top
+    # each contribution's title once, above all its claims under both recipes
+    assert top.count("Without skip connections the landscape turns from nearly convex to chaotic") == 1
     assert "not measured in this run" not in top
     assert "| seed recipe | depth-nonconvex-without-skips[bs128] |" in top
     assert "skips-prevent-nonconvexity[authors-bs128]" in top
