@@ -582,9 +582,8 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     only = _flat_ids(args.only)
     paths = dict(code_paths=args.code_paths)
     if args.spread and (args.connect or args.seed_jitter):
-        raise ValueError(f"--spread does not apply to {'--connect' if args.connect else '--seed-jitter'}, which "
-                         "measures training seeds 0-1, 0-2, 1-2 (--connect) or --seeds (--seed-jitter) by itself; "
-                         "drop --spread")
+        mode, seeds = ("--connect", "training seeds 0-1, 0-2, 1-2") if args.connect else ("--seed-jitter", "--seeds")
+        raise ValueError(f"--spread does not apply to {mode}, which measures {seeds} by itself; drop --spread")
     try:
         if args.connect:
             if not scale.connect_configs:

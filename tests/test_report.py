@@ -30,7 +30,7 @@ def fake_run(tmp_path):
             benchmarks.append({"name": f"test_reproduction[{cid}]", "stats": {"mean": 2.0}, "extra_info": {
                 "config_id": cid, "scale": "ci", "grid": [11, 11], "points": 121, "eval_samples": 512,
                 "seconds_per_point": 2.0 / 121, "images_per_second": 30976.0, "surface_path": rel,
-                "config": {"arch": "resnet", "depth": depth, "shortcut": shortcut, "batch_size": 128},
+                "config": {"arch": "resnet", "depth": depth, "shortcut": shortcut, "batch_size": 128, "warmup": 0.05},
                 "final": {"train_loss": 0.1, "train_acc": 0.97, "test_acc": 0.9}, "converged": True,
                 "metrics": {"nonconvex_fraction": 0.0 if shortcut else 0.3, "roughness": 1.0 if shortcut else 1.4,
                             "local_minima": 0.0, "basin_radius": 0.3, "curv_max": 2.0, "sharpness_0.5": 10.0,
@@ -64,6 +64,7 @@ def test_report_from_a_saved_run(tmp_path, capsys):
     # no net of the authors' recipe in this run: the two contributions its matrix judges say so
     top = md[md.index("## The paper's three contributions"):md.index("## Verdicts")]
     assert top.count("| authors' recipe | — | not measured in this run |") == 2
+    assert "their initialisation); its depth matrix" in top  # no authors' net here: no departures to name
 
 
 def test_missing_benchmarks_says_what_to_run(tmp_path, capsys):
@@ -137,7 +138,8 @@ def test_the_authors_matrix_gets_its_own_contours_and_verdict_count(tmp_path):
         cid = info["config_id"].replace("-bs128", "-sgd-wd0.0005-authors-bs128")
         rel = info["surface_path"].replace(info["config_id"], cid)
         save_surface(bench / rel, bowl_surface(1.0 if info["config"]["shortcut"] else 5.0))
-        config = {**info["config"], "optimizer": "sgd", "weight_decay": 5e-4, "init": "authors"}
+        config = {**info["config"], "optimizer": "sgd", "weight_decay": 5e-4, "init": "authors", "warmup": 0.2,
+                  "clip_grad_norm": 5.0}
         run["benchmarks"].append({**b, "name": f"test_reproduction[{cid}]",
                                   "extra_info": {**info, "config_id": cid, "surface_path": rel, "config": config}})
     run_path.write_text(json.dumps(run))
@@ -152,6 +154,9 @@ def test_the_authors_matrix_gets_its_own_contours_and_verdict_count(tmp_path):
     assert md.index("## The paper's three contributions") < md.index("## Verdicts")
     top = md[md.index("## The paper's three contributions"):md.index("## Verdicts")]
     assert "| authors' recipe | depth-nonconvex-without-skips[authors-bs128] |" in top
+    # the recipe note reads the authors' nets' departures from their configs
+    assert "theirs (SGD with Nesterov momentum, weight decay 5e-4, their initialisation) with a 20 % warm-up and " \
+           "each step's gradient clipped to a global norm of 5, the departures" in top
     # each contribution's title once, above all its claims under both recipes
     assert top.count("Without skip connections the landscape turns from nearly convex to chaotic") == 1
     assert "not measured in this run" not in top
